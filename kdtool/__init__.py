@@ -1,0 +1,8 @@
+"""kdtool: learnable label smoothing and knowledge distillation for PyTorch classifiers."""
+
+__version__ = "0.1.0"
+
+from kdtool.qmatrix import QMatrix
+from kdtool.targets import LearnableLabelSmoothing, label_smoothing_loss
+
+__all__ = ["LearnableLabelSmoothing", "QMatrix", "__version__", "label_smoothing_loss"]

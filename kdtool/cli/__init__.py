@@ -1,0 +1,40 @@
+"""The ``kdtool`` command line: one small module per group of subcommands, each parsing and delegating."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from kdtool.cli import train  # noqa: F401  (registers its subcommands)
+from kdtool.cli.app import app
+from kdtool.errors import KdtoolError
+
+__all__ = ["app", "main"]
+
+
+def _usage_error_line(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"error: {exc.format_message()}{where}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors print one line on stderr and exit with code 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="kdtool", standalone_mode=False)
+    except KdtoolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        # Typer raises click's usage errors (its own vendored copy in recent releases): match them by
+        # their interface rather than by a class that moves between typer versions.
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            raise
+        print(_usage_error_line(exc), file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,44 @@
+"""The Typer application object and small parsing helpers shared by every subcommand module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from kdtool import __version__
+from kdtool.errors import KdtoolError
+
+app = typer.Typer(
+    name="kdtool",
+    help="Label smoothing (1-hot, LS, learnable LS) and knowledge distillation for PyTorch classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+def parse_int_list(value: str, flag: str) -> list[int]:
+    """``"100,150"`` -> ``[100, 150]``; anything else is a one-line error naming the flag."""
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise KdtoolError(f"{flag} takes comma-separated integers, got {value!r}") from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"kdtool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:  # fmt: skip
+    """kdtool trains teachers with 1-hot, LS or Learnable Label Smoothing (LLS), exports the learned
+    class-similarity matrix Q, and distills students from a teacher or from Q alone."""

@@ -1,0 +1,76 @@
+"""The resolved options of a training run; ``config.json`` is this dataclass plus provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from kdtool.errors import KdtoolError
+from kdtool.targets.lls import parse_lls_terms
+from kdtool.targets.simple import check_unit_interval
+
+
+@dataclass
+class TrainConfig:
+    """Every option that shapes a run. Defaults follow the LLS paper where it states one."""
+
+    dataset: str = "fashion-mnist"
+    model: str = "lenet5"
+    smoothing: str = "lls"
+    out: str = "runs/run"
+    data_root: str | None = None
+    download: bool = False
+    image_size: int = 64
+    limit_train: int | None = None
+    limit_test: int | None = None
+    augment: bool = True
+    epsilon: float = 0.1
+    alpha: float = 0.1
+    lls_terms: str = "all"
+    q_weight_decay: float | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int | None = None
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int = 1024
+
+    def resolve(self) -> TrainConfig:
+        """Validate every option and fill the derived defaults; returns ``self``."""
+        if self.epochs <= 0:
+            raise KdtoolError(f"--epochs must be positive, got {self.epochs}")
+        if self.batch_size <= 0:
+            raise KdtoolError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.lr <= 0:
+            raise KdtoolError(f"--lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise KdtoolError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
+        check_unit_interval("--epsilon", self.epsilon)
+        check_unit_interval("--alpha", self.alpha)
+        self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
+        if self.q_weight_decay is None:
+            self.q_weight_decay = self.weight_decay
+        if self.warmup_epochs is None:
+            # The paper warms up for 5 of 200 epochs; short runs get about a tenth of their length.
+            self.warmup_epochs = min(5, self.epochs // 10)
+        if self.warmup_epochs < 0:
+            raise KdtoolError(f"--warmup-epochs must be ≥ 0, got {self.warmup_epochs}")
+        if not self.milestones:
+            # As in the paper's 200-epoch schedules (100, 150): decay at 50% and 75% of training.
+            self.milestones = sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)})
+        if any(m <= 0 for m in self.milestones):
+            raise KdtoolError(f"--milestones must be positive epochs, got {self.milestones}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,65 @@
+"""In-memory dataset containers shared by every data source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from kdtool.errors import KdtoolError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and a target need to know about a dataset."""
+
+    name: str
+    class_names: tuple[str, ...]
+    channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    hflip: bool = False
+    crop_padding: int = 4
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class Split:
+    """One split as tensors: ``inputs`` (uint8, N×C×H×W for images) and ``labels`` (int64, N)."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def take(self, index: torch.Tensor) -> Split:
+        return Split(self.inputs[index], self.labels[index])
+
+    def random_subset(self, n: int, seed: int) -> Split:
+        """The first ``n`` samples of a seeded permutation (all of them if ``n`` ≥ len)."""
+        if n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        return self.take(torch.randperm(len(self), generator=g)[:n].sort().values)
+
+
+@dataclass
+class Dataset:
+    info: DatasetInfo
+    train: Split
+    test: Split
+    extras: dict = field(default_factory=dict)
+
+    def limited(self, limit_train: int | None, limit_test: int | None, seed: int) -> Dataset:
+        """A copy with at most ``limit_train`` / ``limit_test`` samples (seeded random choice)."""
+        for flag, value in (("--limit-train", limit_train), ("--limit-test", limit_test)):
+            if value is not None and value <= 0:
+                raise KdtoolError(f"{flag} must be a positive number of samples, got {value}")
+        train = self.train if limit_train is None else self.train.random_subset(limit_train, seed)
+        test = self.test if limit_test is None else self.test.random_subset(limit_test, seed + 1)
+        return replace(self, train=train, test=test)

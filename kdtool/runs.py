@@ -1,0 +1,116 @@
+"""Run folders: the unit every command writes and reads.
+
+Layout: ``config.json`` (resolved options, versions, seed), ``metrics.csv`` (a row per epoch),
+``model.safetensors`` (weights), ``q.safetensors`` (when a Q was learned or used). Every file
+is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from kdtool.errors import KdtoolError
+from kdtool.fileio import atomic_write, atomic_write_json, atomic_write_text
+
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+MODEL = "model.safetensors"
+Q = "q.safetensors"
+
+
+def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
+    """Fail early (before any work) if ``path`` cannot become a fresh run folder."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise KdtoolError(f"--out {path} exists and is not a folder")
+        if any(path.iterdir()):
+            if not force:
+                raise KdtoolError(f"run folder {path} already exists: pass --force to replace it")
+            if not (path / CONFIG).is_file():
+                raise KdtoolError(f"--out {path} is a non-empty folder that is not a kdtool run; refusing --force")
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise KdtoolError(f"cannot write --out {path}: {parent} is not writable")
+    return path
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from kdtool import __version__
+
+    return {
+        "kdtool": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class RunDir:
+    """A run folder on disk."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, force: bool) -> RunDir:
+        path = check_output_dir(path, force)
+        if path.exists() and force:
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunDir:
+        """An existing, complete run folder (config and weights present)."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise KdtoolError(f"run folder {run.path} does not exist")
+        for name in (CONFIG, MODEL):
+            if not (run.path / name).is_file():
+                raise KdtoolError(f"{run.path} is not a complete kdtool run folder: {name} is missing")
+        return run
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        record = {**config, "versions": versions(), "command": " ".join(sys.argv)}
+        atomic_write_json(self.path / CONFIG, record)
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path / METRICS, buffer.getvalue())
+
+    def save_model(self, model: torch.nn.Module) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        atomic_write(self.path / MODEL, lambda tmp: save_file(state, str(tmp)))
+
+    # -- reading ---------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise KdtoolError(f"{self.path / CONFIG} is unreadable: {exc}") from exc
+
+    def metrics(self) -> list[dict[str, str]]:
+        with open(self.path / METRICS, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    def load_weights(self, model: torch.nn.Module) -> torch.nn.Module:
+        model.load_state_dict(load_file(str(self.path / MODEL)))
+        return model

@@ -1,0 +1,29 @@
+"""The interface every training method implements.
+
+A method is a :class:`Target`: an ``nn.Module`` that turns a batch's logits and labels (and, for
+methods that need them, the batch's inputs) into the scalar loss to minimise. It may own
+parameters (LLS's ``Q``); the engine puts them in the same optimizer as the network. Methods
+that keep state across epochs override :meth:`on_epoch_end`. The engine knows nothing else.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Target(nn.Module):
+    """Base class of all methods. Subclasses set ``name`` and implement :meth:`forward`."""
+
+    name: str = ""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean loss over the batch. ``inputs`` is the exact (augmented) batch the model saw."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called once after every training epoch; stateless methods do nothing."""
+
+    def learned_q(self) -> torch.Tensor | None:
+        """The K×K logits of a class-similarity matrix learned during training, if any."""
+        return None

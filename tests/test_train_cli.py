@@ -1,0 +1,142 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kdtool import QMatrix
+from kdtool.config import TrainConfig
+from kdtool.data import load_dataset
+from kdtool.engine import lr_factor
+from kdtool.models import build_model
+from kdtool.runs import RunDir
+from tests.conftest import TINY
+
+
+def test_train_teacher_lls_writes_a_complete_loadable_run(run_cli, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli("train-teacher", "--smoothing", "lls", "--alpha", "0.2", *TINY, "--out", out)
+    assert code == 0, stderr
+    assert "test accuracy" in stdout and "q.safetensors" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv", "model.safetensors", "q.safetensors"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["smoothing"] == "lls" and config["alpha"] == 0.2 and config["seed"] == 0
+    assert config["versions"]["torch"] == torch.__version__
+    assert config["dataset_info"]["class_names"][6] == "Shirt"
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == 1
+    assert {"epoch", "lr", "train_loss", "train_acc", "test_acc", "test_nll", "test_ece", "seconds"} <= set(rows[0])
+    model = RunDir.open(out).load_weights(build_model("lenet5", 10, 1, 28))
+    assert isinstance(model, torch.nn.Module)
+    q = QMatrix.load(out / "q.safetensors")
+    assert q.num_classes == 10 and q.alpha == 0.2 and q.source == "lls" and q.dataset == "fashion-mnist"
+    assert q.class_names[0] == "T-shirt/top"
+    assert not torch.equal(q.logits, torch.zeros(10, 10))  # Q was trained
+
+
+@pytest.mark.parametrize("method", ["onehot", "ls"])
+def test_other_methods_write_no_q(run_cli, tmp_path, method):
+    code, _, stderr = run_cli("train-teacher", "--smoothing", method, *TINY, "--out", tmp_path / method)
+    assert code == 0, stderr
+    assert not (tmp_path / method / "q.safetensors").exists()
+    assert (tmp_path / method / "model.safetensors").is_file()
+
+
+def test_same_seed_same_result(run_cli, tmp_path):
+    for name in ("a", "b"):
+        assert run_cli("train-teacher", *TINY, "--seed", "5", "--out", tmp_path / name)[0] == 0
+    a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics = [next(csv.DictReader(open(tmp_path / n / "metrics.csv"))) for n in ("a", "b")]
+    assert metrics[0]["train_loss"] == metrics[1]["train_loss"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "imagenet-42"], "unknown dataset"),
+        (["--model", "vgg99"], "unknown model"),
+        (["--smoothing", "magic"], "unknown smoothing method"),
+        (["--alpha", "0"], "alpha must be in (0, 1)"),
+        (["--alpha", "1.2"], "alpha must be in (0, 1)"),
+        (["--epsilon", "1"], "epsilon must be in (0, 1)"),
+        (["--epochs", "-1"], "--epochs must be positive"),
+        (["--dataset", "cifar100"], "--data-root is required"),
+        (["--dataset", "cifar10", "--data-root", "/nonexistent/data"], "does not exist"),
+        (["--lls-terms", "forward-ce,nope"], "unknown LLS term"),
+        (["--milestones", "ten"], "comma-separated integers"),
+        (["--no-such-option"], "No such option"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(run_cli, tmp_path, args, message):
+    out = tmp_path / "never"
+    code, _, stderr = run_cli("train-teacher", *args, "--out", out)
+    assert code == 2
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_existing_run_is_refused_without_force(run_cli, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train-teacher", *TINY, "--out", out)[0] == 0
+    before = (out / "model.safetensors").read_bytes()
+    code, _, stderr = run_cli("train-teacher", *TINY, "--out", out)
+    assert code == 2 and "--force" in stderr
+    assert (out / "model.safetensors").read_bytes() == before
+    assert run_cli("train-teacher", *TINY, "--seed", "1", "--out", out, "--force")[0] == 0
+    assert (out / "model.safetensors").read_bytes() != before
+
+
+def test_force_never_wipes_a_folder_that_is_not_a_run(run_cli, tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    code, _, stderr = run_cli("train-teacher", *TINY, "--out", tmp_path, "--force")
+    assert code == 2 and "not a kdtool run" in stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_out(run_cli, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, _, stderr = run_cli("train-teacher", *TINY, "--out", locked / "run")
+    assert code == 2 and "not writable" in stderr
+
+
+def test_out_is_a_file(run_cli, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    code, _, stderr = run_cli("train-teacher", *TINY, "--out", target)
+    assert code == 2 and "not a folder" in stderr
+
+
+def test_schedule_warmup_then_milestones():
+    cfg = TrainConfig(epochs=10, warmup_epochs=2, milestones=[5, 8], gamma=0.1).resolve()
+    steps = 4
+    factors = [lr_factor(s, steps, cfg) for s in range(40)]
+    assert factors[0] == pytest.approx(1 / 8) and factors[7] == pytest.approx(1.0)
+    assert factors[8] == 1.0 and factors[19] == 1.0
+    assert factors[20] == pytest.approx(0.1) and factors[32] == pytest.approx(0.01)
+
+
+def test_short_runs_scale_the_default_warmup():
+    assert TrainConfig(epochs=200).resolve().warmup_epochs == 5
+    assert TrainConfig(epochs=10).resolve().warmup_epochs == 1
+    assert TrainConfig(epochs=3).resolve().warmup_epochs == 0
+    assert TrainConfig(epochs=200).resolve().milestones == [100, 150]
+
+
+def test_console_script_and_module_entry_points():
+    out = subprocess.run([sys.executable, "-m", "kdtool", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("kdtool ")
+    helped = subprocess.run([sys.executable, "-m", "kdtool", "train-teacher", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "Examples" in helped.stdout
+
+
+def test_dataset_limit_is_respected():
+    ds = load_dataset("fashion-mnist").limited(256, 128, seed=0)
+    assert len(ds.train) == 256
