@@ -74,6 +74,24 @@ def fit(
     return run, rows
 
 
+def load_run_model(run: RunDir, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig, dict]:
+    """Rebuild a run's network from its ``config.json`` and ``model.safetensors`` (eval mode).
+
+    Returns the model, the run's config and its recorded dataset facts (class names, shape).
+    """
+    record = run.config()
+    if "dataset_info" not in record or "model" not in record:
+        raise KdtoolError(f"{run.path / 'config.json'} does not describe a kdtool training run")
+    cfg = TrainConfig.from_dict(record)
+    info = record["dataset_info"]
+    model = build_model(cfg.model, len(info["class_names"]), info["channels"], info["image_size"])
+    try:
+        run.load_weights(model)
+    except (RuntimeError, OSError) as exc:
+        raise KdtoolError(f"{run.path / 'model.safetensors'} does not fit a {cfg.model}: {exc}") from exc
+    return model.to(device).eval(), cfg, info
+
+
 def train_teacher(cfg: TrainConfig, force: bool, console: Console) -> tuple[RunDir, list[dict[str, float]]]:
     """``kdtool train-teacher``: validate everything first, then train and write the run folder."""
     cfg.resolve()

@@ -69,6 +69,19 @@ class QMatrix:
         rows = self.logits.to(labels.device)[labels]
         return mixture_log_target(rows, labels, alpha).exp()
 
+    def subset(self, indices: list[int]) -> QMatrix:
+        """Q restricted to the kept classes, in the given order: the *logits* are sliced
+        (``Q[S][:, S]``), so softmax then spreads each row over the kept classes only."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return QMatrix(
+            self.logits[index][:, index],
+            [self.class_names[i] for i in indices],
+            self.alpha,
+            self.dataset,
+            source="subset",
+            extra={**self.extra, "parent_classes": json.dumps(list(indices))},
+        )
+
     def metadata(self) -> dict[str, str]:
         from kdtool import __version__
 

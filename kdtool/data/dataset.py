@@ -55,6 +55,18 @@ class Dataset:
     test: Split
     extras: dict = field(default_factory=dict)
 
+    def subset_classes(self, indices: list[int]) -> Dataset:
+        """Only the samples of the kept classes, relabelled 0..len(indices)-1 in the given order."""
+        remap = torch.full((self.info.num_classes,), -1, dtype=torch.long)
+        remap[torch.as_tensor(indices)] = torch.arange(len(indices))
+
+        def restrict(split: Split) -> Split:
+            keep = remap[split.labels] >= 0
+            return Split(split.inputs[keep], remap[split.labels[keep]])
+
+        info = replace(self.info, class_names=tuple(self.info.class_names[i] for i in indices))
+        return replace(self, info=info, train=restrict(self.train), test=restrict(self.test))
+
     def limited(self, limit_train: int | None, limit_test: int | None, seed: int) -> Dataset:
         """A copy with at most ``limit_train`` / ``limit_test`` samples (seeded random choice)."""
         for flag, value in (("--limit-train", limit_train), ("--limit-test", limit_test)):
