@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from kdtool.errors import KdtoolError
+from kdtool.targets.kd import check_kd_options
 from kdtool.targets.lls import parse_lls_terms
 from kdtool.targets.simple import check_unit_interval
 
@@ -51,7 +52,8 @@ class TrainConfig:
         if self.weight_decay < 0:
             raise KdtoolError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
         check_unit_interval("--epsilon", self.epsilon)
-        check_unit_interval("--alpha", self.alpha)
+        if self.alpha is not None:  # None: a distill run, whose α (if any) comes from its Q artifact
+            check_unit_interval("--alpha", self.alpha)
         self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
         if self.q_weight_decay is None:
             self.q_weight_decay = self.weight_decay
@@ -74,3 +76,33 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    """A student run: the shared options plus where the knowledge comes from and which data it sees.
+
+    The student architecture is ``model``; ``smoothing`` records the method (``kd`` or ``lls-st``).
+    """
+
+    teacher: str | None = None
+    substitute_q: str | None = None
+    alpha: float | None = None
+    beta: float = 0.0
+    temperature: float = 1.0
+    classes: list[str] | None = None
+    class_indices: list[int] | None = None
+    sample_fraction: float = 1.0
+
+    def resolve(self) -> DistillConfig:
+        """Validate the distillation options, then the shared ones; returns ``self``."""
+        if (self.teacher is None) == (self.substitute_q is None):
+            raise KdtoolError("give exactly one of --teacher RUN (Hinton KD) or --substitute-q FILE (LLS-ST)")
+        if self.teacher is not None and self.alpha is not None:
+            raise KdtoolError("--alpha is the LLS-ST mixing weight: it applies to --substitute-q only")
+        if self.classes is not None and self.class_indices is not None:
+            raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
+        check_kd_options(self.beta, self.temperature)
+        self.smoothing = "kd" if self.teacher is not None else "lls-st"
+        super().resolve()
+        return self

@@ -9,15 +9,18 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from kdtool.config import TrainConfig
-from kdtool.data import BatchLoader, Dataset, ImageBatchTransform, load_dataset
+from kdtool.config import DistillConfig, TrainConfig
+from kdtool.data import BatchLoader, Dataset, DatasetInfo, ImageBatchTransform, load_dataset
 from kdtool.display import EpochDisplay
 from kdtool.engine import Trainer, seed_everything, select_device
 from kdtool.errors import KdtoolError
+from kdtool.fileio import sha256_file
 from kdtool.models import MODELS, build_model
 from kdtool.qmatrix import QMatrix
-from kdtool.runs import Q, RunDir, check_output_dir
+from kdtool.runs import MODEL, Q, RunDir, check_output_dir
+from kdtool.subsets import resolve_classes, source_class_index
 from kdtool.targets import TARGETS, Target, build_target
+from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher
 
 
 def load_data(cfg: TrainConfig) -> Dataset:
@@ -107,3 +110,71 @@ def train_teacher(cfg: TrainConfig, force: bool, console: Console) -> tuple[RunD
     target = build_target(cfg.smoothing, cfg, info.num_classes)
     title = f"{cfg.smoothing} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
     return fit(cfg, dataset, model, target, force, console, title=title)
+
+
+def _teacher_target(
+    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
+) -> tuple[KnowledgeDistillation, dict[str, Any]]:
+    """The frozen teacher of ``--teacher RUN``, checked against the student's dataset, and its provenance."""
+    run = RunDir.open(cfg.teacher)
+    teacher, teacher_cfg, teacher_info = load_run_model(run)
+    trained_on = (teacher_info["name"], teacher_info["channels"], teacher_info["image_size"])
+    if trained_on != (info.name, info.channels, info.image_size):
+        raise KdtoolError(
+            f"teacher run {run.path} was trained on {trained_on[0]} ({trained_on[1]}×{trained_on[2]}px) but the "
+            f"student's dataset is {info.name} ({info.channels}×{info.image_size}px): they must agree"
+        )
+    index = source_class_index(teacher_info["class_names"], info.class_names, kept, f"teacher run {run.path}")
+    target = KnowledgeDistillation(teacher, cfg.beta, cfg.temperature, index)
+    record = {"teacher_run": {"path": str(run.path), "model_sha256": sha256_file(run.path / MODEL),
+                              "model": teacher_cfg.model, "smoothing": teacher_cfg.smoothing}}  # fmt: skip
+    return target, record
+
+
+def _substitute_target(
+    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
+) -> tuple[SubstituteTeacher, dict[str, Any]]:
+    """The LLS-ST target of ``--substitute-q FILE`` (sliced to a class subset) and its provenance."""
+    q = QMatrix.load(cfg.substitute_q)
+    index = source_class_index(q.class_names, info.class_names, kept, f"Q artifact {cfg.substitute_q}")
+    if index is not None:
+        q = q.subset(index)
+    if cfg.alpha is None:
+        cfg.alpha = q.alpha
+    record = {"q_artifact": {"path": cfg.substitute_q, "sha256": sha256_file(cfg.substitute_q)}}
+    return SubstituteTeacher(q, cfg.alpha, cfg.beta, cfg.temperature), record
+
+
+def distill(cfg: DistillConfig, force: bool, console: Console) -> tuple[RunDir, list[dict[str, float]]]:
+    """``kdtool distill``: a student from a teacher run (Hinton KD) or from a Q artifact alone (LLS-ST).
+
+    Options, teacher or Q, class names and the output folder are all checked before the run folder
+    is created. Data: optional class subset (relabelled in the given order), then a stratified
+    sample fraction of the training split, then ``--limit-train/--limit-test``. An LLS-ST run saves
+    the Q it used (sliced to the class subset) as ``q.safetensors``.
+    """
+    cfg.resolve()
+    if cfg.model not in MODELS:
+        raise KdtoolError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
+    check_output_dir(cfg.out, force)
+    # a text student reads its teacher's token ids, so it takes the teacher's vocabulary
+    vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
+    full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
+                        vocabulary)  # fmt: skip
+    kept = None
+    if cfg.classes is not None or cfg.class_indices is not None:
+        kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
+    dataset = full if kept is None else full.subset_classes(kept)
+    dataset = dataset.sample_fraction(cfg.sample_fraction, cfg.seed).limited(cfg.limit_train, cfg.limit_test, cfg.seed)
+    build = _teacher_target if cfg.teacher is not None else _substitute_target
+    target, record = build(cfg, full.info, kept)
+    if kept is not None:
+        record["kept_classes"] = kept
+    seed_everything(cfg.seed)  # after the teacher is built: the student's initialisation depends on the seed only
+    info = dataset.info
+    model = init_model(cfg, dataset, console)
+    title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
+    run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title)
+    if isinstance(target, SubstituteTeacher):
+        target.q.save(run.path / Q)
+    return run, rows

@@ -40,3 +40,31 @@ def resolve_classes(
             raise KdtoolError(f"class {class_names[i]!r} is listed twice")
         seen.add(i)
     return chosen
+
+
+def source_class_index(
+    source: Sequence[str], dataset: Sequence[str], kept: Sequence[int] | None, what: str
+) -> list[int] | None:
+    """Where the student's classes sit among the classes of a teacher run or Q artifact (``what``).
+
+    ``dataset`` are the dataset's class names and ``kept`` the class subset (None: all classes).
+    A source listing the dataset's classes gives ``kept``; one listing exactly the student's classes
+    gives None (nothing to slice). Anything else is a KdtoolError naming the first differing class.
+    """
+    source, dataset = list(source), list(dataset)
+    student = dataset if kept is None else [dataset[i] for i in kept]
+    if source == student:
+        return None
+    if source == dataset:
+        return list(kept)
+    # Compare with what the source most plausibly was meant to be: the whole dataset, or the subset.
+    subset_sized = kept is not None and len(source) == len(student)
+    expected, where = (student, "the kept classes") if subset_sized else (dataset, "the dataset")
+    for i, (have, want) in enumerate(zip(source, expected, strict=False)):
+        if have != want:
+            raise KdtoolError(f"{what} does not match {where}: its class {i} is {have!r}, expected {want!r}")
+    first = expected[len(source)] if len(source) < len(expected) else source[len(expected)]
+    raise KdtoolError(
+        f"{what} does not match {where}: it has {len(source)} classes, expected {len(expected)} "
+        f"(first unmatched: {first!r})"
+    )

@@ -67,6 +67,26 @@ class Dataset:
         info = replace(self.info, class_names=tuple(self.info.class_names[i] for i in indices))
         return replace(self, info=info, train=restrict(self.train), test=restrict(self.test))
 
+    def sample_fraction(self, fraction: float, seed: int) -> Dataset:
+        """A copy whose training split keeps ``fraction`` of each class (seeded); the test split is unchanged.
+
+        Each class keeps ``round(fraction · n_c)`` samples, but at least one, so no class disappears.
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise KdtoolError(f"--sample-fraction must be in (0, 1], got {fraction}")
+        if fraction == 1.0:
+            return self
+        g = torch.Generator().manual_seed(seed)
+        labels = self.train.labels
+        kept = []
+        for c in range(self.info.num_classes):
+            members = (labels == c).nonzero().flatten()
+            if len(members):
+                n = max(1, int(fraction * len(members) + 0.5))
+                kept.append(members[torch.randperm(len(members), generator=g)[:n]])
+        index = torch.cat(kept).sort().values if kept else labels.new_zeros(0)
+        return replace(self, train=self.train.take(index))
+
     def limited(self, limit_train: int | None, limit_test: int | None, seed: int) -> Dataset:
         """A copy with at most ``limit_train`` / ``limit_test`` samples (seeded random choice)."""
         for flag, value in (("--limit-train", limit_train), ("--limit-test", limit_test)):

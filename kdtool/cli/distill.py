@@ -1,0 +1,93 @@
+"""``kdtool distill``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kdtool.cli import options as opt
+from kdtool.cli.app import app, console, parse_int_list
+from kdtool.cli.train import report_run
+from kdtool.config import DistillConfig
+from kdtool.subsets import parse_name_list
+
+SOURCE = "Distillation"
+
+Teacher = Annotated[Path | None, typer.Option(help="Run folder of the teacher (Hinton KD).", rich_help_panel=SOURCE)]
+SubstituteQ = Annotated[Path | None, typer.Option(help="Q artifact used instead of a teacher (LLS-ST).",
+                                                  rich_help_panel=SOURCE)]  # fmt: skip
+Student = Annotated[str, typer.Option(help="Student network: lenet5, alexnet, resnet18, resnet34, resnet50, "
+                                      "mobilenet_v2.", rich_help_panel=opt.METHOD)]  # fmt: skip
+Alpha = Annotated[float | None, typer.Option(help="LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).",
+                                             rich_help_panel=SOURCE)]  # fmt: skip
+Beta = Annotated[float, typer.Option(help="Weight β in [0,1] of the hard-label cross-entropy.", rich_help_panel=SOURCE)]
+Temperature = Annotated[float, typer.Option(help="Softmax temperature T of teacher and student (soft term ×T²).",
+                                            rich_help_panel=SOURCE)]  # fmt: skip
+Classes = Annotated[str | None, typer.Option(help="Keep only these classes, by name, in this order: \"a,b,c\".",
+                                             rich_help_panel=opt.DATA)]  # fmt: skip
+ClassIndices = Annotated[str | None, typer.Option(help="Keep only these classes, by index, in this order: 0,2,4.",
+                                                  rich_help_panel=opt.DATA)]  # fmt: skip
+SampleFraction = Annotated[float, typer.Option(help="Train on this fraction of each class, in (0,1] (seeded; test "
+                                               "set unchanged).", rich_help_panel=opt.DATA)]  # fmt: skip
+
+
+@app.command("distill")
+def distill(
+    teacher: Teacher = None,
+    substitute_q: SubstituteQ = None,
+    alpha: Alpha = None,
+    beta: Beta = 0.0,
+    temperature: Temperature = 1.0,
+    student: Student = "lenet5",
+    out: opt.Out = Path("runs/student"),
+    dataset: opt.Dataset = "fashion-mnist",
+    data_root: opt.DataRoot = None,
+    download: opt.Download = False,
+    image_size: opt.ImageSize = 64,
+    classes: Classes = None,
+    class_indices: ClassIndices = None,
+    sample_fraction: SampleFraction = 1.0,
+    limit_train: opt.LimitTrain = None,
+    limit_test: opt.LimitTest = None,
+    augment: opt.Augment = True,
+    epochs: opt.Epochs = 10,
+    batch_size: opt.BatchSize = 128,
+    lr: opt.Lr = 0.1,
+    weight_decay: opt.WeightDecay = 5e-4,
+    warmup_epochs: opt.WarmupEpochs = None,
+    milestones: opt.Milestones = "",
+    gamma: opt.Gamma = 0.1,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    force: opt.Force = False,
+) -> None:
+    """Train a student from a teacher run (Hinton KD) or from a Q artifact alone (LLS-ST).
+
+    Give exactly one of --teacher and --substitute-q. The loss is β·CE(e_y, p) + (1-β)·T²·KL(teacher ‖ student)
+    at temperature T, KL summed over classes then averaged over the batch. LLS-ST's teacher output for a
+    sample of class y is (1-α)e_y + α·softmax(Q[y]); no teacher network is run. The run folder is the same
+    as train-teacher's (plus the Q used, for LLS-ST).
+
+    **Examples**
+
+    ```
+    kdtool distill --teacher runs/fmnist-lls --student lenet5 --beta 0 --temperature 1 --out runs/st-kd
+    kdtool distill --substitute-q artifacts/fmnist.q.safetensors --alpha 0.1 --student lenet5 --out runs/st-llsst
+    kdtool distill --substitute-q artifacts/fmnist.q.safetensors --classes "T-shirt/top,Pullover,Coat,Shirt" \\
+        --out runs/st-tops
+    kdtool distill --teacher runs/fmnist-lls --sample-fraction 0.5 --seed 1 --out runs/st-half
+    ```
+    """
+    from kdtool.pipeline import distill as run_distill
+
+    options = dict(locals())
+    force = options.pop("force")
+    options["model"] = options.pop("student")
+    if classes is not None:
+        options["classes"] = parse_name_list(classes)
+    if class_indices is not None:
+        options["class_indices"] = parse_int_list(class_indices, "--class-indices")
+    run, rows = run_distill(opt.config_from(options, DistillConfig), force, console)
+    report_run(run.path, rows[-1])
