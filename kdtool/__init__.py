@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from kdtool.qmatrix import QMatrix
+from kdtool.qmatrix import QMatrix, SparseLogits
 from kdtool.targets import LearnableLabelSmoothing, label_smoothing_loss
 from kdtool.targets.kd import kd_loss
 
-__all__ = ["LearnableLabelSmoothing", "QMatrix", "__version__", "kd_loss", "label_smoothing_loss"]
+__all__ = ["LearnableLabelSmoothing", "QMatrix", "SparseLogits", "__version__", "kd_loss", "label_smoothing_loss"]

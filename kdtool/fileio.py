@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from kdtool.errors import KdtoolError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -55,3 +57,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_output_file(path: str | os.PathLike, force: bool) -> Path:
+    """Fail early (before any work) if ``path`` cannot be written as a file; existing files need ``force``."""
+    path = Path(path)
+    if path.is_dir():
+        raise KdtoolError(f"{path} is a folder, not a file")
+    if path.exists() and not force:
+        raise KdtoolError(f"{path} already exists: pass --force to replace it")
+    parent = next((p for p in path.parents if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise KdtoolError(f"cannot write {path}: {parent} is not a writable folder")
+    return path

@@ -33,3 +33,10 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: s
         f"{prefix}nll": nll(logits, labels),
         f"{prefix}ece": expected_calibration_error(logits, labels),
     }
+
+
+def confusion_matrix(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Counts ``C[i, j]`` of samples of class i predicted as class j (K×K int64, K = logits' width)."""
+    k = logits.shape[1]
+    cells = labels.cpu() * k + logits.argmax(1).cpu()
+    return torch.bincount(cells, minlength=k * k).view(k, k)

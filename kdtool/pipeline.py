@@ -12,7 +12,7 @@ from torch import nn
 from kdtool.config import DistillConfig, TrainConfig
 from kdtool.data import BatchLoader, Dataset, DatasetInfo, ImageBatchTransform, load_dataset
 from kdtool.display import EpochDisplay
-from kdtool.engine import Trainer, seed_everything, select_device
+from kdtool.engine import Trainer, predict, seed_everything, select_device
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
 from kdtool.models import MODELS, build_model
@@ -93,6 +93,26 @@ def load_run_model(run: RunDir, device: torch.device | str = "cpu") -> tuple[nn.
     except (RuntimeError, OSError) as exc:
         raise KdtoolError(f"{run.path / 'model.safetensors'} does not fit a {cfg.model}: {exc}") from exc
     return model.to(device).eval(), cfg, info
+
+
+def predict_run(run: RunDir, split: str = "test", device: str = "auto") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A run's network on one split of its own data, without augmentation: (logits, labels, class names).
+
+    The data are rebuilt from the run's config (dataset, limits, seed), so ``train`` is the very
+    training set the run saw, unaugmented. Logits (N×K) and labels come back on the CPU.
+    """
+    if split not in ("train", "test"):
+        raise KdtoolError(f"split must be 'train' or 'test', got {split!r}")
+    where = select_device(device)
+    model, cfg, info = load_run_model(run, where)
+    cfg = dataclasses.replace(cfg, augment=False, batch_size=cfg.eval_batch_size)
+    dataset = load_data(cfg)
+    names = list(info["class_names"])
+    if list(dataset.info.class_names) != names:
+        raise KdtoolError(f"{run.path} was trained on classes {names}, but its config now yields other classes")
+    train, test = make_loaders(dataset, cfg, where)
+    logits, labels = predict(model, train if split == "train" else test)
+    return logits.cpu(), labels.cpu(), names
 
 
 def train_teacher(cfg: TrainConfig, force: bool, console: Console) -> tuple[RunDir, list[dict[str, float]]]:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from kdtool.cli import distill, train  # noqa: F401  (registers its subcommands)
+from kdtool.cli import distill, qtools, train  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
 from kdtool.errors import KdtoolError
 

@@ -1,0 +1,53 @@
+"""Where a Q comes from: the one an LLS run learned, or one estimated from any run's trained network."""
+
+from __future__ import annotations
+
+from kdtool.errors import KdtoolError
+from kdtool.fileio import sha256_file
+from kdtool.pipeline import predict_run
+from kdtool.qmatrix import QMatrix
+from kdtool.runs import CONFIG, METRICS, MODEL, Q, RunDir
+from kdtool.targets.simple import check_unit_interval
+
+
+def run_provenance(run: RunDir) -> dict[str, str]:
+    """What a Q artifact records about the run it came from: path, method, model, data, hashes, accuracy."""
+    config = run.config()
+    facts = {
+        "run": str(run.path),
+        "run_smoothing": config.get("smoothing"),
+        "run_model": config.get("model"),
+        "run_dataset": config.get("dataset"),
+        "run_epochs": config.get("epochs"),
+        "run_seed": config.get("seed"),
+        "run_config_sha256": sha256_file(run.path / CONFIG),
+        "run_model_sha256": sha256_file(run.path / MODEL),
+    }
+    if (run.path / METRICS).is_file():
+        rows = run.metrics()
+        if rows and "test_acc" in rows[-1]:
+            facts["run_test_acc"] = rows[-1]["test_acc"]
+    return {key: str(value) for key, value in facts.items() if value is not None}
+
+
+def learned_q(run: RunDir) -> QMatrix:
+    """The Q an LLS run learned (its ``q.safetensors``, validated), with the run's provenance added."""
+    path = run.path / Q
+    if not path.is_file():
+        method = run.config().get("smoothing", "unknown")
+        raise KdtoolError(f"{run.path} learned no Q (smoothing={method}): use --from-teacher to estimate one")
+    return QMatrix.load(path).with_extra(run_provenance(run))
+
+
+def teacher_q(run: RunDir, alpha: float | None = None, device: str = "auto") -> QMatrix:
+    """Q estimated from any run's network: row y is the mean log-probability vector of the network
+    over the run's training samples of class y, without augmentation (see the README).
+
+    ``alpha`` (default: the run's ``alpha`` option) is stored as the Q's mixing weight for LLS-ST.
+    """
+    config = run.config()
+    alpha = check_unit_interval("--alpha", config.get("alpha", 0.1) if alpha is None else alpha)
+    logits, labels, names = predict_run(run, "train", device)
+    dataset = config.get("dataset_info", {}).get("name", config.get("dataset", "unknown"))
+    extra = {**run_provenance(run), "split": "train", "augment": "false"}
+    return QMatrix.from_class_means(logits, labels, names, alpha, dataset, extra)
