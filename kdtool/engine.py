@@ -7,10 +7,11 @@ optimizer as the network, with their own weight decay).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,16 +19,13 @@ from torch import nn
 
 from kdtool.config import TrainConfig
 from kdtool.data import BatchLoader
+from kdtool.data.augment import BatchMixer, parse_augment
+from kdtool.distributed import DistEnv, all_reduce_sum, average_gradients, select_device
 from kdtool.metrics import classification_metrics
 from kdtool.targets import Target
 
 StepCallback = Callable[[], None]
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+__all__ = ["Trainer", "build_optimizer", "lr_factor", "predict", "seed_everything", "select_device"]
 
 
 def seed_everything(seed: int) -> None:
@@ -46,12 +44,29 @@ def build_optimizer(model: nn.Module, target: Target, cfg: TrainConfig) -> torch
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
-    """Linear warm-up over ``warmup_epochs`` (per step), then ×gamma at each milestone epoch."""
+    """Linear warm-up over ``warmup_epochs`` (per step), then the ``schedule``:
+    ``multistep`` (×gamma at each milestone epoch), ``cosine`` (to 0 at the end) or ``constant``."""
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
     if step < warmup_steps:
         return (step + 1) / warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, cfg.epochs * steps_per_epoch - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     epoch = step // steps_per_epoch
     return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or the network itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def gradient_norm(model: nn.Module) -> torch.Tensor:
+    """L2 norm of the network's whole gradient vector, as a device tensor (no host sync)."""
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
 @torch.no_grad()
@@ -74,6 +89,7 @@ class Trainer:
     train_loader: BatchLoader
     test_loader: BatchLoader
     cfg: TrainConfig
+    dist_env: DistEnv = field(default_factory=DistEnv)
 
     def __post_init__(self) -> None:
         self.optimizer = build_optimizer(self.model, self.target, self.cfg)
@@ -81,6 +97,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, steps, self.cfg)
         )
+        self.mixer = BatchMixer(parse_augment(self.cfg.augment))  # mixup/cutmix, or batches as they come
 
     def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> dict[str, float]:
         self.model.train()
@@ -88,34 +105,60 @@ class Trainer:
         device = self.train_loader.device
         # Sums stay on the device: one host sync per epoch, not one per step.
         loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for x, y in self.train_loader.epoch(epoch):
-            logits = self.model(x)
-            loss = self.target(logits, y, x)
+        correct = torch.zeros((), device=device)
+        grad_norm_sum = torch.zeros((), device=device)
+        generator = self.train_loader.augment_generator(epoch)
+        for x, y in self.train_loader.epoch(epoch, generator):
+            batch = self.mixer(x, y, generator)
+            logits = self.model(batch.inputs)
+            loss = batch.loss(self.target, logits)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(self.target.parameters(), self.dist_env)
+            grad_norm_sum += gradient_norm(self.model)
             self.optimizer.step()
             self.scheduler.step()
             loss_sum += loss.detach() * y.shape[0]
-            correct += (logits.detach().argmax(1) == y).sum()
+            correct += batch.hits(logits.detach())
             if on_step is not None:
                 on_step()
         self.target.on_epoch_end(epoch)
-        n = self.train_loader.num_samples
-        return {"train_loss": loss_sum.item() / n, "train_acc": correct.item() / n}
+        totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
+        totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([self.train_loader.num_samples])]), self.dist_env)
+        loss_total, correct_total, n = totals.tolist()
+        # The network's gradient is the same on every rank (DDP averages it): no reduction needed.
+        grad_norm = grad_norm_sum.item() / max(1, len(self.train_loader))
+        return {"train_loss": loss_total / n, "train_acc": correct_total / n, "grad_norm": grad_norm}
 
     def evaluate(self) -> dict[str, float]:
         logits, labels = predict(self.model, self.test_loader)
         return classification_metrics(logits, labels, prefix="test_")
 
-    def epochs(self, on_step: StepCallback | None = None) -> Iterator[dict[str, float]]:
-        """Train epoch by epoch, yielding each epoch's metrics row."""
-        for epoch in range(self.cfg.epochs):
+    def state_dict(self) -> dict:
+        """Everything that changes during training (for checkpoints)."""
+        return {
+            "model": _unwrapped(self.model).state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        _unwrapped(self.model).load_state_dict(state["model"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def epochs(self, on_step: StepCallback | None = None, start_epoch: int = 0) -> Iterator[dict[str, float]]:
+        """Train epoch by epoch from ``start_epoch`` (0-based), yielding each epoch's metrics row."""
+        for epoch in range(start_epoch, self.cfg.epochs):
             lr = self.optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
             row: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
             row.update(self.train_epoch(epoch, on_step))
             row["train_seconds"] = time.perf_counter() - start
             row.update(self.evaluate())
+            # PLS's generalization error |test error − train error|, with the running training error.
+            row["generalization_error"] = abs(row["train_acc"] - row["test_acc"])
             row["seconds"] = time.perf_counter() - start
             yield row

@@ -7,13 +7,16 @@ is written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import platform
 import shutil
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,59 @@ def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise KdtoolError(f"cannot write --out {path}: {parent} is not writable")
     return path
+
+
+# Options that may differ between a run and its resumption: they do not change the result.
+_RESUME_FREE = {"device", "eval_batch_size", "out"}
+
+
+def check_resumable(path: str | os.PathLike, options: dict[str, Any], force: bool) -> None:
+    """Refuse ``--resume`` unless ``path`` is a run of the same options with a checkpoint."""
+    from kdtool.checkpoint import checkpoint_path
+
+    path = Path(path)
+    if force:
+        raise KdtoolError("--resume continues a run and --force replaces it: pass only one of them")
+    if not (path / CONFIG).is_file():
+        raise KdtoolError(f"nothing to resume: {path} is not a kdtool run folder")
+    if not checkpoint_path(path).is_file():
+        raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
+    recorded = RunDir(path).config()
+    for key, value in options.items():
+        if key not in _RESUME_FREE and recorded.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise KdtoolError(f"cannot resume {path}: {flag} was {recorded.get(key)!r}, now {value!r}")
+
+
+class RunInterrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM after ``epochs_done`` complete, checkpointed epochs."""
+
+    def __init__(self, path: Path, epochs_done: int) -> None:
+        self.path, self.epochs_done = Path(path), epochs_done
+        hint = (
+            f"the last complete checkpoint is epoch {epochs_done}; resume with the same command plus --resume"
+            if epochs_done
+            else "no epoch completed, so there is nothing to resume"
+        )
+        super().__init__(f"interrupted: {hint} ({path})")
+
+
+@contextlib.contextmanager
+def interrupts_as_keyboard_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while training, so both stop at a safe point with the same message."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def versions() -> dict[str, str]:

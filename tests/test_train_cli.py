@@ -1,4 +1,5 @@
 import csv
+import math
 import json
 import os
 import subprocess
@@ -22,7 +23,9 @@ def test_train_teacher_lls_writes_a_complete_loadable_run(run_cli, tmp_path):
     code, stdout, stderr = run_cli("train-teacher", "--smoothing", "lls", "--alpha", "0.2", *TINY, "--out", out)
     assert code == 0, stderr
     assert "test accuracy" in stdout and "q.safetensors" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv", "model.safetensors", "q.safetensors"]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["checkpoint", "config.json", "metrics.csv", "model.safetensors", "q.safetensors"]
+    assert [p.name for p in (out / "checkpoint").iterdir()] == ["last.pt"]  # no temporary leftovers
     config = json.loads((out / "config.json").read_text())
     assert config["smoothing"] == "lls" and config["alpha"] == 0.2 and config["seed"] == 0
     assert config["versions"]["torch"] == torch.__version__
@@ -140,3 +143,17 @@ def test_console_script_and_module_entry_points():
 def test_dataset_limit_is_respected():
     ds = load_dataset("fashion-mnist").limited(256, 128, seed=0)
     assert len(ds.train) == 256
+
+
+def test_constant_and_cosine_schedules():
+    constant = TrainConfig(epochs=4, warmup_epochs=1, schedule="constant").resolve()
+    assert [lr_factor(s, 2, constant) for s in range(8)] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    cosine = TrainConfig(epochs=5, warmup_epochs=0, schedule="cosine").resolve()
+    factors = [lr_factor(s, 1, cosine) for s in range(5)]
+    assert factors[0] == 1.0 and factors == sorted(factors, reverse=True)
+    assert factors[2] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 5)))
+
+
+def test_unknown_schedule(run_cli, tmp_path):
+    code, _, stderr = run_cli("train-teacher", "--schedule", "zigzag", "--out", tmp_path / "x")
+    assert code == 2 and "unknown --schedule" in stderr

@@ -6,9 +6,10 @@ import sys
 
 import typer
 
-from kdtool.cli import distill, qtools, train  # noqa: F401  (registers its subcommands)
+from kdtool.cli import distill, prior, qtools, sweep, train  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
 from kdtool.errors import KdtoolError
+from kdtool.runs import RunInterrupted
 
 __all__ = ["app", "main"]
 
@@ -19,14 +20,22 @@ def _usage_error_line(exc: Exception) -> str:
     return f"error: {exc.format_message()}{where}"
 
 
+def main_args(argv: list[str] | None) -> int:
+    """Run one kdtool command line in this process; errors propagate as exceptions."""
+    code = typer.main.get_command(app).main(args=argv, prog_name="kdtool", standalone_mode=False)
+    return code if isinstance(code, int) else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line on stderr and exit with code 2."""
-    command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="kdtool", standalone_mode=False)
+        code = main_args(argv)
     except KdtoolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RunInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(130)
     except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
@@ -37,4 +46,4 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(_usage_error_line(exc), file=sys.stderr)
         sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -18,7 +19,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Under torchrun only rank 0 talks; the other ranks train silently.
+console = Console(quiet=os.environ.get("RANK", "0") != "0")
 
 
 def parse_int_list(value: str, flag: str) -> list[int]:

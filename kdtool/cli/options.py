@@ -18,12 +18,15 @@ DATA, OPTIM, METHOD, RUN = "Data", "Optimisation", "Method", "Run"
 
 Out = Annotated[Path, typer.Option(help="Run folder to create.", rich_help_panel=RUN)]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing run folder.", rich_help_panel=RUN)]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last complete epoch.",
+                                      rich_help_panel=RUN)]  # fmt: skip
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.",
                                    rich_help_panel=RUN)]  # fmt: skip
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1 ...", rich_help_panel=RUN)]
 
-Dataset = Annotated[str, typer.Option(help="fashion-mnist (embedded), mnist, cifar10, cifar100, svhn, or "
-                                      "imagefolder:PATH.", rich_help_panel=DATA)]  # fmt: skip
+Dataset = Annotated[str, typer.Option(help="fashion-mnist (embedded), mnist, cifar10, cifar100, svhn, "
+                                      "imagefolder:PATH; text: goemotions, goemotions-ekman (embedded), text:PATH.",
+                                      rich_help_panel=DATA)]  # fmt: skip
 DataRoot = Annotated[Path | None, typer.Option(help="Folder of torchvision datasets.", rich_help_panel=DATA)]
 Download = Annotated[bool, typer.Option("--download", help="Download torchvision datasets into --data-root.",
                                         rich_help_panel=DATA)]  # fmt: skip
@@ -32,13 +35,27 @@ ImageSize = Annotated[int, typer.Option(help="Square size imagefolder images are
 LimitTrain = Annotated[int | None, typer.Option(help="Use at most N training samples (seeded).",
                                                 rich_help_panel=DATA)]  # fmt: skip
 LimitTest = Annotated[int | None, typer.Option(help="Use at most N test samples (seeded).", rich_help_panel=DATA)]
-Augment = Annotated[bool, typer.Option(help="Random crop (and flip where it fits the data).",
-                                       rich_help_panel=DATA)]  # fmt: skip
+Augment = Annotated[str, typer.Option(help="'standard' (random crop, and flip where it fits the data), 'none', or "
+                                      "a comma list of cutout, mixup, cutmix, randaugment added to the standard "
+                                      "ones.", rich_help_panel=DATA)]  # fmt: skip
+NoAugment = Annotated[bool, typer.Option("--no-augment", help="Same as --augment none.", rich_help_panel=DATA)]
 
-Model = Annotated[str, typer.Option(help="lenet5, alexnet, resnet18, resnet34, resnet50, mobilenet_v2.",
-                                    rich_help_panel=METHOD)]  # fmt: skip
-Smoothing = Annotated[str, typer.Option(help="Training method: onehot, ls or lls.", rich_help_panel=METHOD)]
-Epsilon = Annotated[float, typer.Option(help="LS: smoothing mass ε in (0,1).", rich_help_panel=METHOD)]
+TEXT = "Text"
+VocabSize = Annotated[int, typer.Option(help="Vocabulary entries, <pad> and <unk> included: the most frequent "
+                                        "training tokens.", rich_help_panel=TEXT)]  # fmt: skip
+MaxLen = Annotated[int, typer.Option(help="Tokens kept per text.", rich_help_panel=TEXT)]
+EmbedDim = Annotated[int, typer.Option(help="Embedding size of bilstm/textcnn.", rich_help_panel=TEXT)]
+HiddenSize = Annotated[int, typer.Option(help="bilstm: LSTM units per direction; textcnn: filters per width.",
+                                         rich_help_panel=TEXT)]  # fmt: skip
+WordVectors = Annotated[Path | None, typer.Option(help="GloVe-format text file ('word v1 ... vd' a line) that "
+                                                  "initialises the embedding.", rich_help_panel=TEXT)]  # fmt: skip
+
+Model = Annotated[str, typer.Option(help="lenet5, alexnet, resnet18, resnet34, resnet50, mobilenet_v2; "
+                                    "text: bilstm, textcnn.", rich_help_panel=METHOD)]  # fmt: skip
+Smoothing = Annotated[str, typer.Option(help="Training method: onehot, ls, lls, ols, tfkd-reg, tfkd-self (--teacher), "
+                                        "zipf, focal (--focal-gamma) or prior (--prior).",
+                                        rich_help_panel=METHOD)]  # fmt: skip
+Epsilon = Annotated[float, typer.Option(help="LS and prior: smoothing mass ε in (0,1).", rich_help_panel=METHOD)]
 Alpha = Annotated[float, typer.Option(help="LLS: mixing weight α in (0,1).", rich_help_panel=METHOD)]
 LlsTerms = Annotated[
     str,
@@ -49,11 +66,30 @@ LlsTerms = Annotated[
 ]
 QWeightDecay = Annotated[float | None, typer.Option(help="LLS: weight decay of Q (default: --weight-decay).",
                                                     rich_help_panel=METHOD)]  # fmt: skip
+SelfTeacher = Annotated[Path | None, typer.Option("--teacher", help="tfkd-self: run folder of a trained copy of "
+                                                  "the student.", rich_help_panel=METHOD)]  # fmt: skip
+TfkdTemperature = Annotated[float, typer.Option(help="TF-KD: temperature τ of teacher and student.",
+                                                rich_help_panel=METHOD)]  # fmt: skip
+TfkdWeight = Annotated[float, typer.Option(help="TF-KD: weight α of the KD term in [0,1]; CE gets 1-α.",
+                                           rich_help_panel=METHOD)]  # fmt: skip
+TfkdMultiplier = Annotated[float, typer.Option(help="TF-KD: extra factor m on the KD term (README: matching the "
+                                               "reference code).", rich_help_panel=METHOD)]  # fmt: skip
+TfkdCorrectProb = Annotated[float, typer.Option(help="tfkd-reg: virtual teacher's probability a of the true class.",
+                                                rich_help_panel=METHOD)]  # fmt: skip
+ZipfWeight = Annotated[float, typer.Option(help="zipf: weight λ of KL(Zipf target ‖ prediction).",
+                                           rich_help_panel=METHOD)]  # fmt: skip
+ZipfExponent = Annotated[float, typer.Option(help="zipf: exponent s, mass ∝ 1/rank^s.", rich_help_panel=METHOD)]
+FocalGamma = Annotated[str, typer.Option(help="focal: γ ≥ 0 (3 = FL-3), or 'adaptive' (FLSD-53: 5 if p_y < 0.2, "
+                                         "else 3).", rich_help_panel=METHOD)]  # fmt: skip
+Prior = Annotated[Path | None, typer.Option(help="prior: Q artifact of a fixed smoothing distribution θ "
+                                            "(kdtool make-prior).", rich_help_panel=METHOD)]  # fmt: skip
 
 Epochs = Annotated[int, typer.Option(help="Training epochs.", rich_help_panel=OPTIM)]
 BatchSize = Annotated[int, typer.Option(help="Batch size.", rich_help_panel=OPTIM)]
 Lr = Annotated[float, typer.Option(help="Peak learning rate (SGD, momentum 0.9).", rich_help_panel=OPTIM)]
 WeightDecay = Annotated[float, typer.Option(help="Weight decay of the network.", rich_help_panel=OPTIM)]
+Schedule = Annotated[str, typer.Option(help="LR schedule after warm-up: multistep (at --milestones), cosine, "
+                                       "or constant.", rich_help_panel=OPTIM)]  # fmt: skip
 WarmupEpochs = Annotated[int | None, typer.Option(help="Linear warm-up epochs (default: min(5, epochs//10)).",
                                                   rich_help_panel=OPTIM)]  # fmt: skip
 Milestones = Annotated[
@@ -69,6 +105,8 @@ Gamma = Annotated[float, typer.Option(help="LR decay factor at each milestone.",
 def config_from(options: dict[str, Any], cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
     """Build a config from a command's keyword arguments (paths -> str, list flags parsed)."""
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    if values.pop("no_augment", False):
+        values["augment"] = "none"
     if isinstance(values.get("milestones"), str):
         values["milestones"] = parse_int_list(values["milestones"], "--milestones")
     return cls.from_dict(values)

@@ -17,25 +17,42 @@ def train_teacher(
     image_size: opt.ImageSize = 64,
     limit_train: opt.LimitTrain = None,
     limit_test: opt.LimitTest = None,
-    augment: opt.Augment = True,
+    augment: opt.Augment = "standard",
+    no_augment: opt.NoAugment = False,
+    vocab_size: opt.VocabSize = 20000,
+    max_len: opt.MaxLen = 128,
+    embed_dim: opt.EmbedDim = 128,
+    hidden_size: opt.HiddenSize = 128,
+    word_vectors: opt.WordVectors = None,
     model: opt.Model = "lenet5",
     smoothing: opt.Smoothing = "lls",
     epsilon: opt.Epsilon = 0.1,
     alpha: opt.Alpha = 0.1,
     lls_terms: opt.LlsTerms = "all",
     q_weight_decay: opt.QWeightDecay = None,
+    teacher: opt.SelfTeacher = None,
+    tfkd_temperature: opt.TfkdTemperature = 20.0,
+    tfkd_weight: opt.TfkdWeight = 0.1,
+    tfkd_multiplier: opt.TfkdMultiplier = 1.0,
+    tfkd_correct_prob: opt.TfkdCorrectProb = 0.9,
+    zipf_weight: opt.ZipfWeight = 1.0,
+    zipf_exponent: opt.ZipfExponent = 1.0,
+    focal_gamma: opt.FocalGamma = "3",
+    prior: opt.Prior = None,
     epochs: opt.Epochs = 10,
     batch_size: opt.BatchSize = 128,
     lr: opt.Lr = 0.1,
     weight_decay: opt.WeightDecay = 5e-4,
+    schedule: opt.Schedule = "multistep",
     warmup_epochs: opt.WarmupEpochs = None,
     milestones: opt.Milestones = "",
     gamma: opt.Gamma = 0.1,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     force: opt.Force = False,
+    resume: opt.Resume = False,
 ) -> None:
-    """Train a teacher network with 1-hot, LS or LLS targets and write a run folder.
+    """Train a teacher network with 1-hot, LS, LLS or a baseline method and write a run folder.
 
     The run folder holds config.json, metrics.csv, model.safetensors and, for LLS, q.safetensors.
 
@@ -46,20 +63,30 @@ def train_teacher(
     kdtool train-teacher --dataset cifar100 --data-root ~/data --download --model resnet18 --smoothing ls \\
         --epsilon 0.1 --epochs 200 --milestones 100,150 --out runs/c100-ls
     kdtool train-teacher --smoothing lls --lls-terms forward-ce,reverse-ce,target-entropy --out runs/no-pent
+    kdtool train-teacher --smoothing lls --epochs 10 --out runs/fmnist-lls --resume    # after an interruption
+    kdtool train-teacher --smoothing focal --focal-gamma adaptive --out runs/flsd53
+    kdtool train-teacher --smoothing tfkd-reg --tfkd-temperature 20 --tfkd-weight 0.1 --tfkd-multiplier 100 --out runs/tfkd
+    kdtool train-teacher --smoothing prior --prior artifacts/fmnist-superclass.q.safetensors --epsilon 0.1 --out runs/cls
+    kdtool train-teacher --smoothing lls --augment cutmix,randaugment --out runs/lls-cutmix
+    kdtool train-teacher --dataset goemotions-ekman --model bilstm --smoothing lls --out runs/ge-lls
+    kdtool train-teacher --dataset text:./my_data --model textcnn --word-vectors glove.6B.100d.txt --embed-dim 100 \
+        --out runs/mine
+    torchrun --nproc-per-node 4 -m kdtool train-teacher --dataset cifar100 --data-root ~/data --out runs/c100
     ```
     """
     from kdtool.pipeline import train_teacher as run_train_teacher
 
     options = dict(locals())
-    force = options.pop("force")
-    run, rows = run_train_teacher(opt.config_from(options), force, console)
+    force, resume = options.pop("force"), options.pop("resume")
+    run, rows = run_train_teacher(opt.config_from(options), force, console, resume=resume)
     report_run(run.path, rows[-1])
 
 
 def report_run(path: Path, last: dict[str, float]) -> None:
     """The closing lines every training command prints."""
     console.print(
-        f"test accuracy {last['test_acc']:.2%}  NLL {last['test_nll']:.4f}  ECE {last['test_ece']:.4f}"
+        f"test accuracy {last['test_acc']:.2%}  macro-F1 {last['test_macro_f1']:.4f}  NLL {last['test_nll']:.4f}"
+        f"  ECE {last['test_ece']:.4f}"
         f"  -> run folder {path}"
     )
     if (Path(path) / "q.safetensors").is_file():

@@ -8,13 +8,17 @@ which is what makes resuming a run bit-identical.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from kdtool.data.augment import cutout, rand_augment
 from kdtool.data.dataset import DatasetInfo, Split
+
+# (batch of inputs, augmentation generator or None) -> what the model reads
+BatchTransform = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -39,41 +43,59 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 @dataclass
 class ImageBatchTransform:
-    """uint8 N×C×H×W batch -> normalised float batch, with optional crop/flip augmentation."""
+    """uint8 N×C×H×W batch -> normalised float batch, with optional crop/flip, RandAugment and
+    Cutout (side ``cutout`` pixels, 0 = off) augmentation."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
     crop_padding: int = 0
     hflip: bool = False
+    randaugment: bool = False
+    cutout: int = 0
 
     @classmethod
-    def for_dataset(cls, info: DatasetInfo, augment: bool) -> ImageBatchTransform:
+    def for_dataset(cls, info: DatasetInfo, augment: Collection[str]) -> ImageBatchTransform:
+        """``augment``: names from :func:`~kdtool.data.augment.parse_augment` (empty: none)."""
         if not augment:
             return cls(info.mean, info.std)
-        return cls(info.mean, info.std, info.crop_padding, info.hflip)
+        cutout_size = info.image_size // 2 if "cutout" in augment else 0
+        return cls(info.mean, info.std, info.crop_padding, info.hflip, "randaugment" in augment, cutout_size)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if generator is not None:
             images = random_crop(images, self.crop_padding, generator)
             if self.hflip:
                 images = random_hflip(images, generator)
+            if self.randaugment:
+                images = rand_augment(images, generator)
         mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return images.float().div_(255.0).sub_(mean).div_(std)
+        images = images.float().div_(255.0).sub_(mean).div_(std)
+        if generator is not None and self.cutout:
+            images = cutout(images, self.cutout, generator)
+        return images
 
 
 class BatchLoader:
-    """Iterates seeded, shuffled (or ordered) batches of an in-memory split on ``device``."""
+    """Iterates seeded, shuffled (or ordered) batches of an in-memory split on ``device``.
+
+    With ``world_size > 1`` (torchrun), every rank draws the same permutation, cuts it into global
+    batches of ``batch_size × world_size`` and keeps every ``world_size``-th sample of each, so the
+    ranks' batches together are exactly the global batch a single process would see. A trailing
+    global batch too small to give every rank a sample is dropped, keeping ranks in step.
+    """
 
     def __init__(
         self,
         split: Split,
         batch_size: int,
-        transform: ImageBatchTransform,
+        transform: BatchTransform,
         device: torch.device,
         shuffle: bool = False,
         augment: bool = False,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.inputs = split.inputs.to(device)
         self.labels = split.labels.to(device)
@@ -83,27 +105,51 @@ class BatchLoader:
         self.shuffle = shuffle
         self.augment = augment
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+
+    def _global_batches(self) -> list[tuple[int, int]]:
+        n, step = int(self.labels.shape[0]), self.batch_size * self.world_size
+        bounds = [(start, min(start + step, n)) for start in range(0, n, step)]
+        if self.world_size > 1 and bounds and bounds[-1][1] - bounds[-1][0] < self.world_size:
+            bounds.pop()
+        return bounds
 
     def __len__(self) -> int:
-        return -(-int(self.labels.shape[0]) // self.batch_size)
+        return len(self._global_batches())
 
     @property
     def num_samples(self) -> int:
-        return int(self.labels.shape[0])
+        """Samples this process sees per epoch."""
+        return sum(len(range(start + self.rank, stop, self.world_size)) for start, stop in self._global_batches())
 
-    def _generator(self, epoch: int) -> torch.Generator:
-        # One stream per (seed, epoch): replaying an epoch needs no saved RNG state.
-        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + epoch)
+    def _generator(self, epoch: int, stream: int) -> torch.Generator:
+        # One stream per (seed, epoch, purpose): replaying an epoch needs no saved RNG state.
+        return torch.Generator(device=self.device).manual_seed((self.seed * 1_000_003 + epoch) * 1009 + stream)
 
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(inputs, labels)`` batches for one pass over the split."""
-        n = self.num_samples
-        generator = self._generator(epoch) if (self.shuffle or self.augment) else None
-        order = torch.randperm(n, generator=generator, device=self.device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
-            if order is None:
-                x, y = self.inputs[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+    def augment_generator(self, epoch: int) -> torch.Generator | None:
+        """This process's augmentation stream for ``epoch`` (None when the loader does not augment)."""
+        # augmentation differs per rank, as it would per sample in one process
+        return self._generator(epoch, 1 + self.rank) if self.augment else None
+
+    def epoch(
+        self, epoch: int = 0, augment_generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(inputs, labels)`` batches for one pass over the split.
+
+        A caller that draws more randomness per batch (batch mixing) passes the epoch's
+        :meth:`augment_generator` and shares that one stream with the transform.
+        """
+        n = int(self.labels.shape[0])
+        order = None
+        if self.shuffle:  # the same permutation on every rank
+            order = torch.randperm(n, generator=self._generator(epoch, 0), device=self.device)
+        augment_gen = self.augment_generator(epoch) if augment_generator is None else augment_generator
+        for start, stop in self._global_batches():
+            if order is None and self.world_size == 1:
+                x, y = self.inputs[start:stop], self.labels[start:stop]
             else:
-                idx = order[start : start + self.batch_size]
+                idx = order[start:stop] if order is not None else torch.arange(start, stop, device=self.device)
+                idx = idx[self.rank :: self.world_size]
                 x, y = self.inputs[idx], self.labels[idx]
-            yield self.transform(x, generator if self.augment else None), y
+            yield self.transform(x, augment_gen), y
