@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from kdtool.data.augment import parse_augment
 from kdtool.errors import KdtoolError
+from kdtool.targets.focal import parse_focal_gamma
 from kdtool.targets.kd import check_kd_options
 from kdtool.targets.lls import parse_lls_terms
 from kdtool.targets.simple import check_unit_interval
+from kdtool.targets.tfkd import check_tfkd_options
+from kdtool.targets.zipf import check_zipf_options
 
 
 @dataclass
@@ -24,11 +28,20 @@ class TrainConfig:
     image_size: int = 64
     limit_train: int | None = None
     limit_test: int | None = None
-    augment: bool = True
+    augment: str = "standard"
     epsilon: float = 0.1
     alpha: float = 0.1
     lls_terms: str = "all"
     q_weight_decay: float | None = None
+    teacher: str | None = None
+    tfkd_temperature: float = 20.0
+    tfkd_weight: float = 0.1
+    tfkd_multiplier: float = 1.0
+    tfkd_correct_prob: float = 0.9
+    zipf_weight: float = 1.0
+    zipf_exponent: float = 1.0
+    focal_gamma: str = "3"
+    prior: str | None = None
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.1
@@ -55,6 +68,14 @@ class TrainConfig:
         if self.alpha is not None:  # None: a distill run, whose α (if any) comes from its Q artifact
             check_unit_interval("--alpha", self.alpha)
         self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
+        self.augment = ",".join(parse_augment(self.augment)) or "none"
+        check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)
+        check_zipf_options(self.zipf_weight, self.zipf_exponent)
+        self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
+        if self.smoothing == "tfkd-self" and self.teacher is None:
+            raise KdtoolError("--smoothing tfkd-self needs --teacher RUN, a trained run of the same network")
+        if self.smoothing == "prior" and self.prior is None:
+            raise KdtoolError("--smoothing prior needs --prior FILE, a Q artifact (see kdtool make-prior)")
         if self.q_weight_decay is None:
             self.q_weight_decay = self.weight_decay
         if self.warmup_epochs is None:

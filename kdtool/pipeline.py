@@ -11,6 +11,7 @@ from torch import nn
 
 from kdtool.config import DistillConfig, TrainConfig
 from kdtool.data import BatchLoader, Dataset, DatasetInfo, ImageBatchTransform, load_dataset
+from kdtool.data.augment import parse_augment
 from kdtool.display import EpochDisplay
 from kdtool.engine import Trainer, predict, seed_everything, select_device
 from kdtool.errors import KdtoolError
@@ -29,9 +30,10 @@ def load_data(cfg: TrainConfig) -> Dataset:
 
 
 def make_loaders(dataset: Dataset, cfg: TrainConfig, device: torch.device) -> tuple[BatchLoader, BatchLoader]:
-    train_tf = ImageBatchTransform.for_dataset(dataset.info, augment=cfg.augment)
+    augment = parse_augment(cfg.augment)
+    train_tf = ImageBatchTransform.for_dataset(dataset.info, augment=augment)
     test_tf = ImageBatchTransform.for_dataset(dataset.info, augment=False)
-    train = BatchLoader(dataset.train, cfg.batch_size, train_tf, device, shuffle=True, augment=cfg.augment,
+    train = BatchLoader(dataset.train, cfg.batch_size, train_tf, device, shuffle=True, augment=bool(augment),
                         seed=cfg.seed)  # fmt: skip
     test = BatchLoader(dataset.test, cfg.eval_batch_size, test_tf, device)
     return train, test

@@ -1,0 +1,114 @@
+"""``kdtool make-prior superclass`` and ``make-prior semantic``: fixed smoothing priors as Q artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kdtool.cli.app import app, console
+from kdtool.data.classnames import CIFAR100_SUPERCLASSES, dataset_class_names
+from kdtool.data.wordvectors import DEFAULT_LABEL_VECTORS, class_vectors
+from kdtool.errors import KdtoolError
+from kdtool.fileio import check_output_file
+from kdtool.priors import load_groups, prior_q, semantic_prior, superclass_prior
+from kdtool.qmatrix import QMatrix
+
+prior_app = typer.Typer(
+    help="Build a fixed smoothing prior θ (Preferential Label Smoothing) as a Q artifact.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(prior_app, name="make-prior")
+
+Dataset = Annotated[str, typer.Option(help="Dataset whose classes (and their order) the prior follows: "
+                                      "fashion-mnist, mnist, cifar10, cifar100, svhn, or imagefolder:PATH "
+                                      "(class folders of PATH/train). No data is loaded.",
+                                      show_default=False)]  # fmt: skip
+Out = Annotated[Path, typer.Option(help="Q artifact to write (e.g. artifacts/name.q.safetensors).",
+                                   show_default=False)]  # fmt: skip
+Alpha = Annotated[float, typer.Option(help="α stored in the artifact: the mixing weight distill --substitute-q "
+                                      "uses unless given one.")]  # fmt: skip
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
+Groups = Annotated[Path | None, typer.Option(help='JSON file {"group": ["class name", ...]} covering every class '
+                                             "once (default: CIFAR-100's 20 superclasses).",
+                                             show_default=False)]  # fmt: skip
+LabelVectors = Annotated[Path, typer.Option(help="GloVe or word2vec text file of word vectors (default: the GloVe "
+                                            "6B 50-d vectors of the built-in datasets' class words, shipped with "
+                                            "kdtool).", show_default=False)]  # fmt: skip
+
+
+def _save(q: QMatrix, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    q.save(out)
+    console.print(f"wrote {out}: {q.extra['prior']} prior over the {q.num_classes} classes of {q.dataset}, "
+                  f"source prior, α={q.alpha:g} (kdtool inspect-q {out} shows it)")  # fmt: skip
+
+
+@prior_app.command("superclass")
+def superclass(
+    dataset: Dataset,
+    out: Out,
+    groups: Groups = None,
+    alpha: Alpha = 0.1,
+    force: Force = False,
+) -> None:
+    """Cluster label smoothing (PLS's CLS): θ_y uniform over the other classes of y's group.
+
+    A class alone in its group falls back to uniform over all other classes. Every class of the
+    dataset must be in exactly one group; a name that is not a class is an error.
+
+    **Examples**
+
+    ```
+    kdtool make-prior superclass --dataset cifar100 --out artifacts/c100-superclass.q.safetensors
+    kdtool make-prior superclass --dataset fashion-mnist --groups recipes/fmnist-groups.json \\
+        --out artifacts/fmnist-superclass.q.safetensors
+    kdtool make-prior superclass --dataset imagefolder:./data --groups my-groups.json \\
+        --out artifacts/groups.q.safetensors
+    ```
+    """
+    check_output_file(out, force)
+    names = dataset_class_names(dataset)
+    if groups is None and dataset != "cifar100":
+        raise KdtoolError(f"built-in groups exist for cifar100 only: pass --groups FILE for {dataset}")
+    table = CIFAR100_SUPERCLASSES if groups is None else load_groups(groups)
+    theta, alone = superclass_prior(names, table)
+    source = "cifar100-superclasses" if groups is None else groups.name
+    _save(prior_q(theta, names, alpha, dataset, "superclass", {"groups": source}), out)
+    if alone:
+        console.print(f"alone in their group, smoothed uniformly over all other classes: {', '.join(alone)}")
+
+
+@prior_app.command("semantic")
+def semantic(
+    dataset: Dataset,
+    out: Out,
+    label_vectors: LabelVectors = DEFAULT_LABEL_VECTORS,
+    alpha: Alpha = 0.1,
+    force: Force = False,
+) -> None:
+    """Semantic label smoothing (PLS's SEMLS): θ_yk ∝ 1/‖v_y − v_k‖ over k ≠ y.
+
+    v is a class name's word vector; a name of several words (split on _, space and /) gets the
+    mean of its words' vectors. Words without a vector are left out and listed; a class with no
+    vector at all is an error.
+
+    **Examples**
+
+    ```
+    kdtool make-prior semantic --dataset cifar10 --out artifacts/c10-semantic.q.safetensors
+    kdtool make-prior semantic --dataset cifar100 --label-vectors glove.6B.300d.txt \\
+        --out artifacts/c100-semantic.q.safetensors
+    ```
+    """
+    check_output_file(out, force)
+    names = dataset_class_names(dataset)
+    vectors, skipped = class_vectors(names, label_vectors)
+    theta = semantic_prior(vectors, names)
+    extra = {"label_vectors": label_vectors.name, "vector_dim": str(vectors.shape[1])}
+    _save(prior_q(theta, names, alpha, dataset, "semantic", extra), out)
+    if skipped:
+        left_out = ", ".join(f"{w!r} of {name!r}" for name, words in skipped.items() for w in words)
+        console.print(f"words without a vector, left out of their class's mean: {left_out}")
