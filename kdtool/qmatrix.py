@@ -392,8 +392,9 @@ class QMatrix:
         if not path.is_file():
             raise KdtoolError(f"Q artifact {path} does not exist")
         with open(path, "rb") as fh:
-            head = fh.read(2)
-        if head[:1] == b"\x80" or head == b"PK":
+            head = fh.read(9)
+        # safetensors: an 8-byte header length, then the JSON header; a length byte may be 0x80 too
+        if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
             raise KdtoolError(f"{path} is a pickle / torch.save file, not safetensors: kdtool never unpickles")
         try:
             tensors = load_file(str(path))

@@ -130,6 +130,17 @@ def test_neg_inf_entries_are_allowed(tmp_path):
     assert sparse.probabilities()[1].sum().item() == pytest.approx(1.0)
 
 
+def test_a_header_length_byte_of_0x80_is_not_mistaken_for_a_pickle(tmp_path):
+    """A pickle starts with 0x80, and so does a safetensors file whose header length is 128 mod 256."""
+    path = tmp_path / "q.safetensors"
+    for pad in range(300):
+        dense_q().with_extra({"pad": "x" * pad}).save(path)
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert QMatrix.load(path).extra["pad"] == "x" * pad
+
+
 def test_not_a_safetensors_file(tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,6 +14,10 @@ from kdtool.cli.app import app, console, parse_int_list
 from kdtool.errors import KdtoolError
 from kdtool.fileio import check_output_file, sha256_file
 from kdtool.qmatrix import QMatrix
+
+if TYPE_CHECKING:
+    from kdtool.report import ConfusionAgreement
+    from kdtool.runs import RunDir
 
 QFile = Annotated[Path, typer.Argument(help="A Q artifact (.safetensors), dense or sparse.", show_default=False)]
 OutFile = Annotated[Path, typer.Option("--out", help="Q artifact to write.", show_default=False)]
@@ -30,11 +34,12 @@ def _form(q: QMatrix) -> str:
 
 
 def _bytes(n: int) -> str:
+    size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+        if size < 1000 or unit == "GB":
+            break
+        size /= 1000
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
 
 
 def _written(q: QMatrix, out: Path) -> None:
@@ -139,7 +144,7 @@ def inspect_q(
         console.print(f"heatmap written to {heatmap}")
 
 
-def _agreement(q: QMatrix, run, device: str):
+def _agreement(q: QMatrix, run: RunDir, device: str) -> ConfusionAgreement:
     from kdtool.pipeline import predict_run
     from kdtool.report import confusion_agreement, confusion_on_classes
 
@@ -182,7 +187,7 @@ def _print_rows(q: QMatrix, top: int, max_classes: int) -> None:
                   f"({q.class_names[int(entropy.argmax())]}) nats")  # fmt: skip
 
 
-def _print_agreement(q: QMatrix, agreement, run_path: Path) -> None:
+def _print_agreement(q: QMatrix, agreement: ConfusionAgreement, run_path: Path) -> None:
     names = q.class_names
     table = Table(title=f"Q vs the confusion matrix of {run_path} on its test set", title_justify="left")
     for header in ("class", "Q's most similar", "most often mistaken for", "agree", "row ρ"):
