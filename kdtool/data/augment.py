@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 
 from kdtool.errors import KdtoolError
 
@@ -92,7 +91,18 @@ def _rotate(x: torch.Tensor, sign: torch.Tensor, level: float) -> torch.Tensor:
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
-    return TF.rgb_to_grayscale(x) if x.shape[1] == 3 else x
+    """ITU-R 601-2 luma, as PIL and torchvision compute greyscale (single-channel images unchanged)."""
+    if x.shape[1] != 3:
+        return x
+    weights = torch.tensor([0.2989, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)
+
+
+def _equalize(x: torch.Tensor) -> torch.Tensor:
+    # torchvision takes seconds to import: load it only when RandAugment runs
+    from torchvision.transforms.v2.functional import equalize
+
+    return equalize(x.round().to(torch.uint8)).float()
 
 
 def _smoothed(x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +144,7 @@ OPS: dict[str, Op] = {
     "posterize": lambda x, s, m: _posterize(x, m),
     "solarize": lambda x, s, m: torch.where(x >= 255.0 * (1 - m), 255.0 - x, x),
     "autocontrast": lambda x, s, m: _autocontrast(x),
-    "equalize": lambda x, s, m: TF.equalize(x.round().to(torch.uint8)).float(),
+    "equalize": lambda x, s, m: _equalize(x),
 }
 
 
