@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from kdtool.data.augment import parse_augment
+from kdtool.data.text import resolve_text_options
 from kdtool.errors import KdtoolError
 from kdtool.targets.focal import parse_focal_gamma
 from kdtool.targets.kd import check_kd_options
@@ -13,6 +14,9 @@ from kdtool.targets.lls import parse_lls_terms
 from kdtool.targets.simple import check_unit_interval
 from kdtool.targets.tfkd import check_tfkd_options
 from kdtool.targets.zipf import check_zipf_options
+
+
+SCHEDULES = ("multistep", "cosine", "constant")
 
 
 @dataclass
@@ -29,6 +33,11 @@ class TrainConfig:
     limit_train: int | None = None
     limit_test: int | None = None
     augment: str = "standard"
+    vocab_size: int = 20000  # text: vocabulary entries, <pad> and <unk> included
+    max_len: int = 128  # text: tokens kept per text
+    embed_dim: int = 128  # text models: embedding size
+    hidden_size: int = 128  # text models: LSTM units per direction / CNN filters per width
+    word_vectors: str | None = None  # text models: GloVe-format file initialising the embedding
     epsilon: float = 0.1
     alpha: float = 0.1
     lls_terms: str = "all"
@@ -47,6 +56,7 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    schedule: str = "multistep"
     warmup_epochs: int | None = None
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
@@ -69,6 +79,7 @@ class TrainConfig:
             check_unit_interval("--alpha", self.alpha)
         self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
         self.augment = ",".join(parse_augment(self.augment)) or "none"
+        resolve_text_options(self)
         check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)
         check_zipf_options(self.zipf_weight, self.zipf_exponent)
         self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
@@ -78,6 +89,8 @@ class TrainConfig:
             raise KdtoolError("--smoothing prior needs --prior FILE, a Q artifact (see kdtool make-prior)")
         if self.q_weight_decay is None:
             self.q_weight_decay = self.weight_decay
+        if self.schedule not in SCHEDULES:
+            raise KdtoolError(f"unknown --schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         if self.warmup_epochs is None:
             # The paper warms up for 5 of 200 epochs; short runs get about a tenth of their length.
             self.warmup_epochs = min(5, self.epochs // 10)

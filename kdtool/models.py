@@ -1,4 +1,4 @@
-"""Model registry: every network kdtool trains, sized by the dataset's channels, image size and K."""
+"""Model registry: every network kdtool trains, sized by the dataset (image shape or vocabulary) and K."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from kdtool.data.dataset import DatasetInfo
 from kdtool.errors import KdtoolError
+from kdtool.text_models import TEXT_MODELS
 
 
 class LeNet5(nn.Module):
@@ -86,18 +88,38 @@ def _mobilenet_v2(num_classes: int, in_channels: int, image_size: int) -> nn.Mod
     return net
 
 
-MODELS: dict[str, Callable[[int, int, int], nn.Module]] = {
+# Image models are factory(num_classes, in_channels, image_size); text models (TEXT_MODELS) are
+# factory(num_classes, vocab_size, embed_dim=..., hidden_size=...).
+MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
     "alexnet": SmallAlexNet,
     "resnet18": _cifar_resnet(tvm.resnet18),
     "resnet34": _cifar_resnet(tvm.resnet34),
     "resnet50": _cifar_resnet(tvm.resnet50),
     "mobilenet_v2": _mobilenet_v2,
+    **TEXT_MODELS,
 }
 
 
-def build_model(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """Instantiate a registered model for ``num_classes`` outputs and the given input shape."""
+def build_model(
+    name: str, num_classes: int | DatasetInfo, in_channels: int = 1, image_size: int = 28, **text_options: int
+) -> nn.Module:
+    """Instantiate a registered model.
+
+    Pass the dataset's :class:`DatasetInfo` in place of ``num_classes`` to size any model from it
+    (image models by channels and image size, text models by vocabulary size), or, for image models,
+    ``num_classes, in_channels, image_size``. ``text_options`` (``embed_dim``, ``hidden_size``) size
+    text models; image models ignore them.
+    """
     if name not in MODELS:
         raise KdtoolError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    info = num_classes if isinstance(num_classes, DatasetInfo) else None
+    if name in TEXT_MODELS:
+        if info is None or info.kind != "text":
+            raise KdtoolError(f"model {name!r} reads text: train it on goemotions, goemotions-ekman or text:PATH")
+        return TEXT_MODELS[name](info.num_classes, info.vocab_size, **text_options)
+    if info is not None:
+        if info.kind != "image":
+            raise KdtoolError(f"model {name!r} reads images but {info.name} is text: use {' or '.join(TEXT_MODELS)}")
+        num_classes, in_channels, image_size = info.num_classes, info.channels, info.image_size
     return MODELS[name](num_classes, in_channels, image_size)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from kdtool.metrics import accuracy, expected_calibration_error, nll
+from kdtool.metrics import accuracy, classification_metrics, expected_calibration_error, macro_f1, nll, per_class_f1
 
 
 def test_metrics_by_hand():
@@ -16,3 +16,14 @@ def test_metrics_by_hand():
     # 0.9 alone in its bin: |1-0.9|; 0.6 and 0.55 share bin (8/15, 9/15]: |1 - (0.6+0.55)|
     expected = (abs(1 - 0.9) + abs(1 - 1.15)) / 3
     assert expected_calibration_error(logits, labels) == pytest.approx(expected, rel=1e-5)
+
+
+def test_macro_f1_by_hand():
+    # true 0 0 1 1 2 2, predicted 0 1 1 1 2 0; class 3 is neither present nor predicted
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 1, 2, 0]), 4).float()
+    # F1 = 2TP / (2TP + FP + FN): class 0: 2/(2+1+1), class 1: 4/(4+1+0), class 2: 2/(2+0+1)
+    f1 = per_class_f1(logits, labels)
+    assert f1[:3].tolist() == pytest.approx([0.5, 0.8, 2 / 3]) and math.isnan(f1[3])
+    assert macro_f1(logits, labels) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert classification_metrics(logits, labels)["test_macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)

@@ -3,9 +3,10 @@ import torch
 
 from kdtool.errors import KdtoolError
 from kdtool.models import MODELS, build_model
+from kdtool.text_models import TEXT_MODELS
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - set(TEXT_MODELS)))
 @pytest.mark.parametrize(("channels", "size"), [(1, 28), (3, 32)])
 def test_models_follow_the_dataset_shape(name, channels, size):
     model = build_model(name, 7, channels, size).eval()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kdtool.data.embedded import FASHION_MNIST_CLASSES
+from kdtool.data.text import is_text_dataset, text_class_names
 from kdtool.errors import KdtoolError
 
 MNIST_CLASSES = tuple(f"{i} - {word}" for i, word in enumerate(
@@ -50,7 +51,10 @@ BUILTIN_CLASS_NAMES: dict[str, tuple[str, ...]] = {
 
 def dataset_class_names(spec: str) -> list[str]:
     """The class names of ``--dataset`` without loading it: built-in sets, or the class folders of
-    ``imagefolder:PATH`` (``PATH/train/<class>``, sorted as torchvision's ImageFolder sorts them)."""
+    ``imagefolder:PATH`` (``PATH/train/<class>``, sorted as torchvision's ImageFolder sorts them), or
+    of a text dataset (GoEmotions, ``text:PATH``)."""
+    if is_text_dataset(spec):
+        return list(text_class_names(spec))
     if spec.startswith("imagefolder:"):
         train = Path(spec.removeprefix("imagefolder:")).expanduser() / "train"
         if not train.is_dir():

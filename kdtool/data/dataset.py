@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 
@@ -11,7 +11,12 @@ from kdtool.errors import KdtoolError
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a model and a target need to know about a dataset."""
+    """What a model and a target need to know about a dataset.
+
+    ``kind`` is ``"image"`` or ``"text"``. Images are sized by ``channels``/``image_size`` and
+    normalised by ``mean``/``std``; text is token ids (``vocab_size`` entries, at most ``max_len``
+    tokens a text) and leaves the image fields empty.
+    """
 
     name: str
     class_names: tuple[str, ...]
@@ -21,15 +26,26 @@ class DatasetInfo:
     std: tuple[float, ...]
     hflip: bool = False
     crop_padding: int = 4
+    kind: str = "image"
+    vocab_size: int = 0
+    max_len: int = 0
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @classmethod
+    def from_record(cls, record: dict) -> DatasetInfo:
+        """The info of a run's ``config.json`` ``dataset_info`` (lists back to tuples, extra keys ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in known}
+        return cls(**values)
+
 
 @dataclass
 class Split:
-    """One split as tensors: ``inputs`` (uint8, N×C×H×W for images) and ``labels`` (int64, N)."""
+    """One split as tensors: ``inputs`` (uint8 N×C×H×W images, or int64 N×L right-padded token ids)
+    and ``labels`` (int64, N)."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
@@ -54,6 +70,7 @@ class Dataset:
     train: Split
     test: Split
     extras: dict = field(default_factory=dict)
+    validation: Split | None = None  # an official validation split, where the dataset has one
 
     def subset_classes(self, indices: list[int]) -> Dataset:
         """Only the samples of the kept classes, relabelled 0..len(indices)-1 in the given order."""
@@ -65,7 +82,8 @@ class Dataset:
             return Split(split.inputs[keep], remap[split.labels[keep]])
 
         info = replace(self.info, class_names=tuple(self.info.class_names[i] for i in indices))
-        return replace(self, info=info, train=restrict(self.train), test=restrict(self.test))
+        validation = None if self.validation is None else restrict(self.validation)
+        return replace(self, info=info, train=restrict(self.train), test=restrict(self.test), validation=validation)
 
     def sample_fraction(self, fraction: float, seed: int) -> Dataset:
         """A copy whose training split keeps ``fraction`` of each class (seeded); the test split is unchanged.

@@ -6,10 +6,19 @@ import os
 
 from kdtool.data.dataset import Dataset
 from kdtool.data.embedded import load_embedded_fashion_mnist
+from kdtool.data.text import Vocabulary, is_text_dataset, load_text_dataset
 from kdtool.data.vision import TORCHVISION_SETS, load_imagefolder, load_torchvision
 from kdtool.errors import KdtoolError
 
-DATASET_NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "imagefolder:PATH")
+DATASET_NAMES = (
+    "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "imagefolder:PATH",
+    "goemotions", "goemotions-ekman", "text:PATH",
+)  # fmt: skip
+
+
+def dataset_kind(spec: str) -> str:
+    """``"text"`` or ``"image"``: what a ``--dataset`` value holds, known without loading it."""
+    return "text" if is_text_dataset(spec) else "image"
 
 
 def load_dataset(
@@ -17,12 +26,19 @@ def load_dataset(
     data_root: str | os.PathLike | None = None,
     download: bool = False,
     image_size: int = 64,
+    vocab_size: int = 20000,
+    max_len: int = 128,
+    vocabulary: Vocabulary | None = None,
 ) -> Dataset:
     """Load a dataset by name.
 
     ``fashion-mnist`` is read from the copy embedded in kdtool unless ``data_root`` is given;
     the other torchvision sets need ``data_root``; ``imagefolder:PATH`` reads a folder tree.
+    Text (``goemotions``, ``goemotions-ekman`` embedded, ``text:PATH``) is encoded with ``vocabulary``,
+    or with one of ``vocab_size`` entries built from its training split, cut at ``max_len`` tokens.
     """
+    if is_text_dataset(spec):
+        return load_text_dataset(spec, vocab_size, max_len, vocabulary)
     if spec.startswith("imagefolder:"):
         return load_imagefolder(spec.removeprefix("imagefolder:"), image_size)
     if spec == "fashion-mnist" and data_root is None:
