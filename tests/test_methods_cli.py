@@ -4,7 +4,10 @@ import csv
 import json
 
 import pytest
+import torch
+from torch import nn
 
+from kdtool.engine import gradient_norm
 from tests.conftest import TINY
 
 
@@ -81,3 +84,10 @@ def test_bad_method_options_exit_2(run_cli, tmp_path, args, message):
     code, _, stderr = run_cli("train-teacher", *args, *TINY, "--out", tmp_path / "never")
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "never").exists()
+
+
+def test_gradient_norm_is_the_norm_of_the_whole_gradient_vector():
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2))
+    model(torch.randn(4, 3)).square().sum().backward()
+    flat = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert gradient_norm(model).item() == pytest.approx(flat.norm().item())
