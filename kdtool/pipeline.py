@@ -29,6 +29,13 @@ def load_data(cfg: TrainConfig) -> Dataset:
     return dataset.limited(cfg.limit_train, cfg.limit_test, cfg.seed)
 
 
+def select_data(full: Dataset, cfg: TrainConfig, kept: list[int] | None, fraction: float = 1.0) -> Dataset:
+    """A student's data: the class subset ``kept`` (relabelled in that order), then a stratified
+    ``fraction`` of the training split, then ``--limit-train/--limit-test``."""
+    dataset = full if kept is None else full.subset_classes(kept)
+    return dataset.sample_fraction(fraction, cfg.seed).limited(cfg.limit_train, cfg.limit_test, cfg.seed)
+
+
 def make_loaders(dataset: Dataset, cfg: TrainConfig, device: torch.device) -> tuple[BatchLoader, BatchLoader]:
     augment = parse_augment(cfg.augment)
     train_tf = ImageBatchTransform.for_dataset(dataset.info, augment=augment)
@@ -100,21 +107,33 @@ def load_run_model(run: RunDir, device: torch.device | str = "cpu") -> tuple[nn.
 def predict_run(run: RunDir, split: str = "test", device: str = "auto") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """A run's network on one split of its own data, without augmentation: (logits, labels, class names).
 
-    The data are rebuilt from the run's config (dataset, limits, seed), so ``train`` is the very
-    training set the run saw, unaugmented. Logits (N×K) and labels come back on the CPU.
+    The data are rebuilt from the run's config (dataset, class subset and sample fraction of a
+    student, limits, seed), so ``train`` is the very training set the run saw, unaugmented. Logits
+    (N×K) and labels come back on the CPU.
     """
     if split not in ("train", "test"):
         raise KdtoolError(f"split must be 'train' or 'test', got {split!r}")
     where = select_device(device)
     model, cfg, info = load_run_model(run, where)
-    cfg = dataclasses.replace(cfg, augment=False, batch_size=cfg.eval_batch_size)
-    dataset = load_data(cfg)
+    record = run.config()
+    full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
+                        run_vocabulary(run))  # fmt: skip
+    dataset = select_data(full, cfg, record.get("kept_classes"), record.get("sample_fraction", 1.0))
     names = list(info["class_names"])
     if list(dataset.info.class_names) != names:
         raise KdtoolError(f"{run.path} was trained on classes {names}, but its config now yields other classes")
-    train, test = make_loaders(dataset, cfg, where)
+    return (*predict_split(model, cfg, dataset, split, where), names)
+
+
+def predict_split(
+    model: nn.Module, cfg: TrainConfig, dataset: Dataset, split: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s logits and the labels of one split (``train`` or ``test``) of ``dataset``, in order,
+    in evaluation batches without augmentation; both on the CPU."""
+    cfg = dataclasses.replace(cfg, augment=False, batch_size=cfg.eval_batch_size)
+    train, test = make_loaders(dataset, cfg, device)
     logits, labels = predict(model, train if split == "train" else test)
-    return logits.cpu(), labels.cpu(), names
+    return logits.cpu(), labels.cpu()
 
 
 def train_teacher(cfg: TrainConfig, force: bool, console: Console) -> tuple[RunDir, list[dict[str, float]]]:
@@ -186,8 +205,7 @@ def distill(cfg: DistillConfig, force: bool, console: Console) -> tuple[RunDir, 
     kept = None
     if cfg.classes is not None or cfg.class_indices is not None:
         kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
-    dataset = full if kept is None else full.subset_classes(kept)
-    dataset = dataset.sample_fraction(cfg.sample_fraction, cfg.seed).limited(cfg.limit_train, cfg.limit_test, cfg.seed)
+    dataset = select_data(full, cfg, kept, cfg.sample_fraction)
     build = _teacher_target if cfg.teacher is not None else _substitute_target
     target, record = build(cfg, full.info, kept)
     if kept is not None:

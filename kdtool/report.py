@@ -14,7 +14,7 @@ import torch
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write
-from kdtool.metrics import confusion_matrix
+from kdtool.metrics import confusion_matrix, select_classes
 from kdtool.qmatrix import QMatrix
 from kdtool.subsets import resolve_classes
 
@@ -131,7 +131,4 @@ def confusion_on_classes(
         index = resolve_classes(class_names, names=kept)
     except KdtoolError as exc:
         raise KdtoolError(f"the Q's classes are not among the run's: {exc}") from exc
-    remap = torch.full((len(class_names),), -1, dtype=torch.long)
-    remap[torch.as_tensor(index)] = torch.arange(len(index))
-    keep = remap[labels] >= 0
-    return confusion_matrix(logits[keep][:, index], remap[labels[keep]])
+    return confusion_matrix(*select_classes(logits, labels, index))

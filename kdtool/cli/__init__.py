@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from kdtool.cli import distill, prior, qtools, sweep, train  # noqa: F401  (registers its subcommands)
+from kdtool.cli import distill, prior, qtools, report, sweep, train  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
 from kdtool.errors import KdtoolError
 from kdtool.runs import RunInterrupted

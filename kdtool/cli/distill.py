@@ -9,8 +9,9 @@ import typer
 
 from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
+from kdtool.cli.seeds import for_each_seed
 from kdtool.cli.train import report_run
-from kdtool.config import DistillConfig
+from kdtool.config import DistillConfig, TrainConfig
 from kdtool.subsets import parse_name_list
 
 SOURCE = "Distillation"
@@ -60,6 +61,7 @@ def distill(
     milestones: opt.Milestones = "",
     gamma: opt.Gamma = 0.1,
     seed: opt.Seed = 0,
+    seeds: opt.Seeds = None,
     device: opt.Device = "auto",
     force: opt.Force = False,
 ) -> None:
@@ -78,16 +80,22 @@ def distill(
     kdtool distill --substitute-q artifacts/fmnist.q.safetensors --classes "T-shirt/top,Pullover,Coat,Shirt" \\
         --out runs/st-tops
     kdtool distill --teacher runs/fmnist-lls --sample-fraction 0.5 --seed 1 --out runs/st-half
+    kdtool distill --substitute-q artifacts/fmnist.q.safetensors --seeds 0,1,2 --out runs/st   # runs/st/seed0 ...
     ```
     """
     from kdtool.pipeline import distill as run_distill
 
     options = dict(locals())
-    force = options.pop("force")
+    force, seeds = options.pop("force"), options.pop("seeds")
     options["model"] = options.pop("student")
     if classes is not None:
         options["classes"] = parse_name_list(classes)
     if class_indices is not None:
         options["class_indices"] = parse_int_list(class_indices, "--class-indices")
-    run, rows = run_distill(opt.config_from(options, DistillConfig), force, console)
-    report_run(run.path, rows[-1])
+
+    def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
+        run, rows = run_distill(cfg, force, console)
+        report_run(run.path, rows[-1])
+
+    # distill cannot resume yet: an interrupted seed is restarted
+    for_each_seed(opt.config_from(options, DistillConfig), seeds, force, False, train_one, console, can_resume=False)

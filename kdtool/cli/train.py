@@ -6,6 +6,8 @@ from pathlib import Path
 
 from kdtool.cli import options as opt
 from kdtool.cli.app import app, console
+from kdtool.cli.seeds import for_each_seed
+from kdtool.config import TrainConfig
 
 
 @app.command("train-teacher")
@@ -48,6 +50,7 @@ def train_teacher(
     milestones: opt.Milestones = "",
     gamma: opt.Gamma = 0.1,
     seed: opt.Seed = 0,
+    seeds: opt.Seeds = None,
     device: opt.Device = "auto",
     force: opt.Force = False,
     resume: opt.Resume = False,
@@ -64,6 +67,7 @@ def train_teacher(
         --epsilon 0.1 --epochs 200 --milestones 100,150 --out runs/c100-ls
     kdtool train-teacher --smoothing lls --lls-terms forward-ce,reverse-ce,target-entropy --out runs/no-pent
     kdtool train-teacher --smoothing lls --epochs 10 --out runs/fmnist-lls --resume    # after an interruption
+    kdtool train-teacher --smoothing lls --epochs 10 --seeds 0,1,2 --out runs/fmnist-lls   # runs/fmnist-lls/seed0 ...
     kdtool train-teacher --smoothing focal --focal-gamma adaptive --out runs/flsd53
     kdtool train-teacher --smoothing tfkd-reg --tfkd-temperature 20 --tfkd-weight 0.1 --tfkd-multiplier 100 --out runs/tfkd
     kdtool train-teacher --smoothing prior --prior artifacts/fmnist-superclass.q.safetensors --epsilon 0.1 --out runs/cls
@@ -77,9 +81,13 @@ def train_teacher(
     from kdtool.pipeline import train_teacher as run_train_teacher
 
     options = dict(locals())
-    force, resume = options.pop("force"), options.pop("resume")
-    run, rows = run_train_teacher(opt.config_from(options), force, console, resume=resume)
-    report_run(run.path, rows[-1])
+    force, resume, seeds = options.pop("force"), options.pop("resume"), options.pop("seeds")
+
+    def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
+        run, rows = run_train_teacher(cfg, force, console, resume=resume)
+        report_run(run.path, rows[-1])
+
+    for_each_seed(opt.config_from(options), seeds, force, resume, train_one, console)
 
 
 def report_run(path: Path, last: dict[str, float]) -> None:

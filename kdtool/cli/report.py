@@ -1,0 +1,221 @@
+"""``kdtool compare`` and ``kdtool evaluate``: mean ± std over seeds, curves, and a run's test report."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kdtool.cli import options as opt
+from kdtool.cli.app import app, console
+from kdtool.errors import KdtoolError
+from kdtool.fileio import check_output_file
+
+FORMATS = ("table", "markdown", "csv")
+# Notes go to stderr so that a markdown or CSV table on stdout can be redirected as it is.
+notes = Console(stderr=True, soft_wrap=True)
+
+Runs = Annotated[list[Path], typer.Argument(help="Run folders, or folders with run folders below them (such as "
+                                            "the OUT of a --seeds run).", show_default=False)]  # fmt: skip
+GroupBy = Annotated[str, typer.Option(help="Comma list of config.json keys whose values define a group, e.g. "
+                                      "smoothing,alpha or lls_terms (nested keys: dataset_info.name).")]  # fmt: skip
+Metric = Annotated[str, typer.Option(help="Comma list of metrics.csv columns to report; the first is plotted. "
+                                     "Accuracy-like ones (*acc, *f1) also get their best epoch.")]  # fmt: skip
+Format = Annotated[str, typer.Option("--format", help="table (terminal), markdown or csv (raw numbers).")]
+Plot = Annotated[Path | None, typer.Option(help="Write a PNG: the first metric per epoch (mean line, min-max band "
+                                           "per group) and a reliability diagram of each group's best run.",
+                                           show_default=False)]  # fmt: skip
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing PNG.")]
+
+
+@app.command("compare")
+def compare(
+    runs: Runs,
+    group_by: GroupBy = "smoothing",
+    metric: Metric = "test_acc,test_nll,test_ece",
+    output_format: Format = "table",
+    plot: Plot = None,
+    device: opt.Device = "auto",
+    force: Force = False,
+) -> None:
+    """Compare runs: mean ± std over the runs of each group (e.g. over seeds) of the final and best test
+    accuracy, the final NLL and ECE, and the seconds per epoch.
+
+    Runs are grouped by method (the config key smoothing) unless --group-by names other keys. Runs whose
+    metrics have fewer epochs than their config asks for (running or interrupted) are left out with a
+    note, and so is a note printed when a group's runs differ in options other than the seed.
+
+    **Examples**
+
+    ```
+    kdtool compare runs/fmnist-onehot runs/fmnist-ls runs/fmnist-lls          # folders of seed0, seed1, ...
+    kdtool compare runs/fmnist-* --group-by smoothing --metric test_acc --format markdown
+    kdtool compare runs/alpha --group-by alpha --format csv > alpha.csv
+    kdtool compare runs/ablation --group-by lls_terms --metric test_acc,test_macro_f1
+    kdtool compare runs/fmnist-* --plot artifacts/fmnist-curves.png
+    ```
+    """
+    from kdtool import compare as cmp
+
+    if output_format not in FORMATS:
+        raise KdtoolError(f"unknown --format {output_format!r}: choose one of {', '.join(FORMATS)}")
+    if plot is not None:
+        check_output_file(plot, force)
+    found = cmp.load_runs(cmp.find_runs(runs))
+    if found.unfinished:
+        notes.print(f"left out {len(found.unfinished)} unfinished runs: {', '.join(found.unfinished)}")
+    group_keys = cmp.check_group_keys(found, group_by.split(","))
+    metrics = cmp.check_metrics(found, metric.split(","))
+    table = cmp.group_summary(found, group_keys, metrics)
+    headers, rows = cmp.display_table(table, group_keys)
+    if output_format == "csv":
+        print(table.to_csv(index=False), end="")
+    elif output_format == "markdown":
+        print(cmp.to_markdown(headers, rows, len(group_keys)), end="")
+    else:
+        shown = Table(title=f"{len(found.configs)} runs, mean ± std per group", title_justify="left")
+        for index, header in enumerate(headers):
+            shown.add_column(header, justify="left" if index < len(group_keys) else "right")
+        for row in rows:
+            shown.add_row(*row)
+        console.print(shown)
+    for group, keys in cmp.mixed_options(found, group_keys).items():
+        notes.print(f"note: the runs of group {group} also differ in {', '.join(keys[:5])}"
+                    f"{' ...' if len(keys) > 5 else ''}; add keys to --group-by to separate them")  # fmt: skip
+    if plot is not None:
+        _plot(found, group_keys, metrics[0], plot, device)
+
+
+def _plot(found, group_keys: list[str], metric: str, path: Path, device: str) -> None:
+    """Curves of every group and the calibration of each group's best run, evaluated on its test set."""
+    from kdtool import compare as cmp
+    from kdtool.metrics import calibration_bins
+    from kdtool.pipeline import predict_run
+    from kdtool.plots import GroupCurve, plot_comparison
+    from kdtool.runs import MODEL, RunDir
+
+    members = cmp.groups(found, group_keys)
+    best = cmp.best_runs(found, group_keys, metric)
+    groups = []
+    for name, curve in cmp.curves(found, group_keys, metric).items():
+        calibration = None
+        if (Path(best[name]) / MODEL).is_file():
+            logits, labels, _ = predict_run(RunDir(best[name]), "test", device)
+            calibration = calibration_bins(logits, labels)
+        else:
+            notes.print(f"{best[name]} has no {MODEL}: group {name} is left out of the reliability diagram")
+        groups.append(GroupCurve(name, len(members[name]), curve, best[name], calibration))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_comparison(groups, metric, path)
+    console.print(f"plot written to {path}", soft_wrap=True)
+
+
+RunArg = Annotated[Path, typer.Argument(help="A run folder made by train-teacher or distill.", show_default=False)]
+EvalDataset = Annotated[str | None, typer.Option(help="Evaluate on this dataset (same spellings as train-teacher) "
+                                                 "instead of the run's own data; it must hold the run's classes.",
+                                                 show_default=False)]  # fmt: skip
+EvalLimit = Annotated[int | None, typer.Option("--limit-test", help="With --dataset: at most N samples of the split "
+                                               "(seeded).", show_default=False)]  # fmt: skip
+Split = Annotated[str, typer.Option(help="test or train (unaugmented).")]
+Classes = Annotated[str | None, typer.Option(help="Only these classes' samples, predicted among these classes alone: "
+                                             '"a,b,c".', show_default=False)]  # fmt: skip
+Confusion = Annotated[Path | None, typer.Option(help="Confusion-matrix PNG to write (default: "
+                                                "RUN/confusion-[DATASET-]SPLIT.png).", show_default=False)]  # fmt: skip
+MaxClasses = Annotated[int, typer.Option(help="List at most this many classes in the per-class table.")]
+
+
+def _default_confusion(run: Path, dataset: str | None, split: str, classes: list[str] | None) -> Path:
+    """``RUN/confusion-[DATASET-]SPLIT[-Nclasses].png``: distinct evaluations get distinct files."""
+    parts = ["confusion"]
+    if dataset is not None:
+        parts.append(re.sub(r"[^A-Za-z0-9.+-]+", "-", dataset.split(":")[-1].rstrip("/").split("/")[-1]))
+    parts.append(split)
+    if classes is not None:
+        parts.append(f"{len(classes)}classes")
+    return run / ("-".join(parts) + ".png")
+
+
+@app.command("evaluate")
+def evaluate(
+    run: RunArg,
+    dataset: EvalDataset = None,
+    data_root: opt.DataRoot = None,
+    download: opt.Download = False,
+    limit_test: EvalLimit = None,
+    split: Split = "test",
+    classes: Classes = None,
+    confusion: Confusion = None,
+    max_classes: MaxClasses = 100,
+    device: opt.Device = "auto",
+    force: Force = False,
+) -> None:
+    """Evaluate a run's network: accuracy, macro-F1, NLL, ECE, per-class accuracy and F1, and a confusion
+    matrix PNG with class names.
+
+    Without --dataset the run's own test split is used exactly as in training (class subset, limits and
+    seed included). With --dataset, that dataset's split (e.g. the full test set of a run trained with
+    --limit-test); a student of a class subset is evaluated on its classes of the full dataset.
+
+    **Examples**
+
+    ```
+    kdtool evaluate runs/fmnist-lls/seed0
+    kdtool evaluate runs/fmnist-lls/seed0 --dataset fashion-mnist --confusion artifacts/fmnist-confusion.png
+    kdtool evaluate runs/st-tops --dataset fashion-mnist
+    kdtool evaluate runs/fmnist-lls/seed0 --classes "T-shirt/top,Pullover,Coat,Shirt"
+    kdtool evaluate runs/c100-lls --dataset cifar100 --data-root ~/data --split train
+    ```
+    """
+    from kdtool.evaluation import evaluate as run_evaluate
+    from kdtool.plots import plot_confusion
+    from kdtool.report import HEATMAP_MAX_CLASSES
+    from kdtool.runs import RunDir
+    from kdtool.subsets import parse_name_list
+
+    if max_classes < 1:
+        raise KdtoolError("--max-classes must be at least 1")
+    kept = parse_name_list(classes) if classes is not None else None
+    run_dir = RunDir.open(run)
+    png = confusion if confusion is not None else _default_confusion(run, dataset, split, kept)
+    check_output_file(png, force)
+    result = run_evaluate(run_dir, dataset, str(data_root) if data_root else None, download, limit_test, split,
+                          kept, device)  # fmt: skip
+    _print_evaluation(result, run, dataset, split, max_classes)
+    k = len(result.class_names)
+    if k > HEATMAP_MAX_CLASSES:
+        notes.print(f"no confusion-matrix PNG: {k} classes are unreadable in one picture (limit "
+                    f"{HEATMAP_MAX_CLASSES}); pick some with --classes")  # fmt: skip
+        return
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot_confusion(result.confusion, result.class_names, png, f"{run} · {dataset or 'own data'} · {split} split")
+    console.print(f"confusion matrix written to {png}", soft_wrap=True)
+
+
+def _print_evaluation(result, run: Path, dataset: str | None, split: str, max_classes: int) -> None:
+    m = result.metrics
+    total = int(result.support.sum())
+    console.print(f"[bold]{run}[/bold] on {dataset or 'its own data'}, {split} split: {total} samples, "
+                  f"{len(result.class_names)} classes", soft_wrap=True)  # fmt: skip
+    console.print(f"accuracy {m['acc']:.2%}  macro-F1 {m['macro_f1']:.4f}  NLL {m['nll']:.4f}  ECE {m['ece']:.4f}")
+    table = Table(title="per class", title_justify="left")
+    for header, justify in (("class", "left"), ("samples", "right"), ("accuracy", "right"), ("F1", "right"),
+                            ("most often mistaken for", "left")):  # fmt: skip
+        table.add_column(header, justify=justify)
+    mistakes = result.confusion.clone()
+    mistakes.fill_diagonal_(-1)
+    shown = min(len(result.class_names), max_classes)
+    for y in range(shown):
+        n = int(result.support[y])
+        worst = int(mistakes[y].argmax())
+        mistaken = f"{result.class_names[worst]} ({int(mistakes[y, worst]) / n:.1%})" if mistakes[y, worst] > 0 else "—"
+        accuracy, f1 = float(result.accuracy[y]), float(result.f1[y])
+        table.add_row(result.class_names[y], str(n), "—" if math.isnan(accuracy) else f"{accuracy:.2%}",
+                      "—" if math.isnan(f1) else f"{f1:.4f}", mistaken)  # fmt: skip
+    console.print(table)
+    if shown < len(result.class_names):
+        console.print(f"... {len(result.class_names) - shown} more classes (--max-classes)")

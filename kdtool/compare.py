@@ -1,0 +1,246 @@
+"""Compare run folders: read them with pandas, summarise each run, then mean ± std per group of runs.
+
+A group is the set of runs that share the values of the ``group_by`` config keys (by default the
+method, ``smoothing``), so with one run per seed the table reports the mean and the spread over seeds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from kdtool.errors import KdtoolError
+from kdtool.runs import CONFIG, METRICS
+
+DEFAULT_GROUP_BY = ("smoothing",)
+DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")
+# Config keys that differ between runs of one group without changing what is compared.
+_INCIDENTAL = {"seed", "out", "command", "device", "device_used", "world_size", "eval_batch_size"}
+_INCIDENTAL_PREFIXES = ("versions.", "teacher_run.path", "q_artifact.path")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracy-like metrics (``*acc``, ``*f1``) improve upwards; losses, NLL and ECE downwards."""
+    return metric.endswith(("acc", "f1"))
+
+
+def _natural_key(path: Path) -> list:
+    """Sort ``seed2`` before ``seed10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def find_runs(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The run folders named by ``paths``, in the given order, each once.
+
+    A path is a run folder (it holds ``config.json``) or a folder with run folders below it, such as
+    the ``seed0``, ``seed1``, ... of a ``--seeds`` run; those are taken in natural order.
+    """
+    if not paths:
+        raise KdtoolError("no runs given: name run folders or folders of run folders")
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / CONFIG).is_file():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise KdtoolError(f"{path} is not a run folder: it does not exist")
+        runs = sorted((p.parent for p in path.rglob(CONFIG)), key=_natural_key)
+        if not runs:
+            raise KdtoolError(f"{path} is not a run folder: no config.json in it or in any folder below it")
+        found.extend(runs)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    by_resolved = {p.resolve(): p for p in found}
+    return [by_resolved[p] for p in unique]
+
+
+def _flat_config(path: Path) -> dict:
+    """``config.json`` as one flat row: nested keys joined by dots, lists as comma lists."""
+    try:
+        record = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise KdtoolError(f"{path / CONFIG} is unreadable: {exc}") from exc
+    row = pd.json_normalize(record).iloc[0].to_dict()
+    return {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()}
+
+
+@dataclass
+class RunSet:
+    """Finished runs read from disk.
+
+    ``configs``: one row per run (index: run path), the flattened config. ``epochs``: one row per
+    run and epoch, the run's ``metrics.csv`` plus a ``run`` column. ``unfinished``: runs left out
+    because their metrics have fewer epochs than their config asks for (running or interrupted).
+    """
+
+    configs: pd.DataFrame
+    epochs: pd.DataFrame
+    unfinished: list[str]
+
+
+def load_runs(paths: Sequence[Path]) -> RunSet:
+    """Read the config and metrics of each run folder; unfinished runs are set aside."""
+    configs, epochs, unfinished = {}, [], []
+    for path in paths:
+        config = _flat_config(path)
+        metrics_file = path / METRICS
+        frame = pd.read_csv(metrics_file) if metrics_file.is_file() else pd.DataFrame()
+        if len(frame) < int(config.get("epochs", 1)):
+            unfinished.append(str(path))
+            continue
+        configs[str(path)] = config
+        epochs.append(frame.assign(run=str(path)))
+    if not configs:
+        raise KdtoolError(f"no finished run among {len(paths)} run folders (unfinished: {', '.join(unfinished)})")
+    return RunSet(pd.DataFrame.from_dict(configs, orient="index"), pd.concat(epochs, ignore_index=True), unfinished)
+
+
+def check_group_keys(runs: RunSet, keys: Sequence[str]) -> list[str]:
+    """``--group-by`` keys as config columns (``lls-terms`` means ``lls_terms``); unknown keys are an error."""
+    columns = [key.strip().replace("-", "_") for key in keys if key.strip()]
+    if not columns:
+        raise KdtoolError("--group-by needs at least one config key, e.g. smoothing")
+    for key in columns:
+        if key not in runs.configs.columns:
+            close = difflib.get_close_matches(key, list(runs.configs.columns), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; the keys are those of a run's config.json"
+            raise KdtoolError(f"unknown --group-by key {key!r}{hint}")
+    return columns
+
+
+def check_metrics(runs: RunSet, metrics: Sequence[str]) -> list[str]:
+    """``--metric`` names as metrics.csv columns present in every run; anything else is an error."""
+    names = [m.strip() for m in metrics if m.strip()]
+    if not names:
+        raise KdtoolError("--metric needs at least one metrics.csv column, e.g. test_acc")
+    for name in names:
+        missing = runs.epochs.loc[runs.epochs[name].isna(), "run"] if name in runs.epochs else runs.epochs["run"]
+        if len(missing):
+            known = [c for c in runs.epochs.columns if c not in ("run", "epoch")]
+            raise KdtoolError(f"metric {name!r} is not in {missing.iloc[0]}/{METRICS}; its columns: {', '.join(known)}")
+    return names
+
+
+def run_summary(runs: RunSet, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per run: ``final_<m>`` (last epoch), ``best_<m>`` (best epoch, accuracy-like m only) and
+    ``epoch_seconds`` (mean wall time of an epoch, training and evaluation)."""
+    by_run = runs.epochs.sort_values("epoch").groupby("run", sort=False)
+    summary = pd.DataFrame(index=runs.configs.index)
+    for metric in metrics:
+        summary[f"final_{metric}"] = by_run[metric].last()
+        if higher_is_better(metric):
+            summary[f"best_{metric}"] = by_run[metric].max()
+    if "seconds" in runs.epochs:
+        summary["epoch_seconds"] = by_run["seconds"].mean()
+    return summary
+
+
+def group_labels(runs: RunSet, group_by: Sequence[str]) -> pd.DataFrame:
+    """The group-by config values of each run as strings (a missing value reads ``-``)."""
+    return runs.configs[list(group_by)].map(lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v))
+                                            else f"{v:g}" if isinstance(v, float) else str(v))  # fmt: skip
+
+
+def group_summary(runs: RunSet, group_by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Per group (in order of first appearance): the group's keys, ``n`` runs, and for every
+    per-run value ``<value>_mean`` and ``<value>_std`` (sample standard deviation, NaN for one run)."""
+    per_run = run_summary(runs, metrics)
+    values = list(per_run.columns)
+    frame = group_labels(runs, group_by).join(per_run)
+    grouped = frame.groupby(list(group_by), sort=False)
+    table = grouped.size().rename("n").to_frame()
+    for value in values:
+        table[f"{value}_mean"] = grouped[value].mean()
+        table[f"{value}_std"] = grouped[value].std()
+    return table.reset_index()
+
+
+def mixed_options(runs: RunSet, group_by: Sequence[str]) -> dict[str, list[str]]:
+    """Config keys (beyond seed, output folder, device ...) whose values differ inside a group, per group.
+
+    A non-empty answer means a group's spread is not only seed-to-seed variation.
+    """
+    keys = [c for c in runs.configs.columns
+            if c not in _INCIDENTAL and not c.startswith(_INCIDENTAL_PREFIXES) and c not in group_by]  # fmt: skip
+    mixed = {}
+    for name, members in groups(runs, group_by).items():
+        rows = runs.configs.loc[members, keys].astype(str)
+        differing = [k for k in keys if rows[k].nunique() > 1]
+        if differing:
+            mixed[name] = differing
+    return mixed
+
+
+def group_name(label: str | tuple) -> str:
+    """A group's display name: its key values joined by `` · ``."""
+    return " · ".join(label) if isinstance(label, tuple) else str(label)
+
+
+def groups(runs: RunSet, group_by: Sequence[str]) -> dict[str, list[str]]:
+    """Each group's display name and its runs, groups in order of first appearance."""
+    labels = group_labels(runs, group_by).groupby(list(group_by), sort=False)
+    return {group_name(label): list(rows.index) for label, rows in labels}
+
+
+def curves(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, pd.DataFrame]:
+    """Per group: ``metric`` per epoch over the group's runs, columns ``mean``, ``min``, ``max``."""
+    labels = group_labels(runs, group_by)
+    frame = runs.epochs.join(labels, on="run")
+    result = {}
+    for label, rows in frame.groupby(list(group_by), sort=False):
+        result[group_name(label)] = rows.groupby("epoch")[metric].agg(["mean", "min", "max"])
+    return result
+
+
+def best_runs(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, str]:
+    """Per group: the run with the best final ``metric`` (highest, or lowest for a loss-like metric)."""
+    final = run_summary(runs, [metric])[f"final_{metric}"]
+    frame = group_labels(runs, group_by).join(final)
+    pick = "idxmax" if higher_is_better(metric) else "idxmin"
+    return {group_name(label): getattr(rows[f"final_{metric}"], pick)()
+            for label, rows in frame.groupby(list(group_by), sort=False)}  # fmt: skip
+
+
+def _number(value_column: str, value: float) -> str:
+    if value_column == "epoch_seconds":
+        return f"{value:.1f}"
+    return f"{100 * value:.2f}" if value_column.endswith("acc") else f"{value:.4f}"
+
+
+def _header(value_column: str) -> str:
+    if value_column == "epoch_seconds":
+        return "s/epoch"
+    kind, metric = value_column.split("_", 1)
+    return f"{metric} {kind}{' %' if metric.endswith('acc') else ''}"
+
+
+def display_table(table: pd.DataFrame, group_by: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Headers and text rows of a :func:`group_summary` table, each value as ``mean ± std``.
+
+    Accuracies are in percent; a group of one run shows its value alone.
+    """
+    values = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
+    headers = [*group_by, "n", *map(_header, values)]
+    rows = []
+    for _, row in table.iterrows():
+        cells = [str(row[key]) for key in group_by] + [str(int(row["n"]))]
+        for value in values:
+            mean, std = row[f"{value}_mean"], row[f"{value}_std"]
+            text = _number(value, mean)
+            cells.append(text if math.isnan(std) else f"{text} ± {_number(value, std)}")
+        rows.append(cells)
+    return headers, rows
+
+
+def to_markdown(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int) -> str:
+    """A GitHub-flavoured markdown table; the first ``text_columns`` columns are left-aligned."""
+    rule = [":--" if i < text_columns else "--:" for i in range(len(headers))]
+    lines = [headers, rule, *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines) + "\n"
