@@ -1,10 +1,11 @@
 """End-of-epoch checkpoints for ``--resume``: written atomically, read without unpickling objects.
 
 A checkpoint holds the trainer's state (model, method state such as LLS's Q or OLS's soft labels,
-optimizer, scheduler), the number of finished epochs, the metrics rows so far and the global RNG
-states. The data order needs no state: each epoch's shuffling and augmentation are seeded by
-``(seed, epoch)``. Loading uses ``torch.load(weights_only=True)``, which accepts only tensors and
-plain containers, so a checkpoint can never run code.
+optimizer, scheduler), the number of finished epochs, the metrics rows so far, the model-selection
+state (best epoch and its weights) and the global RNG states. The data order needs no state: each
+epoch's shuffling and augmentation are seeded by ``(seed, epoch)``. Loading uses
+``torch.load(weights_only=True)``, which accepts only tensors and plain containers, so a checkpoint
+can never run code.
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_path: str | Path, trainer_state: dict, epochs_done: int, rows: list[dict]) -> None:
+def save_checkpoint(
+    run_path: str | Path, trainer_state: dict, epochs_done: int, rows: list[dict], selection: dict
+) -> None:
     """Write ``checkpoint/last.pt`` atomically (temporary file, fsync, rename)."""
     path = checkpoint_path(run_path)
     path.parent.mkdir(exist_ok=True)
-    payload = {"trainer": trainer_state, "epochs_done": epochs_done, "rows": rows, "rng": rng_state()}
+    payload = {"trainer": trainer_state, "epochs_done": epochs_done, "rows": rows, "rng": rng_state(),
+               "selection": selection}  # fmt: skip
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 

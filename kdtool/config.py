@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from kdtool.accel import check_amp
 from kdtool.data.augment import parse_augment
 from kdtool.data.text import resolve_text_options
 from kdtool.errors import KdtoolError
+from kdtool.selection import SELECT_CHOICES
 from kdtool.targets.focal import parse_focal_gamma
 from kdtool.targets.kd import check_kd_options
 from kdtool.targets.lls import parse_lls_terms
 from kdtool.targets.simple import check_unit_interval
 from kdtool.targets.tfkd import check_tfkd_options
 from kdtool.targets.zipf import check_zipf_options
-
 
 SCHEDULES = ("multistep", "cosine", "constant")
 
@@ -63,6 +64,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 1024
+    val_fraction: float = 0.0
+    select: str | None = None
+    early_stopping: int = 0
+    amp: str = "none"  # mixed precision: none, bf16, fp16 (see kdtool.accel)
+    channels_last: bool = False
+    compile: bool = False
 
     def resolve(self) -> TrainConfig:
         """Validate every option and fill the derived defaults; returns ``self``."""
@@ -83,12 +90,24 @@ class TrainConfig:
         check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)
         check_zipf_options(self.zipf_weight, self.zipf_exponent)
         self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
+        self.amp = check_amp(self.amp)
         if self.smoothing == "tfkd-self" and self.teacher is None:
             raise KdtoolError("--smoothing tfkd-self needs --teacher RUN, a trained run of the same network")
         if self.smoothing == "prior" and self.prior is None:
             raise KdtoolError("--smoothing prior needs --prior FILE, a Q artifact (see kdtool make-prior)")
         if self.q_weight_decay is None:
             self.q_weight_decay = self.weight_decay
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise KdtoolError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        has_val = self.val_fraction > 0
+        if self.select is None:
+            self.select = "best-val-loss" if has_val else "last"
+        if self.select not in SELECT_CHOICES:
+            raise KdtoolError(f"unknown --select {self.select!r}: choose one of {', '.join(SELECT_CHOICES)}")
+        if self.select != "last" and not has_val:
+            raise KdtoolError(f"--select {self.select} needs a validation split: add --val-fraction (e.g. 0.1)")
+        if self.early_stopping < 0 or (self.early_stopping and not has_val):
+            raise KdtoolError("--early-stopping N needs N ≥ 1 and a validation split (--val-fraction)")
         if self.schedule not in SCHEDULES:
             raise KdtoolError(f"unknown --schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         if self.warmup_epochs is None:

@@ -9,23 +9,38 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from kdtool.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from kdtool.config import DistillConfig, TrainConfig
 from kdtool.data import BatchLoader, Dataset, DatasetInfo, ImageBatchTransform, load_dataset
 from kdtool.data.augment import parse_augment
+from kdtool.data.text import VOCAB_FILE, Vocabulary, dataset_vocabulary, trim_to_longest
 from kdtool.display import EpochDisplay
-from kdtool.engine import Trainer, predict, seed_everything, select_device
+from kdtool.distributed import DistEnv, barrier, init_from_env, max_divergence, select_device, shutdown
+from kdtool.engine import Trainer, predict, seed_everything
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
 from kdtool.models import MODELS, build_model
 from kdtool.qmatrix import QMatrix
-from kdtool.runs import MODEL, Q, RunDir, check_output_dir
+from kdtool.runs import (
+    MODEL,
+    Q,
+    RunDir,
+    RunInterrupted,
+    check_output_dir,
+    check_resumable,
+    interrupts_as_keyboard_interrupt,
+)
+from kdtool.selection import ModelSelector
 from kdtool.subsets import resolve_classes, source_class_index
 from kdtool.targets import TARGETS, Target, build_target
 from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher
+from kdtool.text_models import load_word_vectors
 
 
-def load_data(cfg: TrainConfig) -> Dataset:
-    dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size)
+def load_data(cfg: TrainConfig, vocabulary: Vocabulary | None = None) -> Dataset:
+    """The run's data, limited; text is encoded with ``vocabulary`` (default: built from its training split)."""
+    dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
+                           vocabulary)  # fmt: skip
     return dataset.limited(cfg.limit_train, cfg.limit_test, cfg.seed)
 
 
@@ -36,12 +51,39 @@ def select_data(full: Dataset, cfg: TrainConfig, kept: list[int] | None, fractio
     return dataset.sample_fraction(fraction, cfg.seed).limited(cfg.limit_train, cfg.limit_test, cfg.seed)
 
 
-def make_loaders(dataset: Dataset, cfg: TrainConfig, device: torch.device) -> tuple[BatchLoader, BatchLoader]:
+def run_vocabulary(run: RunDir) -> Vocabulary | None:
+    """The vocabulary a text run was trained with, from its ``vocab.json`` (None for an image run)."""
+    if run.config().get("dataset_info", {}).get("kind") != "text":
+        return None
+    return Vocabulary.load(run.path / VOCAB_FILE)
+
+
+def build_run_model(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
+    """The network of ``cfg.model`` sized for a dataset (image shape, or vocabulary and text model sizes)."""
+    return build_model(cfg.model, info, embed_dim=cfg.embed_dim, hidden_size=cfg.hidden_size)
+
+
+def init_model(cfg: TrainConfig, dataset: Dataset, console: Console) -> nn.Module:
+    """A freshly initialised network for a run; a text model's embedding comes from ``--word-vectors`` if given."""
+    model = build_run_model(cfg, dataset.info)
+    if cfg.word_vectors is not None:
+        found = load_word_vectors(model, dataset_vocabulary(dataset), cfg.word_vectors)
+        console.print(f"word vectors for {found} of {dataset.info.vocab_size} vocabulary entries "
+                      f"from {cfg.word_vectors}")  # fmt: skip
+    return model
+
+
+def make_loaders(
+    dataset: Dataset, cfg: TrainConfig, device: torch.device, env: DistEnv = DistEnv()
+) -> tuple[BatchLoader, BatchLoader]:
     augment = parse_augment(cfg.augment)
-    train_tf = ImageBatchTransform.for_dataset(dataset.info, augment=augment)
-    test_tf = ImageBatchTransform.for_dataset(dataset.info, augment=False)
+    if dataset.info.kind == "text":  # no augmentation; each batch is cut to its longest text
+        train_tf = test_tf = trim_to_longest
+    else:
+        train_tf = ImageBatchTransform.for_dataset(dataset.info, augment=augment)
+        test_tf = ImageBatchTransform.for_dataset(dataset.info, augment=False)
     train = BatchLoader(dataset.train, cfg.batch_size, train_tf, device, shuffle=True, augment=bool(augment),
-                        seed=cfg.seed)  # fmt: skip
+                        seed=cfg.seed, rank=env.rank, world_size=env.world_size)  # fmt: skip
     test = BatchLoader(dataset.test, cfg.eval_batch_size, test_tf, device)
     return train, test
 
@@ -49,7 +91,8 @@ def make_loaders(dataset: Dataset, cfg: TrainConfig, device: torch.device) -> tu
 def dataset_record(dataset: Dataset) -> dict[str, Any]:
     info = dataclasses.asdict(dataset.info)
     info["class_names"] = list(info["class_names"])
-    return {**info, "num_train": len(dataset.train), "num_test": len(dataset.test)}
+    num_val = 0 if dataset.validation is None else len(dataset.validation)
+    return {**info, "num_train": len(dataset.train), "num_val": num_val, "num_test": len(dataset.test)}
 
 
 def fit(
@@ -61,29 +104,103 @@ def fit(
     console: Console,
     record: dict[str, Any] | None = None,
     title: str = "",
+    resume: bool = False,
 ) -> tuple[RunDir, list[dict[str, float]]]:
-    """Train ``model`` with ``target`` and write the complete run folder ``cfg.out``."""
-    device = select_device(cfg.device)
+    """Train ``model`` with ``target`` and write the complete run folder ``cfg.out``.
+
+    Under torchrun the model is wrapped in DistributedDataParallel and only rank 0 prints and
+    writes. A checkpoint is written after every epoch; ``resume`` continues from it.
+    """
+    env, device = init_from_env(cfg.device)
     model.to(device)
     target.to(device)
-    train_loader, test_loader = make_loaders(dataset, cfg, device)
-    trainer = Trainer(model, target, train_loader, test_loader, cfg)
+    if env.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
+    train_loader, test_loader = make_loaders(dataset, cfg, device, env)
+    val_loader = None
+    if dataset.validation is not None:
+        val_loader = BatchLoader(dataset.validation, cfg.eval_batch_size, test_loader.transform, device)
+    trainer = Trainer(model, target, train_loader, test_loader, cfg, env, val_loader)
+    selector = ModelSelector(cfg.select, cfg.early_stopping)
 
-    run = RunDir.create(cfg.out, force)
-    run.write_config({**cfg.to_dict(), **(record or {}), "dataset_info": dataset_record(dataset),
-                      "device_used": str(device)})  # fmt: skip
     rows: list[dict[str, float]] = []
-    with EpochDisplay(console, title, cfg.epochs, len(train_loader)) as display:
-        for row in trainer.epochs(display.step):
-            rows.append(row)
-            run.write_metrics(rows)
+    if resume:
+        run = RunDir(cfg.out)
+        state = load_checkpoint(run.path, device)
+        trainer.load_state_dict(state["trainer"])
+        set_rng_state(state["rng"])
+        rows = list(state["rows"])
+        selector.load_state_dict(state["selection"])
+    else:
+        run = RunDir.create(cfg.out, force) if env.is_main else RunDir(cfg.out)
+        if env.is_main:
+            run.write_config({**cfg.to_dict(), **(record or {}), "dataset_info": dataset_record(dataset),
+                              "device_used": str(device), "world_size": env.world_size})  # fmt: skip
+            vocabulary = dataset_vocabulary(dataset)
+            if vocabulary is not None:
+                vocabulary.save(run.path / VOCAB_FILE)
+    barrier(env)
+
+    shown = console if env.is_main else Console(quiet=True)
+    with interrupts_as_keyboard_interrupt(), EpochDisplay(shown, title, cfg.epochs, len(train_loader)) as display:
+        for row in rows:
             display.epoch_done(row)
-    run.save_model(model)
-    q = target.learned_q()
-    if q is not None:
-        QMatrix(q, list(dataset.info.class_names), cfg.alpha, dataset.info.name, source=target.name,
-                extra={"run": str(run.path)}).save(run.path / Q)  # fmt: skip
+        try:
+            for row in trainer.epochs(display.step, start_epoch=len(rows)):
+                rows.append(row)
+                selector.update(row, _weights(model, target))
+                if env.is_main:
+                    run.write_metrics(rows)
+                    save_checkpoint(run.path, trainer.state_dict(), len(rows), rows, selector.state_dict())
+                display.epoch_done(row)
+                if selector.should_stop():
+                    shown.print(f"early stopping: no lower validation loss for {cfg.early_stopping} epochs")
+                    break
+        except KeyboardInterrupt:
+            raise RunInterrupted(run.path, len(rows)) from None
+    if env.enabled:  # DDP keeps the network in sync; check the method's own parameters (Q) are too
+        divergence = max_divergence([*model.parameters(), *target.parameters()], env)
+        shown.print(f"{env.world_size} processes; largest parameter difference from rank 0: {divergence:.3g}")
+    if selector.best_state is not None:  # keep the selected epoch's weights, not the last ones
+        _load_weights(model, target, selector.best_state)
+    for row in rows:
+        row["selected"] = int(row["epoch"] == selector.selected_epoch)
+    if env.is_main:
+        run.write_metrics(rows)
+        run.update_config({"selected_epoch": selector.selected_epoch, "epochs_run": len(rows)})
+        run.save_model(model.module if env.enabled else model)
+        q = target.learned_q()
+        if q is not None:
+            QMatrix(q, list(dataset.info.class_names), cfg.alpha, dataset.info.name, source=target.name,
+                    extra={"run": str(run.path)}).save(run.path / Q)  # fmt: skip
+    barrier(env)
+    shutdown(env)
     return run, rows
+
+
+def prepare_output(cfg: TrainConfig, force: bool, resume: bool) -> None:
+    """Check, before any work, that ``cfg.out`` can be created (or, with ``resume``, continued)."""
+    if resume:
+        check_resumable(cfg.out, cfg.to_dict(), force)
+    else:
+        check_output_dir(cfg.out, force)
+
+
+def _weights(model: nn.Module, target: Target) -> dict[str, Any]:
+    network = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return {"model": network.state_dict(), "target": target.state_dict()}
+
+
+def _load_weights(model: nn.Module, target: Target, state: dict[str, Any]) -> None:
+    network = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    network.load_state_dict(state["model"])
+    target.load_state_dict(state["target"])
+
+
+def selected_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metrics row of the epoch whose weights the run kept (the last one for older runs)."""
+    return next((r for r in rows if int(float(r.get("selected", 0)))), rows[-1])
 
 
 def load_run_model(run: RunDir, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig, dict]:
@@ -96,7 +213,7 @@ def load_run_model(run: RunDir, device: torch.device | str = "cpu") -> tuple[nn.
         raise KdtoolError(f"{run.path / 'config.json'} does not describe a kdtool training run")
     cfg = TrainConfig.from_dict(record)
     info = record["dataset_info"]
-    model = build_model(cfg.model, len(info["class_names"]), info["channels"], info["image_size"])
+    model = build_run_model(cfg, DatasetInfo.from_record(info))
     try:
         run.load_weights(model)
     except (RuntimeError, OSError) as exc:
@@ -136,21 +253,23 @@ def predict_split(
     return logits.cpu(), labels.cpu()
 
 
-def train_teacher(cfg: TrainConfig, force: bool, console: Console) -> tuple[RunDir, list[dict[str, float]]]:
+def train_teacher(
+    cfg: TrainConfig, force: bool, console: Console, resume: bool = False
+) -> tuple[RunDir, list[dict[str, float]]]:
     """``kdtool train-teacher``: validate everything first, then train and write the run folder."""
     cfg.resolve()
     if cfg.smoothing not in TARGETS:
         raise KdtoolError(f"unknown smoothing method {cfg.smoothing!r}: choose one of {', '.join(TARGETS)}")
     if cfg.model not in MODELS:
         raise KdtoolError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
-    check_output_dir(cfg.out, force)
+    prepare_output(cfg, force, resume)
     dataset = load_data(cfg)
     seed_everything(cfg.seed)
     info = dataset.info
-    model = build_model(cfg.model, info.num_classes, info.channels, info.image_size)
+    model = init_model(cfg, dataset, console)
     target = build_target(cfg.smoothing, cfg, info.num_classes)
     title = f"{cfg.smoothing} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
-    return fit(cfg, dataset, model, target, force, console, title=title)
+    return fit(cfg, dataset, model, target, force, console, title=title, resume=resume)
 
 
 def _teacher_target(
@@ -186,7 +305,9 @@ def _substitute_target(
     return SubstituteTeacher(q, cfg.alpha, cfg.beta, cfg.temperature), record
 
 
-def distill(cfg: DistillConfig, force: bool, console: Console) -> tuple[RunDir, list[dict[str, float]]]:
+def distill(
+    cfg: DistillConfig, force: bool, console: Console, resume: bool = False
+) -> tuple[RunDir, list[dict[str, float]]]:
     """``kdtool distill``: a student from a teacher run (Hinton KD) or from a Q artifact alone (LLS-ST).
 
     Options, teacher or Q, class names and the output folder are all checked before the run folder
@@ -197,7 +318,7 @@ def distill(cfg: DistillConfig, force: bool, console: Console) -> tuple[RunDir, 
     cfg.resolve()
     if cfg.model not in MODELS:
         raise KdtoolError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
-    check_output_dir(cfg.out, force)
+    prepare_output(cfg, force, resume)
     # a text student reads its teacher's token ids, so it takes the teacher's vocabulary
     vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
     full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
@@ -214,7 +335,7 @@ def distill(cfg: DistillConfig, force: bool, console: Console) -> tuple[RunDir, 
     info = dataset.info
     model = init_model(cfg, dataset, console)
     title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
-    run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title)
+    run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume)
     if isinstance(target, SubstituteTeacher):
         target.q.save(run.path / Q)
     return run, rows

@@ -145,6 +145,10 @@ class RunDir:
         record = {**config, "versions": versions(), "command": " ".join(sys.argv)}
         atomic_write_json(self.path / CONFIG, record)
 
+    def update_config(self, facts: dict[str, Any]) -> None:
+        """Add result facts (e.g. the selected epoch) to an existing ``config.json``."""
+        atomic_write_json(self.path / CONFIG, {**self.config(), **facts})
+
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))

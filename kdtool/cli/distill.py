@@ -57,13 +57,18 @@ def distill(
     batch_size: opt.BatchSize = 128,
     lr: opt.Lr = 0.1,
     weight_decay: opt.WeightDecay = 5e-4,
+    schedule: opt.Schedule = "multistep",
     warmup_epochs: opt.WarmupEpochs = None,
+    val_fraction: opt.ValFraction = 0.0,
+    select: opt.Select = None,
+    early_stopping: opt.EarlyStopping = 0,
     milestones: opt.Milestones = "",
     gamma: opt.Gamma = 0.1,
     seed: opt.Seed = 0,
     seeds: opt.Seeds = None,
     device: opt.Device = "auto",
     force: opt.Force = False,
+    resume: opt.Resume = False,
 ) -> None:
     """Train a student from a teacher run (Hinton KD) or from a Q artifact alone (LLS-ST).
 
@@ -84,9 +89,10 @@ def distill(
     ```
     """
     from kdtool.pipeline import distill as run_distill
+    from kdtool.pipeline import selected_row
 
     options = dict(locals())
-    force, seeds = options.pop("force"), options.pop("seeds")
+    force, resume, seeds = options.pop("force"), options.pop("resume"), options.pop("seeds")
     options["model"] = options.pop("student")
     if classes is not None:
         options["classes"] = parse_name_list(classes)
@@ -94,8 +100,7 @@ def distill(
         options["class_indices"] = parse_int_list(class_indices, "--class-indices")
 
     def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
-        run, rows = run_distill(cfg, force, console)
-        report_run(run.path, rows[-1])
+        run, rows = run_distill(cfg, force, console, resume=resume)
+        report_run(run.path, selected_row(rows))
 
-    # distill cannot resume yet: an interrupted seed is restarted
-    for_each_seed(opt.config_from(options, DistillConfig), seeds, force, False, train_one, console, can_resume=False)
+    for_each_seed(opt.config_from(options, DistillConfig), seeds, force, resume, train_one, console)

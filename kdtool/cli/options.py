@@ -92,6 +92,14 @@ Epochs = Annotated[int, typer.Option(help="Training epochs.", rich_help_panel=OP
 BatchSize = Annotated[int, typer.Option(help="Batch size.", rich_help_panel=OPTIM)]
 Lr = Annotated[float, typer.Option(help="Peak learning rate (SGD, momentum 0.9).", rich_help_panel=OPTIM)]
 WeightDecay = Annotated[float, typer.Option(help="Weight decay of the network.", rich_help_panel=OPTIM)]
+ValFraction = Annotated[float, typer.Option(help="Hold out this stratified fraction of the training set for "
+                                           "validation (an official validation split is used instead where "
+                                           "the dataset has one).", rich_help_panel=OPTIM)]  # fmt: skip
+Select = Annotated[str | None, typer.Option(help="Weights to keep: last, best-val-loss or best-val-acc (default: "
+                                            "best-val-loss with a validation split, else last).",
+                                            rich_help_panel=OPTIM)]  # fmt: skip
+EarlyStopping = Annotated[int, typer.Option(help="Stop after N epochs without a lower validation loss (0: off).",
+                                            rich_help_panel=OPTIM)]  # fmt: skip
 Schedule = Annotated[str, typer.Option(help="LR schedule after warm-up: multistep (at --milestones), cosine, "
                                        "or constant.", rich_help_panel=OPTIM)]  # fmt: skip
 WarmupEpochs = Annotated[int | None, typer.Option(help="Linear warm-up epochs (default: min(5, epochs//10)).",

@@ -47,6 +47,9 @@ def train_teacher(
     weight_decay: opt.WeightDecay = 5e-4,
     schedule: opt.Schedule = "multistep",
     warmup_epochs: opt.WarmupEpochs = None,
+    val_fraction: opt.ValFraction = 0.0,
+    select: opt.Select = None,
+    early_stopping: opt.EarlyStopping = 0,
     milestones: opt.Milestones = "",
     gamma: opt.Gamma = 0.1,
     seed: opt.Seed = 0,
@@ -69,8 +72,10 @@ def train_teacher(
     kdtool train-teacher --smoothing lls --epochs 10 --out runs/fmnist-lls --resume    # after an interruption
     kdtool train-teacher --smoothing lls --epochs 10 --seeds 0,1,2 --out runs/fmnist-lls   # runs/fmnist-lls/seed0 ...
     kdtool train-teacher --smoothing focal --focal-gamma adaptive --out runs/flsd53
-    kdtool train-teacher --smoothing tfkd-reg --tfkd-temperature 20 --tfkd-weight 0.1 --tfkd-multiplier 100 --out runs/tfkd
-    kdtool train-teacher --smoothing prior --prior artifacts/fmnist-superclass.q.safetensors --epsilon 0.1 --out runs/cls
+    kdtool train-teacher --smoothing tfkd-reg --tfkd-temperature 20 --tfkd-weight 0.1 --tfkd-multiplier 100 \\
+        --out runs/tfkd
+    kdtool train-teacher --smoothing prior --prior artifacts/fmnist-superclass.q.safetensors --epsilon 0.1 \\
+        --out runs/cls
     kdtool train-teacher --smoothing lls --augment cutmix,randaugment --out runs/lls-cutmix
     kdtool train-teacher --dataset goemotions-ekman --model bilstm --smoothing lls --out runs/ge-lls
     kdtool train-teacher --dataset text:./my_data --model textcnn --word-vectors glove.6B.100d.txt --embed-dim 100 \
@@ -78,6 +83,7 @@ def train_teacher(
     torchrun --nproc-per-node 4 -m kdtool train-teacher --dataset cifar100 --data-root ~/data --out runs/c100
     ```
     """
+    from kdtool.pipeline import selected_row
     from kdtool.pipeline import train_teacher as run_train_teacher
 
     options = dict(locals())
@@ -85,7 +91,7 @@ def train_teacher(
 
     def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
         run, rows = run_train_teacher(cfg, force, console, resume=resume)
-        report_run(run.path, rows[-1])
+        report_run(run.path, selected_row(rows))
 
     for_each_seed(opt.config_from(options), seeds, force, resume, train_one, console)
 

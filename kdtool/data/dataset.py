@@ -64,6 +64,17 @@ class Split:
         return self.take(torch.randperm(len(self), generator=g)[:n].sort().values)
 
 
+def stratified_index(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded ``fraction`` of each class (``round(fraction·n_c)``, at least one)."""
+    g = torch.Generator().manual_seed(seed)
+    kept = []
+    for c in labels.unique().tolist():
+        members = (labels == c).nonzero().flatten()
+        n = max(1, int(fraction * len(members) + 0.5))
+        kept.append(members[torch.randperm(len(members), generator=g)[:n]])
+    return torch.cat(kept).sort().values if kept else labels.new_zeros(0)
+
+
 @dataclass
 class Dataset:
     info: DatasetInfo
@@ -94,16 +105,22 @@ class Dataset:
             raise KdtoolError(f"--sample-fraction must be in (0, 1], got {fraction}")
         if fraction == 1.0:
             return self
-        g = torch.Generator().manual_seed(seed)
-        labels = self.train.labels
-        kept = []
-        for c in range(self.info.num_classes):
-            members = (labels == c).nonzero().flatten()
-            if len(members):
-                n = max(1, int(fraction * len(members) + 0.5))
-                kept.append(members[torch.randperm(len(members), generator=g)[:n]])
-        index = torch.cat(kept).sort().values if kept else labels.new_zeros(0)
-        return replace(self, train=self.train.take(index))
+        return replace(self, train=self.train.take(stratified_index(self.train.labels, fraction, seed)))
+
+    def with_validation(self, fraction: float, seed: int) -> Dataset:
+        """Hold out a stratified, seeded ``fraction`` of the training split as ``validation``.
+
+        A dataset with an official validation split keeps it instead; ``fraction == 0`` means no
+        validation at all. The test split is never touched.
+        """
+        if fraction <= 0.0:
+            return replace(self, validation=None)
+        if self.validation is not None:
+            return self
+        held = stratified_index(self.train.labels, fraction, seed)
+        rest = torch.ones(len(self.train), dtype=torch.bool)
+        rest[held] = False
+        return replace(self, train=self.train.take(rest.nonzero().flatten()), validation=self.train.take(held))
 
     def limited(self, limit_train: int | None, limit_test: int | None, seed: int) -> Dataset:
         """A copy with at most ``limit_train`` / ``limit_test`` samples (seeded random choice)."""
