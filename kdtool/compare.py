@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from kdtool.errors import KdtoolError
-from kdtool.runs import CONFIG, METRICS
+from kdtool.runs import CONFIG, METRICS, MODEL
 
 DEFAULT_GROUP_BY = ("smoothing",)
 DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")
@@ -77,7 +77,8 @@ class RunSet:
 
     ``configs``: one row per run (index: run path), the flattened config. ``epochs``: one row per
     run and epoch, the run's ``metrics.csv`` plus a ``run`` column. ``unfinished``: runs left out
-    because their metrics have fewer epochs than their config asks for (running or interrupted).
+    because they have no weights yet and fewer epochs than their config asks for (running or
+    interrupted; a run stopped early has its weights).
     """
 
     configs: pd.DataFrame
@@ -92,7 +93,7 @@ def load_runs(paths: Sequence[Path]) -> RunSet:
         config = _flat_config(path)
         metrics_file = path / METRICS
         frame = pd.read_csv(metrics_file) if metrics_file.is_file() else pd.DataFrame()
-        if len(frame) < int(config.get("epochs", 1)):
+        if not (path / MODEL).is_file() and len(frame) < int(config.get("epochs", 1)):
             unfinished.append(str(path))
             continue
         configs[str(path)] = config
@@ -128,13 +129,26 @@ def check_metrics(runs: RunSet, metrics: Sequence[str]) -> list[str]:
     return names
 
 
+def kept_epochs(runs: RunSet) -> pd.DataFrame:
+    """Per run (index: run path), the metrics row of the epoch whose weights the run kept: the one
+    marked ``selected`` (when the run selected an epoch), otherwise the last."""
+    ordered = runs.epochs.sort_values(["run", "epoch"])
+    last = ordered.groupby("run").tail(1)
+    if "selected" in ordered:
+        chosen = ordered[ordered["selected"].fillna(0).astype(float) > 0].groupby("run").tail(1)
+        last = pd.concat([chosen, last[~last["run"].isin(chosen["run"])]])
+    return last.set_index("run")
+
+
 def run_summary(runs: RunSet, metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per run: ``final_<m>`` (last epoch), ``best_<m>`` (best epoch, accuracy-like m only) and
-    ``epoch_seconds`` (mean wall time of an epoch, training and evaluation)."""
-    by_run = runs.epochs.sort_values("epoch").groupby("run", sort=False)
+    """One row per run: ``final_<m>`` (at the epoch whose weights the run kept, see :func:`kept_epochs`),
+    ``best_<m>`` (best epoch, accuracy-like m only) and ``epoch_seconds`` (mean wall time of an epoch,
+    training and evaluation)."""
+    by_run = runs.epochs.groupby("run", sort=False)
+    kept = kept_epochs(runs)
     summary = pd.DataFrame(index=runs.configs.index)
     for metric in metrics:
-        summary[f"final_{metric}"] = by_run[metric].last()
+        summary[f"final_{metric}"] = kept[metric]
         if higher_is_better(metric):
             summary[f"best_{metric}"] = by_run[metric].max()
     if "seconds" in runs.epochs:

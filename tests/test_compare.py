@@ -138,3 +138,19 @@ def test_plot_without_weights_draws_the_curves_and_refuses_to_overwrite(run_cli,
     code, _, err = run_cli("compare", runs, "--plot", png)
     assert code == 2 and "already exists: pass --force" in err
     assert run_cli("compare", runs, "--plot", png, "--force")[0] == 0
+
+
+def test_final_is_the_selected_epoch_and_early_stopped_runs_count(run_cli, tmp_path):
+    # a run of 5 planned epochs that stopped after 3 and kept epoch 2's weights
+    run = tmp_path / "early"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"epochs": 5, "smoothing": "lls"}))
+    (run / "model.safetensors").write_bytes(b"")
+    rows = ["epoch,test_acc,test_nll,test_ece,seconds,selected", "1,0.5,1.0,0.1,1,0", "2,0.7,0.8,0.2,1,1",
+            "3,0.6,0.9,0.3,1,0"]  # fmt: skip
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    code, out, err = run_cli("compare", run, "--format", "csv")
+    assert code == 0, err
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert float(row["final_test_acc_mean"]) == 0.7 and float(row["final_test_nll_mean"]) == 0.8
+    assert float(row["best_test_acc_mean"]) == 0.7 and "unfinished" not in err

@@ -2,7 +2,7 @@
 
 Reported numbers are means over seeds, so a multi-seed run is a single command. Re-running it
 continues where it stopped: a finished seed (its folder holds ``model.safetensors``) is skipped,
-an interrupted one is resumed from its checkpoint when the command can resume.
+an interrupted one is resumed from its checkpoint.
 """
 
 from __future__ import annotations
@@ -53,12 +53,11 @@ class SeedRun:
     replace: bool = False
 
 
-def plan_seeds(cfg: TrainConfig, seeds: list[int], force: bool, can_resume: bool) -> list[SeedRun]:
+def plan_seeds(cfg: TrainConfig, seeds: list[int], force: bool) -> list[SeedRun]:
     """Decide every seed's action and check every folder before anything is trained.
 
     With ``force`` every seed is trained afresh. Otherwise a folder holding weights is finished;
-    one with a checkpoint is resumed (or restarted, for a command that cannot resume); one that
-    died before its first checkpoint is restarted.
+    one with a checkpoint is resumed; one that died before its first checkpoint is restarted.
     """
     out = Path(cfg.out)
     if (out / CONFIG).is_file():
@@ -69,7 +68,7 @@ def plan_seeds(cfg: TrainConfig, seeds: list[int], force: bool, can_resume: bool
         one = dataclasses.replace(cfg, seed=seed, out=str(folder))
         if not force and (folder / MODEL).is_file():
             plan.append(SeedRun(seed, one, "skip"))
-        elif not force and can_resume and checkpoint_path(folder).is_file():
+        elif not force and checkpoint_path(folder).is_file():
             plan.append(SeedRun(seed, one, "resume"))
         else:
             # an interrupted seed is restarted as --force would; a folder that is not a kdtool run is still refused
@@ -86,7 +85,6 @@ def for_each_seed(
     resume: bool,
     train_one: TrainOne,
     console: Console,
-    can_resume: bool = True,
 ) -> None:
     """Train ``cfg`` once (``seeds`` None) or once per seed of the comma list ``seeds``."""
     if seeds is None:
@@ -94,7 +92,7 @@ def for_each_seed(
         return
     if force and resume:
         raise KdtoolError("--resume continues runs and --force replaces them: pass only one of them")
-    plan = plan_seeds(cfg, parse_seeds(seeds), force, can_resume)
+    plan = plan_seeds(cfg, parse_seeds(seeds), force)
     for index, run in enumerate(plan, 1):
         where = f"[{index}/{len(plan)}] seed {run.seed}"
         if run.action == "skip":
