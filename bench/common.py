@@ -235,21 +235,29 @@ def lenet5() -> LeNet5:
 
 
 class KdtoolEpochs:
-    """kdtool training epochs as the CLI runs them: the engine with its live display (rendered into
-    a buffer as if to a terminal), one call per epoch."""
+    """kdtool training epochs as the CLI runs them: the engine under one live display for the whole
+    run (rendered into a buffer as if to a terminal), one call per epoch. Use it as a context manager:
+    while it is open the display holds stdout, as it does in the CLI."""
 
     def __init__(self, dataset: Dataset, model: torch.nn.Module, target: Target, cfg: TrainConfig) -> None:
         cfg.resolve()
         train, test = make_loaders(dataset, cfg, torch.device(cfg.device))
         self.trainer = Trainer(model, target, train, test, cfg)
-        self.console = Console(file=io.StringIO(), force_terminal=True, width=120)
-        self.steps = len(train)
+        console = Console(file=io.StringIO(), force_terminal=True, width=120)
+        self.display = EpochDisplay(console, "bench", cfg.epochs, len(train))
         self.epoch = 0
 
+    def __enter__(self) -> KdtoolEpochs:
+        self.display.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.display.__exit__(*exc_info)
+
     def __call__(self) -> dict[str, float]:
-        with EpochDisplay(self.console, "bench", 10**6, self.steps) as display:
-            row = self.trainer.train_epoch(self.epoch, display.step)
+        row = self.trainer.train_epoch(self.epoch, self.display.step)
         self.epoch += 1
+        self.display.epoch_done({"epoch": self.epoch, **row})
         return row
 
 

@@ -39,7 +39,8 @@ def main() -> None:
         model = build_model("resnet18", K, 3, 32)
         runs[name] = KdtoolEpochs(dataset, model, target, kdtool_config(args.batch_size, smoothing=name))
     a, b = Timing(f"LLS {args.steps} step(s)"), Timing(f"LS {args.steps} step(s)")
-    interleave(a, runs["lls"], b, runs["ls"], args.repeats, args.warmup)
+    with runs["lls"], runs["ls"]:
+        interleave(a, runs["lls"], b, runs["ls"], args.repeats, args.warmup)
 
     logits, labels = torch.randn(args.batch_size, K), torch.randint(0, K, (args.batch_size,))
     lls_loss = loss_seconds(LearnableLabelSmoothing(K, 0.1), logits, labels)

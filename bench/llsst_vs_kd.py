@@ -30,7 +30,8 @@ def main() -> None:
     llsst = KdtoolEpochs(dataset, lenet5(), SubstituteTeacher(q), kdtool_config(args.batch_size, smoothing="lls-st"))
     kd = KdtoolEpochs(dataset, lenet5(), KnowledgeDistillation(teacher), kdtool_config(args.batch_size, smoothing="kd"))
     a, b = Timing("LLS-ST epoch"), Timing("KD epoch (ResNet-18 teacher)")
-    interleave(a, llsst, b, kd, args.repeats, args.warmup)
+    with llsst, kd:
+        interleave(a, llsst, b, kd, args.repeats, args.warmup)
     inputs = {
         "bench": "llsst_vs_kd",
         **machine(),

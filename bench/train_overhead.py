@@ -53,14 +53,15 @@ def main() -> None:
     images, labels = dataset.train.inputs, dataset.train.labels
 
     a, b = Timing("kdtool epoch"), Timing("bare loop epoch")
-    interleave(
-        a,
-        kdtool_epoch,
-        b,
-        lambda: bare_epoch(model, optimizer, images, labels, args.batch_size, generator),
-        args.repeats,
-        args.warmup,
-    )
+    with kdtool_epoch:
+        interleave(
+            a,
+            kdtool_epoch,
+            b,
+            lambda: bare_epoch(model, optimizer, images, labels, args.batch_size, generator),
+            args.repeats,
+            args.warmup,
+        )
     inputs = {
         "bench": "train_overhead",
         **machine(),

@@ -65,7 +65,8 @@ def main() -> None:
         config["train_data_loader"]["kwargs"].update(batch_size=args.batch_size, num_workers=workers)
         box = get_distillation_box(teacher, lenet5(), {"fashion_mnist/train": ds}, config, device, None, False, 1)
         a, b = Timing("kdtool KD epoch"), Timing(f"torchdistill KD epoch (num_workers={workers})")
-        interleave(a, kdtool_epoch, b, lambda: torchdistill_epoch(box, device), args.repeats, args.warmup)
+        with kdtool_epoch:
+            interleave(a, kdtool_epoch, b, lambda: torchdistill_epoch(box, device), args.repeats, args.warmup)
     inputs = {
         "bench": "vs_torchdistill",
         **machine(),

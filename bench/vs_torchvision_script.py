@@ -53,7 +53,8 @@ def main() -> None:
         workers = args.workers if args.workers is not None else best_num_workers(ds, args.batch_size)
         loader = torchvision_loader(ds, args.batch_size, workers)
         a, b = Timing("kdtool epoch"), Timing(f"torchvision script epoch (num_workers={workers})")
-        interleave(a, kdtool_epoch, b, lambda: script_epoch(model, optimizer, loader), args.repeats, args.warmup)
+        with kdtool_epoch:
+            interleave(a, kdtool_epoch, b, lambda: script_epoch(model, optimizer, loader), args.repeats, args.warmup)
     inputs = {
         "bench": "vs_torchvision_script",
         **machine(),

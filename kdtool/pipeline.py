@@ -9,6 +9,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from kdtool.accel import frozen_for_inference, maybe_compile, resolve_accel
 from kdtool.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from kdtool.config import DistillConfig, TrainConfig
 from kdtool.data import BatchLoader, Dataset, DatasetInfo, ImageBatchTransform, load_dataset
@@ -112,8 +113,12 @@ def fit(
     writes. A checkpoint is written after every epoch; ``resume`` continues from it.
     """
     env, device = init_from_env(cfg.device)
-    model.to(device)
+    note = console.print if env.is_main else (lambda _: None)
+    accel = resolve_accel(cfg.amp, cfg.channels_last, device, note)
+    accel.prepare(model.to(device))
     target.to(device)
+    if cfg.compile:
+        maybe_compile(model, device, note)
     if env.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
@@ -121,7 +126,7 @@ def fit(
     val_loader = None
     if dataset.validation is not None:
         val_loader = BatchLoader(dataset.validation, cfg.eval_batch_size, test_loader.transform, device)
-    trainer = Trainer(model, target, train_loader, test_loader, cfg, env, val_loader)
+    trainer = Trainer(model, target, train_loader, test_loader, cfg, env, val_loader, accel)
     selector = ModelSelector(cfg.select, cfg.early_stopping)
 
     rows: list[dict[str, float]] = []
@@ -285,7 +290,9 @@ def _teacher_target(
             f"student's dataset is {info.name} ({info.channels}×{info.image_size}px): they must agree"
         )
     index = source_class_index(teacher_info["class_names"], info.class_names, kept, f"teacher run {run.path}")
-    target = KnowledgeDistillation(teacher, cfg.beta, cfg.temperature, index)
+    # A frozen teacher runs inference only: channels-last pays on a CPU even without --channels-last.
+    channels_last = cfg.channels_last or select_device(cfg.device).type == "cpu"
+    target = KnowledgeDistillation(frozen_for_inference(teacher, channels_last), cfg.beta, cfg.temperature, index)
     record = {"teacher_run": {"path": str(run.path), "model_sha256": sha256_file(run.path / MODEL),
                               "model": teacher_cfg.model, "smoothing": teacher_cfg.smoothing}}  # fmt: skip
     return target, record

@@ -67,6 +67,9 @@ def distill(
     seed: opt.Seed = 0,
     seeds: opt.Seeds = None,
     device: opt.Device = "auto",
+    amp: opt.Amp = "none",
+    channels_last: opt.ChannelsLast = False,
+    compile: opt.Compile = False,
     force: opt.Force = False,
     resume: opt.Resume = False,
 ) -> None:

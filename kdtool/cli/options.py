@@ -113,6 +113,17 @@ Milestones = Annotated[
 ]
 Gamma = Annotated[float, typer.Option(help="LR decay factor at each milestone.", rich_help_panel=OPTIM)]
 
+SPEED = "Speed"
+Amp = Annotated[str, typer.Option(help="Mixed precision: none, bf16 (autocast; on a CPU without native bf16 it is "
+                                  "slower) or fp16 (CUDA only, with a gradient scaler).",
+                                  rich_help_panel=SPEED)]  # fmt: skip
+ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="Channels-last memory format for the network "
+                                            "and its batches (faster convolutions on CPUs and on GPUs with AMP).",
+                                            rich_help_panel=SPEED)]  # fmt: skip
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the network (minutes of compiling first; "
+                                       "falls back to eager, saying why, where unavailable).",
+                                       rich_help_panel=SPEED)]  # fmt: skip
+
 
 def config_from(options: dict[str, Any], cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
     """Build a config from a command's keyword arguments (paths -> str, list flags parsed)."""

@@ -55,6 +55,9 @@ def train_teacher(
     seed: opt.Seed = 0,
     seeds: opt.Seeds = None,
     device: opt.Device = "auto",
+    amp: opt.Amp = "none",
+    channels_last: opt.ChannelsLast = False,
+    compile: opt.Compile = False,
     force: opt.Force = False,
     resume: opt.Resume = False,
 ) -> None:

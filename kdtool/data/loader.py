@@ -25,14 +25,13 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
     """Per-sample random crop of a zero-padded batch, back to the original size (any dtype)."""
     if padding <= 0:
         return images
-    b, c, h, w = images.shape
+    b, _, h, w = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
     offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator, device=images.device)
-    rows = offsets[0, :, None] + torch.arange(h, device=images.device)  # B×H
-    cols = offsets[1, :, None] + torch.arange(w, device=images.device)  # B×W
-    batch_idx = torch.arange(b, device=images.device)[:, None, None, None]
-    chan_idx = torch.arange(c, device=images.device)[None, :, None, None]
-    return padded[batch_idx, chan_idx, rows[:, None, :, None], cols[:, None, None, :]]
+    # A view of every h×w window (B×C×(2p+1)×(2p+1)×H×W, no copy); pick one window per image. Copying
+    # whole windows is several times faster than gathering single pixels with four index tensors.
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)
+    return windows[torch.arange(b, device=images.device), :, offsets[0], offsets[1]]
 
 
 def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
