@@ -213,9 +213,7 @@ def load_run_model(run: RunDir, device: torch.device | str = "cpu") -> tuple[nn.
 
     Returns the model, the run's config and its recorded dataset facts (class names, shape).
     """
-    record = run.config()
-    if "dataset_info" not in record or "model" not in record:
-        raise KdtoolError(f"{run.path / 'config.json'} does not describe a kdtool training run")
+    record = run.training_config()
     cfg = TrainConfig.from_dict(record)
     info = record["dataset_info"]
     model = build_run_model(cfg, DatasetInfo.from_record(info))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.pipeline import predict_run
+from kdtool.pipeline import predict_run, selected_row
 from kdtool.qmatrix import QMatrix
 from kdtool.runs import CONFIG, METRICS, MODEL, Q, RunDir
 from kdtool.targets.simple import check_unit_interval
@@ -26,7 +26,7 @@ def run_provenance(run: RunDir) -> dict[str, str]:
     if (run.path / METRICS).is_file():
         rows = run.metrics()
         if rows and "test_acc" in rows[-1]:
-            facts["run_test_acc"] = rows[-1]["test_acc"]
+            facts["run_test_acc"] = selected_row(rows)["test_acc"]
     return {key: str(value) for key, value in facts.items() if value is not None}
 
 
@@ -34,7 +34,7 @@ def learned_q(run: RunDir) -> QMatrix:
     """The Q an LLS run learned (its ``q.safetensors``, validated), with the run's provenance added."""
     path = run.path / Q
     if not path.is_file():
-        method = run.config().get("smoothing", "unknown")
+        method = run.training_config()["smoothing"]
         raise KdtoolError(f"{run.path} learned no Q (smoothing={method}): use --from-teacher to estimate one")
     return QMatrix.load(path).with_extra(run_provenance(run))
 

@@ -167,6 +167,13 @@ class RunDir:
         except (OSError, json.JSONDecodeError) as exc:
             raise KdtoolError(f"{self.path / CONFIG} is unreadable: {exc}") from exc
 
+    def training_config(self) -> dict[str, Any]:
+        """``config.json`` of a training run; anything else is a one-line error."""
+        record = self.config()
+        if "dataset_info" not in record or "model" not in record:
+            raise KdtoolError(f"{self.path / CONFIG} does not describe a kdtool training run")
+        return record
+
     def metrics(self) -> list[dict[str, str]]:
         with open(self.path / METRICS, newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))

@@ -1,0 +1,114 @@
+"""Bad input across commands: each case prints one clear line, exits 2 and leaves no new file."""
+
+import json
+import pickle
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from kdtool import QMatrix
+from kdtool.cli import main_args
+from kdtool.data import embedded
+from tests.conftest import TINY
+
+FMNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "lls"
+    assert main_args(["train-teacher", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def q_file(path, logits, names, alpha="0.1", **meta):
+    metadata = {"format": "kdtool.q/1", "num_classes": str(len(names)), "class_names": json.dumps(names),
+                "alpha": alpha, "dataset": "fashion-mnist", "source": "lls", "created_by": "test", **meta}  # fmt: skip
+    save_file({"q_logits": logits}, str(path), metadata=metadata)
+    return path
+
+
+def make_inputs(base, teacher):
+    """Build every bad input; return {case: argv}. Paths live in ``base``."""
+    good = base / "good.q.safetensors"
+    QMatrix.load(teacher / "q.safetensors").save(good)
+    truncated = base / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:200])
+    pickled = base / "pickled.safetensors"
+    pickled.write_bytes(pickle.dumps({"q_logits": [[0.0]]}))
+    nan_q = q_file(base / "nan.safetensors", torch.full((10, 10), float("nan")), FMNIST)
+    wrong_k = q_file(base / "k5.safetensors", torch.zeros(5, 5), FMNIST[:5])
+    renamed = q_file(base / "renamed.safetensors", torch.zeros(10, 10), [*FMNIST[:6], "Blouse", *FMNIST[7:]])
+    not_a_run = base / "not-a-run"
+    not_a_run.mkdir()
+    (not_a_run / "notes.txt").write_text("hello")
+    other_kind = base / "other-kind"
+    other_kind.mkdir()
+    (other_kind / "config.json").write_text(json.dumps({"hello": "world"}))
+    (other_kind / "model.safetensors").write_bytes(good.read_bytes())
+    empty_images = base / "empty-imagefolder"
+    (empty_images / "train" / "cat").mkdir(parents=True)
+    (empty_images / "val" / "cat").mkdir(parents=True)
+    no_checkpoint = base / "no-checkpoint"
+    shutil.copytree(teacher, no_checkpoint)
+    shutil.rmtree(no_checkpoint / "checkpoint")
+    existing = base / "existing.q.safetensors"
+    existing.write_bytes(good.read_bytes())
+    blocker = base / "a-file"
+    blocker.write_text("x")
+    out = str(base / "out")
+    return {
+        "truncated safetensors": ["inspect-q", str(truncated)],
+        "pickle renamed .safetensors": ["inspect-q", str(pickled)],
+        "Q with NaN": ["distill", "--substitute-q", str(nan_q), *TINY, "--out", out],
+        "Q of the wrong K": ["distill", "--substitute-q", str(wrong_k), *TINY, "--out", out],
+        "class names that don't match": ["distill", "--substitute-q", str(renamed), *TINY, "--out", out],
+        "unknown class in --classes": ["transfer-q", str(good), "--classes", "Shirt,Blouse", "--out", out],
+        "alpha 0": ["train-teacher", "--alpha", "0", *TINY, "--out", out],
+        "alpha 1": ["distill", "--substitute-q", str(good), "--alpha", "1", *TINY, "--out", out],
+        "negative epochs": ["train-teacher", *TINY[:4], "--epochs", "-2", "--out", out],
+        "missing run folder": ["export-q", str(base / "no-such-run"), "--out", out],
+        "folder that is not a run": ["distill", "--teacher", str(not_a_run), *TINY, "--out", out],
+        "run folder of another kind": ["export-q", str(other_kind), "--out", out],
+        "unwritable output": ["transfer-q", str(good), "--top-n", "3", "--out", str(blocker / "q.safetensors")],
+        "existing output without --force": ["transfer-q", str(good), "--top-n", "3", "--out", str(existing)],
+        "existing run without --force": ["train-teacher", *TINY, "--out", str(teacher)],
+        "--resume with no checkpoint": ["train-teacher", *TINY, "--out", str(no_checkpoint), "--resume"],
+        "--resume of a folder that is not a run": ["train-teacher", *TINY, "--out", str(not_a_run), "--resume"],
+        "imagefolder with no images": ["train-teacher", "--dataset", f"imagefolder:{empty_images}", "--out", out],
+        "unknown dataset": ["train-teacher", "--dataset", "imagenet-9k", "--out", out],
+        "unknown sweep option": ["sweep", "--lr", "0.1,0.2", "--no-such-flag", "1", "--out", out],
+    }
+
+
+def snapshot(*folders):
+    return {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*")}
+
+
+def test_bad_input_suite(run_cli, tmp_path, teacher):
+    cases = make_inputs(tmp_path, teacher)
+    assert len(cases) >= 15
+    messages = []
+    for case, argv in cases.items():
+        before = snapshot(tmp_path, teacher)
+        code, _, stderr = run_cli(*argv)
+        assert code == 2, f"{case}: exit {code}, {stderr}"
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, f"{case}: {stderr}"
+        assert snapshot(tmp_path, teacher) == before, f"{case} wrote or touched a file"
+        messages.append(f"{case:40s} {lines[0]}")
+    print("\n".join(messages))  # shown with pytest -s: the list of bad inputs and their messages
+
+
+def test_corrupted_embedded_data_file(run_cli, tmp_path, monkeypatch):
+    copy = tmp_path / "embedded"
+    shutil.copytree(embedded.EMBEDDED_ROOT, copy)
+    with open(copy / "fashion-mnist" / "train-labels-idx1-ubyte.gz", "r+b") as fh:
+        fh.seek(50)
+        fh.write(b"\xff\xff")
+    monkeypatch.setattr(embedded, "EMBEDDED_ROOT", copy)
+    code, _, stderr = run_cli("train-teacher", *TINY, "--out", tmp_path / "run")
+    assert code == 2 and "SHA-256" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
