@@ -56,9 +56,10 @@ def find_runs(paths: Sequence[str | os.PathLike]) -> list[Path]:
         if not runs:
             raise KdtoolError(f"{path} is not a run folder: no config.json in it or in any folder below it")
         found.extend(runs)
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    by_resolved = {p.resolve(): p for p in found}
-    return [by_resolved[p] for p in unique]
+    first: dict[Path, Path] = {}
+    for path in found:  # a run named twice (say, by itself and by its parent folder) counts once
+        first.setdefault(path.resolve(), path)
+    return list(first.values())
 
 
 def _flat_config(path: Path) -> dict:
@@ -258,3 +259,36 @@ def to_markdown(headers: Sequence[str], rows: Sequence[Sequence[str]], text_colu
     rule = [":--" if i < text_columns else "--:" for i in range(len(headers))]
     lines = [headers, rule, *rows]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines) + "\n"
+
+
+DYNAMICS_METRICS = ("grad_norm", "generalization_error")
+
+
+def method_labels(runs: RunSet) -> pd.Series:
+    """Each run's method: its ``smoothing``, with the prior artifact's name for ``prior`` runs."""
+    configs = runs.configs
+    prior = configs["prior"] if "prior" in configs else pd.Series(None, index=configs.index)
+    return pd.Series(
+        [f"prior:{Path(str(p)).name.split('.')[0]}" if m == "prior" and isinstance(p, str) else str(m)
+         for m, p in zip(configs["smoothing"], prior, strict=True)],
+        index=configs.index,
+    )  # fmt: skip
+
+
+def dynamics_curves(runs: RunSet) -> dict[float, dict[str, dict[str, pd.DataFrame]]]:
+    """The PLS study's curves: per learning rate, per method, per dynamics metric, the mean/min/max per
+    epoch over the method's runs (its seeds)."""
+    missing = [m for m in DYNAMICS_METRICS if m not in runs.epochs]
+    if missing or "smoothing" not in runs.configs:
+        raise KdtoolError(
+            f"these runs record no {', '.join(missing or ['smoothing'])}: they predate the dynamics metrics"
+        )
+    labels = pd.DataFrame({"lr": runs.configs["lr"].astype(float), "method": method_labels(runs)})
+    frame = runs.epochs.join(labels, on="run")
+    result: dict[float, dict[str, dict[str, pd.DataFrame]]] = {}
+    for (lr, method), rows in frame.groupby(["lr", "method"], sort=True):
+        per_epoch = rows.groupby("epoch")
+        result.setdefault(float(lr), {})[method] = {
+            m: per_epoch[m].agg(["mean", "min", "max"]) for m in DYNAMICS_METRICS
+        }
+    return dict(sorted(result.items(), reverse=True))

@@ -154,3 +154,9 @@ def test_final_is_the_selected_epoch_and_early_stopped_runs_count(run_cli, tmp_p
     row = next(csv.DictReader(io.StringIO(out)))
     assert float(row["final_test_acc_mean"]) == 0.7 and float(row["final_test_nll_mean"]) == 0.8
     assert float(row["best_test_acc_mean"]) == 0.7 and "unfinished" not in err
+
+
+def test_a_run_named_twice_counts_once(run_cli, runs):
+    code, out, err = run_cli("compare", runs / "lls" / "seed1", runs / "lls", "--format", "csv", "--metric", "test_acc")
+    assert code == 0, err
+    assert next(csv.DictReader(io.StringIO(out)))["n"] == "2"

@@ -31,6 +31,10 @@ Plot = Annotated[Path | None, typer.Option(help="Write a PNG: the first metric p
                                            "per group) and a reliability diagram of each group's best run.",
                                            show_default=False)]  # fmt: skip
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing PNG.")]
+PlotDynamics = Annotated[Path | None, typer.Option(help="Write a PNG of the training dynamics (PLS study): per "
+                                                   "learning rate, gradient norm and generalization error per "
+                                                   "epoch, a line per method (mean over seeds) and a band.",
+                                                   show_default=False)]  # fmt: skip
 
 
 @app.command("compare")
@@ -40,15 +44,17 @@ def compare(
     metric: Metric = "test_acc,test_nll,test_ece",
     output_format: Format = "table",
     plot: Plot = None,
+    plot_dynamics: PlotDynamics = None,
     device: opt.Device = "auto",
     force: Force = False,
 ) -> None:
     """Compare runs: mean ± std over the runs of each group (e.g. over seeds) of the final and best test
     accuracy, the final NLL and ECE, and the seconds per epoch.
 
-    Runs are grouped by method (the config key smoothing) unless --group-by names other keys. Runs whose
-    metrics have fewer epochs than their config asks for (running or interrupted) are left out with a
-    note, and so is a note printed when a group's runs differ in options other than the seed.
+    Runs are grouped by method (the config key smoothing) unless --group-by names other keys. "Final" is
+    the epoch whose weights a run kept (the last, unless it selected one). Runs still training or
+    interrupted are left out with a note; another note says when a group's runs differ in more than the
+    seed.
 
     **Examples**
 
@@ -58,14 +64,16 @@ def compare(
     kdtool compare runs/alpha --group-by alpha --format csv > alpha.csv
     kdtool compare runs/ablation --group-by lls_terms --metric test_acc,test_macro_f1
     kdtool compare runs/fmnist-* --plot artifacts/fmnist-curves.png
+    kdtool compare runs/pls-dynamics --plot-dynamics artifacts/pls-dynamics.png      # a kdtool sweep's runs
     ```
     """
     from kdtool import compare as cmp
 
     if output_format not in FORMATS:
         raise KdtoolError(f"unknown --format {output_format!r}: choose one of {', '.join(FORMATS)}")
-    if plot is not None:
-        check_output_file(plot, force)
+    for picture in (plot, plot_dynamics):
+        if picture is not None:
+            check_output_file(picture, force)
     found = cmp.load_runs(cmp.find_runs(runs))
     if found.unfinished:
         notes.print(f"left out {len(found.unfinished)} unfinished runs: {', '.join(found.unfinished)}")
@@ -89,6 +97,12 @@ def compare(
                     f"{' ...' if len(keys) > 5 else ''}; add keys to --group-by to separate them")  # fmt: skip
     if plot is not None:
         _plot(found, group_keys, metrics[0], plot, device)
+    if plot_dynamics is not None:
+        from kdtool.plots import plot_dynamics as draw_dynamics
+
+        plot_dynamics.parent.mkdir(parents=True, exist_ok=True)
+        draw_dynamics(cmp.dynamics_curves(found), plot_dynamics)
+        console.print(f"dynamics plot written to {plot_dynamics}", soft_wrap=True)
 
 
 def _plot(found, group_keys: list[str], metric: str, path: Path, device: str) -> None:

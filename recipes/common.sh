@@ -1,0 +1,34 @@
+# Sourced by the recipes (after `cd` to the repository root): the install step, the environment
+# overrides every recipe honours (so each can also run in a tiny mode for tests), and the shared
+# 1-hot / LS / LLS comparison.
+#
+#   KDTOOL_SKIP_INSTALL=1   use an installed kdtool instead of creating .venv and installing into it
+#   KDTOOL_BIN=PATH         the kdtool executable (default .venv/bin/kdtool)
+#   KDTOOL_EPOCHS=N         epochs of every training run (each recipe states its default)
+#   KDTOOL_OUT=DIR          folder receiving the recipe's runs and reports
+#   KDTOOL_EXTRA="FLAGS"    extra flags for every training command, e.g. "--limit-train 256 --limit-test 128"
+#   KDTOOL_SEEDS=LIST       seeds of the multi-seed recipes (default 0,1,2)
+
+if [ -z "${KDTOOL_SKIP_INSTALL:-}" ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --upgrade pip
+    .venv/bin/pip install --quiet -e .
+fi
+KDTOOL="${KDTOOL_BIN:-.venv/bin/kdtool}"
+SEEDS="${KDTOOL_SEEDS:-0,1,2}"
+read -r -a EXTRA <<< "${KDTOOL_EXTRA:-}"
+
+# compare_methods OUT PLOT TRAIN-TEACHER-OPTIONS...
+# Trains 1-hot, LS (ε = 0.1) and LLS (α = 0.1) teachers, each once per seed of $SEEDS, into
+# OUT/{onehot,ls,lls}/seed<N> (finished seeds are skipped on a re-run), then writes the mean ± std
+# table to OUT/compare.md (and prints it) and the curves and reliability diagram to PLOT.
+compare_methods() {
+    local out="$1" plot="$2" method
+    shift 2
+    for method in onehot ls lls; do
+        "$KDTOOL" train-teacher --smoothing "$method" --epsilon 0.1 --alpha 0.1 "$@" --seeds "$SEEDS" \
+            --out "$out/$method" "${EXTRA[@]}"
+    done
+    "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --format markdown | tee "$out/compare.md"
+    "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --plot "$plot" --force
+}
