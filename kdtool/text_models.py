@@ -52,6 +52,11 @@ class TextCNN(nn.Module):
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        # Kim's U(-0.25, 0.25) start: with N(0, 1) embeddings the unbounded ReLU features are large
+        # enough for SGD's first steps to overshoot (the LSTM's tanh keeps its features bounded).
+        nn.init.uniform_(self.embedding.weight, -0.25, 0.25)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID] = 0.0
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, hidden_size, width) for width in self.widths)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size * len(self.widths), num_classes)

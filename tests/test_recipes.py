@@ -90,3 +90,13 @@ def test_paper_sized_recipes_parse_and_state_the_paper_numbers(recipe):
     text = (ROOT / "recipes" / recipe).read_text()
     assert subprocess.run(["bash", "-n", str(ROOT / "recipes" / recipe)]).returncode == 0
     assert "Paper's numbers" in text and "LLS" in text and "compare_methods" in text
+
+
+def test_goemotions_recipe_in_tiny_mode(tmp_path):
+    out = tmp_path / "ge"
+    done = run_tiny("goemotions_lls.sh", out, KDTOOL_SEEDS="0")
+    rows = markdown_rows(out / "compare.md")
+    assert [r[:2] for r in rows] == [["onehot", "1"], ["ls", "1"], ["prior", "1"], ["lls", "1"]]
+    assert "test_macro_f1" in (out / "compare.md").read_text()
+    assert (out / "semls" / "seed0" / "config.json").is_file() and "top-2" in done.stdout
+    assert (out / "q-heatmap.png").read_bytes()[:4] == b"\x89PNG"

@@ -239,11 +239,12 @@ def test_distill_on_text_from_q_and_from_teacher(run_cli, text_folder, tmp_path)
     base = ("--dataset", f"text:{text_folder}")
     assert run_cli("train-teacher", *base, "--smoothing", "lls", *TEXT_TINY, "--vocab-size", "12",
                    "--out", teacher)[0] == 0  # fmt: skip
-    student = ("--student", "textcnn", "--epochs", "1", "--batch-size", "32")
+    student = ("--student", "textcnn", "--hidden-size", "4", "--epochs", "1", "--batch-size", "32")
     code, _, stderr = run_cli("distill", "--substitute-q", teacher / "q.safetensors", *base, *student,
                                    "--out", tmp_path / "st")  # fmt: skip
     assert code == 0, stderr
     assert QMatrix.load(tmp_path / "st" / "q.safetensors").class_names == ["anger", "fear", "joy"]
+    assert json.loads((tmp_path / "st" / "config.json").read_text())["hidden_size"] == 4
     code, _, stderr = run_cli("distill", "--teacher", teacher, *base, *student, "--out", tmp_path / "kd")
     assert code == 0, stderr
     # the student read the teacher's 12-entry vocabulary, not one of its own default size

@@ -20,7 +20,7 @@ Teacher = Annotated[Path | None, typer.Option(help="Run folder of the teacher (H
 SubstituteQ = Annotated[Path | None, typer.Option(help="Q artifact used instead of a teacher (LLS-ST).",
                                                   rich_help_panel=SOURCE)]  # fmt: skip
 Student = Annotated[str, typer.Option(help="Student network: lenet5, alexnet, resnet18, resnet34, resnet50, "
-                                      "mobilenet_v2.", rich_help_panel=opt.METHOD)]  # fmt: skip
+                                      "mobilenet_v2; text: bilstm, textcnn.", rich_help_panel=opt.METHOD)]  # fmt: skip
 Alpha = Annotated[float | None, typer.Option(help="LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).",
                                              rich_help_panel=SOURCE)]  # fmt: skip
 Beta = Annotated[float, typer.Option(help="Weight β in [0,1] of the hard-label cross-entropy.", rich_help_panel=SOURCE)]
@@ -53,6 +53,11 @@ def distill(
     limit_train: opt.LimitTrain = None,
     limit_test: opt.LimitTest = None,
     augment: opt.Augment = True,
+    vocab_size: opt.VocabSize = 20000,
+    max_len: opt.MaxLen = 128,
+    embed_dim: opt.EmbedDim = 128,
+    hidden_size: opt.HiddenSize = 128,
+    word_vectors: opt.WordVectors = None,
     epochs: opt.Epochs = 10,
     batch_size: opt.BatchSize = 128,
     lr: opt.Lr = 0.1,
