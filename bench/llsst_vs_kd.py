@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from common import KdtoolEpochs, Timing, arguments, fashion_mnist, interleave, kdtool_config, lenet5, machine, report
 
+from kdtool.accel import frozen_for_inference
 from kdtool.models import build_model
 from kdtool.qmatrix import QMatrix
 from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher
@@ -28,6 +29,7 @@ def main() -> None:
     teacher = build_model("resnet18", 10, 1, 28)
     q = QMatrix(torch.randn(10, 10), names, 0.1, "fashion-mnist", "lls")
     llsst = KdtoolEpochs(dataset, lenet5(), SubstituteTeacher(q), kdtool_config(args.batch_size, smoothing="lls-st"))
+    teacher = frozen_for_inference(teacher, channels_last=True)  # as `kdtool distill` prepares it on a CPU
     kd = KdtoolEpochs(dataset, lenet5(), KnowledgeDistillation(teacher), kdtool_config(args.batch_size, smoothing="kd"))
     a, b = Timing("LLS-ST epoch"), Timing("KD epoch (ResNet-18 teacher)")
     with llsst, kd:

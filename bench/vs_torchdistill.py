@@ -35,6 +35,7 @@ from common import (
 from torchdistill.common.yaml_util import load_yaml_file
 from torchdistill.core.distillation import DistillationBox, get_distillation_box
 
+from kdtool.accel import frozen_for_inference
 from kdtool.targets.kd import KnowledgeDistillation
 
 TARGET = 0.6
@@ -56,7 +57,8 @@ def main() -> None:
     dataset = fashion_mnist(args.limit)
     torch.manual_seed(0)
     teacher = small_cnn().eval()
-    kd_target = KnowledgeDistillation(copy.deepcopy(teacher), beta=0.0, temperature=1.0)
+    # the teacher as `kdtool distill` prepares it on a CPU
+    kd_target = KnowledgeDistillation(frozen_for_inference(copy.deepcopy(teacher), True), beta=0.0, temperature=1.0)
     kdtool_epoch = KdtoolEpochs(dataset, lenet5(), kd_target, kdtool_config(args.batch_size, smoothing="kd"))
     device = torch.device("cpu")
     with torchvision_fashion_mnist(crop_transforms(), args.limit) as ds:
