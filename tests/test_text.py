@@ -245,6 +245,10 @@ def test_distill_on_text_from_q_and_from_teacher(run_cli, text_folder, tmp_path)
     assert code == 0, stderr
     assert QMatrix.load(tmp_path / "st" / "q.safetensors").class_names == ["anger", "fear", "joy"]
     assert json.loads((tmp_path / "st" / "config.json").read_text())["hidden_size"] == 4
+    code, _, stderr = run_cli("distill", "--substitute-q", teacher / "q.safetensors", *base, *student,
+                              "--classes", "joy,anger", "--out", tmp_path / "st-sub")  # fmt: skip
+    assert code == 0, stderr
+    assert QMatrix.load(tmp_path / "st-sub" / "q.safetensors").class_names == ["joy", "anger"]
     code, _, stderr = run_cli("distill", "--teacher", teacher, *base, *student, "--out", tmp_path / "kd")
     assert code == 0, stderr
     # the student read the teacher's 12-entry vocabulary, not one of its own default size

@@ -16,11 +16,6 @@ DATASET_NAMES = (
 )  # fmt: skip
 
 
-def dataset_kind(spec: str) -> str:
-    """``"text"`` or ``"image"``: what a ``--dataset`` value holds, known without loading it."""
-    return "text" if is_text_dataset(spec) else "image"
-
-
 def load_dataset(
     spec: str,
     data_root: str | os.PathLike | None = None,
