@@ -283,10 +283,11 @@ def dynamics_curves(runs: RunSet) -> dict[float, dict[str, dict[str, pd.DataFram
         raise KdtoolError(
             f"these runs record no {', '.join(missing or ['smoothing'])}: they predate the dynamics metrics"
         )
-    labels = pd.DataFrame({"lr": runs.configs["lr"].astype(float), "method": method_labels(runs)})
+    # metrics.csv has its own per-epoch "lr" column: the run's peak lr gets another name
+    labels = pd.DataFrame({"peak_lr": runs.configs["lr"].astype(float), "method": method_labels(runs)})
     frame = runs.epochs.join(labels, on="run")
     result: dict[float, dict[str, dict[str, pd.DataFrame]]] = {}
-    for (lr, method), rows in frame.groupby(["lr", "method"], sort=True):
+    for (lr, method), rows in frame.groupby(["peak_lr", "method"], sort=True):
         per_epoch = rows.groupby("epoch")
         result.setdefault(float(lr), {})[method] = {
             m: per_epoch[m].agg(["mean", "min", "max"]) for m in DYNAMICS_METRICS

@@ -103,3 +103,33 @@ def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: str | 
                 colour = "white" if rates[i, j] > 0.5 else "black"
                 ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7, color=colour)
     _save(fig, path)
+
+
+def plot_dynamics(curves: dict[float, dict[str, dict[str, pd.DataFrame]]], path: str | os.PathLike) -> None:
+    """The PLS paper's training-dynamics figure for any runs: one column per learning rate, rows for the
+    gradient norm and the generalization error per epoch; a line per method (mean over seeds) and a
+    min–max band. Methods keep their colour across panels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from kdtool.compare import DYNAMICS_METRICS
+
+    methods = sorted({m for per_lr in curves.values() for m in per_lr})
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    fig = Figure(figsize=(4.2 * len(curves), 7.0))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(DYNAMICS_METRICS), len(curves), squeeze=False)
+    titles = {"grad_norm": "gradient norm (mean over steps)", "generalization_error": "|test error − train error|"}
+    for column, (lr, per_method) in enumerate(curves.items()):
+        for row, metric in enumerate(DYNAMICS_METRICS):
+            ax = axes[row][column]
+            for method, frames in per_method.items():
+                curve = frames[metric]
+                epochs = curve.index.to_numpy()
+                ax.plot(epochs, curve["mean"], color=colours[method], label=method)
+                ax.fill_between(epochs, curve["min"], curve["max"], color=colours[method], alpha=0.2)
+            ax.set_title(f"lr {lr:g}: {titles[metric]}", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    _save(fig, path)

@@ -100,3 +100,15 @@ def test_goemotions_recipe_in_tiny_mode(tmp_path):
     assert "test_macro_f1" in (out / "compare.md").read_text()
     assert (out / "semls" / "seed0" / "config.json").is_file() and "top-2" in done.stdout
     assert (out / "q-heatmap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fmnist_pls_dynamics_recipe_in_tiny_mode(tmp_path):
+    run_tiny("fmnist_pls_dynamics.sh", tmp_path, KDTOOL_SEEDS="0")
+    runs = sorted(p.name for p in tmp_path.iterdir() if (p / "model.safetensors").is_file())
+    assert len(runs) == 12 and "lr-0.0001_smoothing-prior-fmnist-semantic" in runs  # one seed: not in the name
+    assert (tmp_path / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(markdown_rows(tmp_path / "compare.md")) == 12
+
+
+def test_cifar100_pls_dynamics_recipe_parses():
+    assert subprocess.run(["bash", "-n", str(ROOT / "recipes" / "cifar100_pls_dynamics.sh")]).returncode == 0
