@@ -45,8 +45,8 @@ Augment = Annotated[str, typer.Option(help="'standard' (random crop, and flip wh
 NoAugment = Annotated[bool, typer.Option("--no-augment", help="Same as --augment none.", rich_help_panel=DATA)]
 
 TEXT = "Text"
-VocabSize = Annotated[int, typer.Option(help="Vocabulary entries, <pad> and <unk> included: the most frequent "
-                                        "training tokens.", rich_help_panel=TEXT)]  # fmt: skip
+VocabSize = Annotated[int, typer.Option(help="Vocabulary entries (padding and unknown-word tokens included): the "
+                                        "most frequent training tokens.", rich_help_panel=TEXT)]  # fmt: skip
 MaxLen = Annotated[int, typer.Option(help="Tokens kept per text.", rich_help_panel=TEXT)]
 EmbedDim = Annotated[int, typer.Option(help="Embedding size of bilstm/textcnn.", rich_help_panel=TEXT)]
 HiddenSize = Annotated[int, typer.Option(help="bilstm: LSTM units per direction; textcnn: filters per width.",
