@@ -33,6 +33,11 @@ class DistEnv:
         return self.rank == 0
 
 
+def is_main_process() -> bool:
+    """True unless this is a torchrun process of rank > 0 (only rank 0 writes files)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_from_env(device_name: str) -> tuple[DistEnv, torch.device]:
     """Join the torchrun process group if there is one; return this process's env and device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -76,8 +81,9 @@ def average_gradients(params: Iterable[torch.nn.Parameter], env: DistEnv) -> Non
             p.grad.div_(env.world_size)
 
 
-def max_divergence(params: Iterable[torch.nn.Parameter], env: DistEnv) -> float:
-    """Largest absolute difference between any rank's ``params`` and rank 0's (0.0 in one process)."""
+def max_divergence(params: Iterable[torch.Tensor], env: DistEnv) -> float:
+    """Largest absolute difference between any rank's tensors (parameters, method buffers such as
+    OLS's soft labels) and rank 0's (0.0 in one process)."""
     params = list(params)
     if not env.enabled or not params:
         return 0.0

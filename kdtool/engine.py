@@ -132,6 +132,8 @@ class Trainer:
             correct += batch.hits(logits.detach())
             if on_step is not None:
                 on_step()
+        for name in self.target.epoch_accumulators:
+            all_reduce_sum(getattr(self.target, name), self.dist_env)
         self.target.on_epoch_end(epoch)
         totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
         totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([self.train_loader.num_samples])]), self.dist_env)

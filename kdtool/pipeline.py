@@ -16,7 +16,7 @@ from kdtool.data import BatchLoader, Dataset, DatasetInfo, ImageBatchTransform, 
 from kdtool.data.augment import parse_augment
 from kdtool.data.text import VOCAB_FILE, Vocabulary, dataset_vocabulary, trim_to_longest
 from kdtool.display import EpochDisplay
-from kdtool.distributed import DistEnv, barrier, init_from_env, max_divergence, select_device, shutdown
+from kdtool.distributed import DistEnv, barrier, init_from_env, is_main_process, max_divergence, select_device, shutdown
 from kdtool.engine import Trainer, predict, seed_everything
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
@@ -165,7 +165,7 @@ def fit(
         except KeyboardInterrupt:
             raise RunInterrupted(run.path, len(rows)) from None
     if env.enabled:  # DDP keeps the network in sync; check the method's own parameters (Q) are too
-        divergence = max_divergence([*model.parameters(), *target.parameters()], env)
+        divergence = max_divergence([*model.parameters(), *target.parameters(), *target.buffers()], env)
         shown.print(f"{env.world_size} processes; largest parameter difference from rank 0: {divergence:.3g}")
     if selector.best_state is not None:  # keep the selected epoch's weights, not the last ones
         _load_weights(model, target, selector.best_state)
@@ -341,6 +341,6 @@ def distill(
     model = init_model(cfg, dataset, console)
     title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
     run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume)
-    if isinstance(target, SubstituteTeacher):
+    if isinstance(target, SubstituteTeacher) and is_main_process():
         target.q.save(run.path / Q)
     return run, rows

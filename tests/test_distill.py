@@ -312,3 +312,19 @@ def test_kd_loss_is_public_and_help_has_examples(run_cli):
     assert kdtool.kd_loss is kd_loss and "kd_loss" in kdtool.__all__
     code, stdout, _ = run_cli("distill", "--help")
     assert code == 0 and "Examples" in stdout and "--substitute-q" in stdout
+
+
+def test_substitute_teacher_dense_table_equals_per_step_targets():
+    from kdtool import QMatrix
+    from kdtool.targets.kd import SubstituteTeacher
+
+    torch.manual_seed(0)
+    dense = QMatrix(torch.randn(6, 6), [f"c{i}" for i in range(6)], 0.2, "toy", "lls")
+    labels = torch.tensor([5, 0, 3, 3])
+    logits = torch.randn(4, 6)
+    fast = SubstituteTeacher(dense)
+    assert fast.log_target_table is not None and "log_target_table" not in fast.state_dict()
+    torch.testing.assert_close(fast.log_target_table[labels], dense.log_targets(labels))
+    sparse = SubstituteTeacher(dense.to_sparse(5))  # N = K-1: the same targets, built per step
+    assert sparse.log_target_table is None
+    torch.testing.assert_close(fast(logits, labels), sparse(logits, labels), rtol=1e-5, atol=1e-6)

@@ -116,3 +116,17 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert q_ddp.abs().max() > 0
     torch.testing.assert_close(q_ddp, q_one, rtol=1e-4, atol=1e-5)
     assert RunDir(tmp_path / "ddp").config()["world_size"] == 2
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_two_process_ols_keeps_its_soft_labels_in_sync(tmp_path):
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "kdtool", "train-teacher", "--smoothing", "ols",
+         "--limit-train", "256", "--limit-test", "64", "--epochs", "2", "--batch-size", "32", "--device", "cpu",
+         "--out", str(tmp_path / "ols")],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the soft labels are built from both ranks' correct predictions: identical everywhere
+    assert "2 processes; largest parameter difference from rank 0: 0" in done.stdout

@@ -16,6 +16,8 @@ class Target(nn.Module):
     """Base class of all methods. Subclasses set ``name`` and implement :meth:`forward`."""
 
     name: str = ""
+    # Buffers summed over all processes (torchrun) before on_epoch_end, e.g. OLS's per-class sums.
+    epoch_accumulators: tuple[str, ...] = ()
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """Mean loss over the batch. ``inputs`` is the exact (augmented) batch the model saw."""

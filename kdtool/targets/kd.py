@@ -119,10 +119,17 @@ class SubstituteTeacher(Target):
         self.q = q
         self.alpha = check_unit_interval("alpha", q.alpha if alpha is None else alpha)
         self.beta, self.temperature = float(beta), float(temperature)
+        # A dense Q's K rows of log-targets are computed once and follow the model to its device, so a
+        # step is one gather with no host transfer; a sparse Q builds its B rows per step in O(B·N).
+        table = None if q.sparse is not None else q.log_targets(torch.arange(q.num_classes), self.alpha)
+        self.register_buffer("log_target_table", table, persistent=False)
 
     def forward(self, logits, labels, inputs=None):
         # log t plays the teacher's logits: softmax(log t / 1) = t, and T ≠ 1 sharpens or flattens t.
-        log_targets = self.q.targets(labels, self.alpha).log()
+        if self.log_target_table is not None:
+            log_targets = self.log_target_table[labels]
+        else:
+            log_targets = self.q.log_targets(labels, self.alpha)
         return kd_loss(logits, log_targets, labels, self.beta, self.temperature)
 
     def extra_repr(self) -> str:

@@ -5,9 +5,9 @@ the network classified correctly during the previous epoch. Before the first epo
 is uniform; a class with no correctly classified sample in an epoch keeps its row. The loss is
 ``½ CE(e_y, p) + ½ CE(S[y], p)``.
 
-The per-epoch sums live in buffers (``sums``, ``counts``) that a distributed run can all-reduce
-before :meth:`on_epoch_end`; the update happens in that hook, which the engine always calls, so
-no caller can forget it.
+The per-epoch sums live in buffers (``sums``, ``counts``) that the engine sums over all processes
+of a distributed run before :meth:`on_epoch_end`; the update happens in that hook, which the
+engine always calls, so no caller can forget it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class OnlineLabelSmoothing(Target):
     """OLS loss. Buffers: ``soft`` (K×K, the labels in use), ``sums`` and ``counts`` (this epoch's)."""
 
     name = "ols"
+    epoch_accumulators = ("sums", "counts")
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
