@@ -28,4 +28,4 @@ mkdir -p "$OUT"
     --epochs "${KDTOOL_EPOCHS:-250}" "${EXTRA[@]}" --out "$OUT"
 
 "$KDTOOL" compare "$OUT" --group-by lr,smoothing,prior --format markdown | tee "$OUT/compare.md"
-"$KDTOOL" compare "$OUT" --metric test_acc --plot-dynamics "$OUT/dynamics.png" --force
+"$KDTOOL" compare "$OUT" --group-by lr,smoothing,prior --metric test_acc --plot-dynamics "$OUT/dynamics.png" --force

@@ -34,4 +34,4 @@ mkdir -p "$OUT"
     --model lenet5 --epochs "$EPOCHS" "${LIMIT[@]}" "${EXTRA[@]}" --out "$OUT"
 
 "$KDTOOL" compare "$OUT" --group-by lr,smoothing --format markdown | tee "$OUT/compare.md"
-"$KDTOOL" compare "$OUT" --metric test_acc --plot-dynamics "$PLOT" --force
+"$KDTOOL" compare "$OUT" --group-by lr,smoothing --metric test_acc --plot-dynamics "$PLOT" --force
