@@ -9,9 +9,11 @@
 # batch 128, SGD momentum 0.9, weight decay 5e-4, lr 0.1 with a 1-epoch warm-up, ×0.1 at epochs 7
 # and 11.
 #
-# Time: 9 runs of 2-4 minutes each on 2 CPU cores, about 30 minutes in all (a GPU: about 5).
-# Re-running it skips finished seeds. Writes $OUT/{onehot,ls,lls}/seed{0,1,2}, $OUT/compare.md and
-# the curves PNG (artifacts/fmnist-lenet5-lls-vs-ls.png, or $OUT/curves.png when KDTOOL_OUT is set).
+# Time: a run takes about 2 minutes on 2 idle CPU cores (7-8 s an epoch) and 4-5 minutes when the
+# cores are shared, so 20-45 minutes for the 9 runs (the shipped results took 75 minutes on a
+# machine busy with other jobs). Re-running skips finished seeds. Writes
+# $OUT/{onehot,ls,lls}/seed{0,1,2}, $OUT/compare.md and the curves PNG
+# (artifacts/fmnist-lenet5-lls-vs-ls.png, or $OUT/curves.png when KDTOOL_OUT is set).
 #
 # Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/lvl \
 #     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/fmnist_lls_vs_ls.sh
@@ -19,15 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source recipes/common.sh
 
-EPOCHS="${KDTOOL_EPOCHS:-15}"
 OUT="${KDTOOL_OUT:-runs/fmnist-lls-vs-ls}"
 PLOT="${KDTOOL_OUT:+$OUT/curves.png}"
 PLOT="${PLOT:-artifacts/fmnist-lenet5-lls-vs-ls.png}"
-
-for method in onehot ls lls; do
-    "$KDTOOL" train-teacher --dataset fashion-mnist --model lenet5 --smoothing "$method" --epsilon 0.1 \
-        --alpha 0.1 --epochs "$EPOCHS" --seeds "$SEEDS" --out "$OUT/$method" "${EXTRA[@]}"
-done
-
-"$KDTOOL" compare "$OUT/onehot" "$OUT/ls" "$OUT/lls" --format markdown | tee "$OUT/compare.md"
-"$KDTOOL" compare "$OUT/onehot" "$OUT/ls" "$OUT/lls" --plot "$PLOT" --force
+compare_methods "$OUT" "$PLOT" --dataset fashion-mnist --model lenet5 --epochs "${KDTOOL_EPOCHS:-15}"

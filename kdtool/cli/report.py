@@ -139,7 +139,8 @@ Split = Annotated[str, typer.Option(help="test or train (unaugmented).")]
 Classes = Annotated[str | None, typer.Option(help="Only these classes' samples, predicted among these classes alone: "
                                              '"a,b,c".', show_default=False)]  # fmt: skip
 Confusion = Annotated[Path | None, typer.Option(help="Confusion-matrix PNG to write (default: "
-                                                "RUN/confusion-[DATASET-]SPLIT.png).", show_default=False)]  # fmt: skip
+                                                "RUN/confusion-[DATASET-]SPLIT[-Nclasses].png).",
+                                                show_default=False)]  # fmt: skip
 MaxClasses = Annotated[int, typer.Option(help="List at most this many classes in the per-class table.")]
 
 
