@@ -1,7 +1,8 @@
 """Honest model selection: choose the weights a run keeps by validation metrics, never by test ones.
 
-``last`` keeps the final epoch; ``best-val-loss`` / ``best-val-acc`` keep the epoch with the lowest
-validation NLL / highest validation accuracy (earliest on ties). Early stopping ends training after
+``last`` keeps the final epoch; ``best-val-loss`` / ``best-val-acc`` / ``best-val-f1`` keep the epoch
+with the lowest validation NLL / highest validation accuracy / highest validation macro-F1 (for
+imbalanced classes such as GoEmotions'), the earliest on ties. Early stopping ends training after
 ``patience`` epochs without a new lowest validation NLL.
 """
 
@@ -12,8 +13,8 @@ from typing import Any
 
 import torch
 
-SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc")
-_CRITERIA = {"best-val-loss": ("val_nll", min), "best-val-acc": ("val_acc", max)}
+SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1")
+_CRITERIA = {"best-val-loss": ("val_nll", min), "best-val-acc": ("val_acc", max), "best-val-f1": ("val_macro_f1", max)}
 
 
 def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:

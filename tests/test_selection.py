@@ -14,10 +14,14 @@ from tests.conftest import TINY
 
 
 def rows_of(val_nll, val_acc):
-    return [{"epoch": i + 1, "val_nll": n, "val_acc": a} for i, (n, a) in enumerate(zip(val_nll, val_acc, strict=True))]
+    f1 = [0.2, 0.3, 0.5, 0.4, 0.5, 0.1][: len(val_nll)]
+    values = zip(val_nll, val_acc, f1, strict=True)
+    return [{"epoch": i + 1, "val_nll": n, "val_acc": a, "val_macro_f1": f} for i, (n, a, f) in enumerate(values)]
 
 
-@pytest.mark.parametrize(("criterion", "expected"), [("last", 5), ("best-val-loss", 2), ("best-val-acc", 4)])
+@pytest.mark.parametrize(
+    ("criterion", "expected"), [("last", 5), ("best-val-loss", 2), ("best-val-acc", 4), ("best-val-f1", 3)]
+)
 def test_selector_picks_the_right_epoch_and_keeps_its_weights(criterion, expected):
     selector = ModelSelector(criterion)
     for row in rows_of([0.9, 0.5, 0.6, 0.5, 0.7], [0.1, 0.3, 0.2, 0.4, 0.4]):

@@ -95,7 +95,8 @@ WeightDecay = Annotated[float, typer.Option(help="Weight decay of the network.",
 ValFraction = Annotated[float, typer.Option(help="Hold out this stratified fraction of the training set for "
                                            "validation (an official validation split is used instead where "
                                            "the dataset has one).", rich_help_panel=OPTIM)]  # fmt: skip
-Select = Annotated[str | None, typer.Option(help="Weights to keep: last, best-val-loss or best-val-acc (default: "
+Select = Annotated[str | None, typer.Option(help="Weights to keep: last, best-val-loss, best-val-acc or best-val-f1 "
+                                            "(macro-F1; default: "
                                             "best-val-loss with a validation split, else last).",
                                             rich_help_panel=OPTIM)]  # fmt: skip
 EarlyStopping = Annotated[int, typer.Option(help="Stop after N epochs without a lower validation loss (0: off).",

@@ -62,9 +62,7 @@ def _write_summary(path: Path, rows: list[dict[str, str]]) -> None:
 )
 def sweep(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option(help="Folder that receives one run folder per grid point.")] = Path(
-        "runs/sweep"
-    ),
+    out: Annotated[Path, typer.Option(help="Folder that receives one run folder per grid point.")] = Path("runs/sweep"),
     seeds: Annotated[str, typer.Option(help="Comma list of seeds, swept like any other option.")] = "",
     print_commands: Annotated[
         bool, typer.Option("--print-commands", help="Print one train-teacher command per run and exit.")
