@@ -26,7 +26,7 @@ from kdtool.metrics import classification_metrics
 from kdtool.targets import Target
 
 StepCallback = Callable[[], None]
-__all__ = ["Trainer", "build_optimizer", "lr_factor", "predict", "seed_everything", "select_device"]
+__all__ = ["Trainer", "build_optimizer", "lr_factor", "predict", "seed_everything", "select_device", "unwrap_model"]
 
 
 def seed_everything(seed: int) -> None:
@@ -59,7 +59,7 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
 
 
-def _unwrapped(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The network inside a DistributedDataParallel wrapper (or the network itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -164,7 +164,7 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything that changes during training (for checkpoints)."""
         state = {
-            "model": _unwrapped(self.model).state_dict(),
+            "model": unwrap_model(self.model).state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -174,7 +174,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        _unwrapped(self.model).load_state_dict(state["model"])
+        unwrap_model(self.model).load_state_dict(state["model"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -17,7 +17,7 @@ from kdtool.data.augment import parse_augment
 from kdtool.data.text import VOCAB_FILE, Vocabulary, dataset_vocabulary, trim_to_longest
 from kdtool.display import EpochDisplay
 from kdtool.distributed import DistEnv, barrier, init_from_env, is_main_process, max_divergence, select_device, shutdown
-from kdtool.engine import Trainer, predict, seed_everything
+from kdtool.engine import Trainer, predict, seed_everything, unwrap_model
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
 from kdtool.models import MODELS, build_model
@@ -174,7 +174,7 @@ def fit(
     if env.is_main:
         run.write_metrics(rows)
         run.update_config({"selected_epoch": selector.selected_epoch, "epochs_run": len(rows)})
-        run.save_model(model.module if env.enabled else model)
+        run.save_model(unwrap_model(model))
         q = target.learned_q()
         if q is not None:
             QMatrix(q, list(dataset.info.class_names), cfg.alpha, dataset.info.name, source=target.name,
@@ -193,13 +193,11 @@ def prepare_output(cfg: TrainConfig, force: bool, resume: bool) -> None:
 
 
 def _weights(model: nn.Module, target: Target) -> dict[str, Any]:
-    network = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return {"model": network.state_dict(), "target": target.state_dict()}
+    return {"model": unwrap_model(model).state_dict(), "target": target.state_dict()}
 
 
 def _load_weights(model: nn.Module, target: Target, state: dict[str, Any]) -> None:
-    network = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    network.load_state_dict(state["model"])
+    unwrap_model(model).load_state_dict(state["model"])
     target.load_state_dict(state["target"])
 
 
