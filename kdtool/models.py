@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 from kdtool.data.dataset import DatasetInfo
 from kdtool.errors import KdtoolError
@@ -65,11 +64,18 @@ def _flat_features(features: nn.Module, in_channels: int, image_size: int) -> in
         return int(features(torch.zeros(1, in_channels, image_size, image_size)).shape[1])
 
 
-def _cifar_resnet(builder: Callable[..., tvm.ResNet]) -> Callable[[int, int, int], nn.Module]:
+def _torchvision_models():
+    # torchvision takes seconds to import (its ops pull in torch._dynamo): only when one of its nets is built
+    from torchvision import models
+
+    return models
+
+
+def _cifar_resnet(depth: int) -> Callable[[int, int, int], nn.Module]:
     """torchvision's ResNet with a CIFAR stem (3×3 stride-1 first conv, no max-pool) for small images."""
 
     def build(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-        net = builder(weights=None, num_classes=num_classes)
+        net = getattr(_torchvision_models(), f"resnet{depth}")(weights=None, num_classes=num_classes)
         if image_size <= 64:
             net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
@@ -81,7 +87,7 @@ def _cifar_resnet(builder: Callable[..., tvm.ResNet]) -> Callable[[int, int, int
 
 
 def _mobilenet_v2(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    net = tvm.mobilenet_v2(weights=None, num_classes=num_classes)
+    net = _torchvision_models().mobilenet_v2(weights=None, num_classes=num_classes)
     stem = net.features[0][0]
     stride = 1 if image_size <= 64 else 2  # keep resolution on small images
     net.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, stride=stride, padding=1, bias=False)
@@ -93,9 +99,9 @@ def _mobilenet_v2(num_classes: int, in_channels: int, image_size: int) -> nn.Mod
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
     "alexnet": SmallAlexNet,
-    "resnet18": _cifar_resnet(tvm.resnet18),
-    "resnet34": _cifar_resnet(tvm.resnet34),
-    "resnet50": _cifar_resnet(tvm.resnet50),
+    "resnet18": _cifar_resnet(18),
+    "resnet34": _cifar_resnet(34),
+    "resnet50": _cifar_resnet(50),
     "mobilenet_v2": _mobilenet_v2,
     **TEXT_MODELS,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.metadata
 import io
 import json
 import os
@@ -103,14 +104,12 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
 
 
 def versions() -> dict[str, str]:
-    import torchvision
-
     from kdtool import __version__
 
     return {
         "kdtool": __version__,
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),  # importing it would take seconds
         "python": platform.python_version(),
     }
 

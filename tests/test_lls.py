@@ -98,6 +98,22 @@ def test_each_term_switch_removes_exactly_that_term(dropped):
     )
 
 
+def test_fused_all_terms_loss_equals_the_sum_of_terms_with_the_same_gradients():
+    torch.manual_seed(4)
+    fused = LearnableLabelSmoothing(6, alpha=0.2)
+    with torch.no_grad():
+        fused.q.normal_(std=3.0)
+    logits = (torch.randn(10, 6) * 5).requires_grad_()
+    labels = torch.randint(0, 6, (10,))
+    fused(logits, labels).backward()
+    values = fused.term_values(logits, labels)
+    expected = 0.5 * sum(values.values()).mean()
+    grads = torch.autograd.grad(expected, [logits, fused.q])
+    torch.testing.assert_close(fused(logits, labels), expected)
+    torch.testing.assert_close(logits.grad, grads[0])
+    torch.testing.assert_close(fused.q.grad, grads[1])
+
+
 def test_bad_arguments():
     with pytest.raises(KdtoolError, match="alpha"):
         LearnableLabelSmoothing(3, alpha=1.0)

@@ -44,11 +44,12 @@ def mixture_log_target(q_logits_rows: torch.Tensor, labels: torch.Tensor, alpha:
     """``log((1-α)·e_y + α·softmax(q))`` row-wise, computed without ever taking ``log(0)``.
 
     Off the label it is ``log α + log_softmax(q)``; on the label the two mixture parts are
-    combined with log-sum-exp.
+    combined with log-sum-exp (one value per row, scattered back: no B×K mask is built).
     """
     log_mix = F.log_softmax(q_logits_rows.float(), dim=1) + math.log(alpha)
-    on_label = F.one_hot(labels, q_logits_rows.shape[1]).bool()
-    return torch.where(on_label, torch.logaddexp(log_mix, torch.full_like(log_mix, math.log1p(-alpha))), log_mix)
+    index = labels[:, None]
+    on_label = torch.logaddexp(log_mix.gather(1, index), torch.tensor(math.log1p(-alpha), device=log_mix.device))
+    return log_mix.scatter(1, index, on_label)
 
 
 class LearnableLabelSmoothing(Target):
@@ -92,6 +93,11 @@ class LearnableLabelSmoothing(Target):
         }
 
     def forward(self, logits, labels, inputs=None):
+        if self.terms == LLS_TERMS:
+            # the four terms together are ½·Σ (t - p)(log t - log p): one pass over B×K instead of four
+            log_p = F.log_softmax(logits.float(), dim=1)
+            log_t = self.log_targets(labels)
+            return 0.5 * ((log_t.exp() - log_p.exp()) * (log_t - log_p)).sum(1).mean()
         values = self.term_values(logits, labels)
         return 0.5 * torch.stack([values[name] for name in self.terms]).sum(0).mean()
 
