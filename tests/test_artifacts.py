@@ -19,6 +19,7 @@ def documented() -> dict[str, dict[str, str]]:
     return {m["file"]: m.groupdict() for m in rows if m}
 
 
+DATASET_OF_PREFIX = {"fmnist": "fashion-mnist", "goemotions": "goemotions", "goemotions-ekman": "goemotions-ekman"}
 SHIPPED = sorted(p.name for p in ARTIFACTS.glob("*.safetensors"))
 
 
@@ -34,7 +35,9 @@ def test_artifact_loads_and_matches_its_readme_row(name):
     row = documented()[name]
     assert sha256_file(path) == row["sha"]
     assert q.alpha == pytest.approx(float(row["alpha"]))
-    assert q.dataset == "fashion-mnist" and len(q.class_names) == q.num_classes
+    # the file name says the dataset: fmnist-…, goemotions-ekman-…, goemotions-… (longest prefix wins)
+    prefix = max((p for p in DATASET_OF_PREFIX if name.startswith(p + "-")), key=len)
+    assert q.dataset == DATASET_OF_PREFIX[prefix] and len(q.class_names) == q.num_classes
     if "run_test_acc" in q.extra:  # the teacher's accuracy as recorded in the artifact's provenance
         assert f"({float(q.extra['run_test_acc']):.2%})" in row["teacher"]
     else:
