@@ -95,15 +95,29 @@ def test_compile_falls_back_to_eager_with_a_reason(monkeypatch):
 def test_channels_last_and_frozen_teacher_keep_the_outputs():
     torch.manual_seed(0)
     model = build_model("resnet18", 10, 3, 32).eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics worth folding
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2.0), bn.weight.data.normal_(), bn.bias.data.normal_()
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)
         teacher = frozen_for_inference(model, channels_last=True)
-        assert type(teacher).__name__ == "ResNet" and not any(p.requires_grad for p in teacher.parameters())
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in teacher.modules())  # folded into the convs
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+        assert not any(p.requires_grad for p in teacher.parameters())
         assert teacher.conv1.weight.is_contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(teacher(x), expected, rtol=1e-4, atol=1e-4)
         batch = Accel(channels_last=True).inputs(x)
         assert batch.is_contiguous(memory_format=torch.channels_last) and torch.equal(batch, x)
+
+
+def test_a_teacher_that_cannot_be_traced_or_has_no_batchnorm_is_used_as_it_is():
+    from kdtool.text_models import BiLSTMClassifier
+
+    lstm = BiLSTMClassifier(3, 20, embed_dim=8, hidden_size=4)
+    lstm.lstm.register_module("bn", torch.nn.BatchNorm1d(4))  # a BatchNorm, so folding is tried and fails
+    assert frozen_for_inference(lstm, channels_last=False) is lstm
+    lenet = build_model("lenet5", 10, 1, 28)
+    assert frozen_for_inference(lenet, channels_last=False) is lenet
 
 
 def _tiny_trainer(accel: Accel) -> Trainer:
