@@ -10,6 +10,8 @@ is the engine as the CLI runs it (1-hot target, LR schedule, on-device metrics, 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from common import KdtoolEpochs, Timing, arguments, fashion_mnist, interleave, kdtool_config, lenet5, machine, report
@@ -45,9 +47,10 @@ def main() -> None:
     args = arguments(__doc__.splitlines()[0], repeats=5)
     dataset = fashion_mnist(args.limit)
     cfg = kdtool_config(args.batch_size, smoothing="onehot")
-    kdtool_epoch = KdtoolEpochs(dataset, lenet5(), OneHot(), cfg)
-
     model = lenet5()
+    # both sides start from the same weights: the cost of a step depends a little on the values
+    # (dead units, subnormal numbers), so different initial networks add noise to the ratio
+    kdtool_epoch = KdtoolEpochs(dataset, copy.deepcopy(model), OneHot(), cfg)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     generator = torch.Generator().manual_seed(0)
     images, labels = dataset.train.inputs, dataset.train.labels
