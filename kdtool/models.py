@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -64,7 +65,7 @@ def _flat_features(features: nn.Module, in_channels: int, image_size: int) -> in
         return int(features(torch.zeros(1, in_channels, image_size, image_size)).shape[1])
 
 
-def _torchvision_models():
+def _torchvision_models() -> ModuleType:
     # torchvision takes seconds to import (its ops pull in torch._dynamo): only when one of its nets is built
     from torchvision import models
 

@@ -9,7 +9,7 @@ which is what makes resuming a run bit-identical.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,11 @@ class ImageBatchTransform:
     hflip: bool = False
     randaugment: bool = False
     cutout: int = 0
+    # device -> (mean, std) as 1×C×1×1 tensors, made once: building them per batch would copy them
+    # from the host on every step of a GPU run
+    _stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def for_dataset(cls, info: DatasetInfo, augment: Collection[str]) -> ImageBatchTransform:
@@ -67,8 +72,11 @@ class ImageBatchTransform:
                 images = random_hflip(images, generator)
             if self.randaugment:
                 images = rand_augment(images, generator)
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        if images.device not in self._stats:
+            self._stats[images.device] = tuple(
+                torch.tensor(v, device=images.device).view(1, -1, 1, 1) for v in (self.mean, self.std)
+            )
+        mean, std = self._stats[images.device]
         images = images.float().div_(255.0).sub_(mean).div_(std)
         if generator is not None and self.cutout:
             images = cutout(images, self.cutout, generator)

@@ -48,7 +48,9 @@ def mixture_log_target(q_logits_rows: torch.Tensor, labels: torch.Tensor, alpha:
     """
     log_mix = F.log_softmax(q_logits_rows.float(), dim=1) + math.log(alpha)
     index = labels[:, None]
-    on_label = torch.logaddexp(log_mix.gather(1, index), torch.tensor(math.log1p(-alpha), device=log_mix.device))
+    on_label = log_mix.gather(1, index)
+    # full_like fills on the device: no host-to-device copy of the constant per step
+    on_label = torch.logaddexp(on_label, torch.full_like(on_label, math.log1p(-alpha)))
     return log_mix.scatter(1, index, on_label)
 
 
