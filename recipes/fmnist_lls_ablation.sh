@@ -13,6 +13,14 @@
 # Time: 5 runs of 2-4 minutes on 2 CPU cores, 10-20 minutes in all. Writes $OUT/<variant>/seed<N>
 # and $OUT/compare.md.
 #
+# Measured here (seed 0, OMP_NUM_THREADS=1, ~10 s an epoch; test accuracy %, NLL, ECE):
+#   all terms 88.99 / 0.364 / 0.077;  no forward CE 88.88 / 0.391 / 0.075;
+#   no prediction entropy 88.62 / 0.324 / 0.023;  no reverse CE 88.80 / 1.038 / 0.500;
+#   no target entropy 88.79 / 0.330 / 0.036.
+# Unlike Tiny-ImageNet, LeNet-5 on Fashion-MNIST trains without the forward cross-entropy; what
+# breaks without the reverse cross-entropy is calibration: the prediction-entropy term, no longer
+# balanced by H(p, t), drives the predictions towards uniform (ECE 0.50) while the argmax holds.
+#
 # Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/ablation \
 #     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/fmnist_lls_ablation.sh
 set -euo pipefail
