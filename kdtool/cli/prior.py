@@ -23,8 +23,9 @@ prior_app = typer.Typer(
 app.add_typer(prior_app, name="make-prior")
 
 Dataset = Annotated[str, typer.Option(help="Dataset whose classes (and their order) the prior follows: "
-                                      "fashion-mnist, mnist, cifar10, cifar100, svhn, or imagefolder:PATH "
-                                      "(class folders of PATH/train). No data is loaded.",
+                                      "fashion-mnist, mnist, cifar10, cifar100, svhn, imagefolder:PATH "
+                                      "(class folders of PATH/train), goemotions, goemotions-ekman or "
+                                      "text:PATH. No data is loaded.",
                                       show_default=False)]  # fmt: skip
 Out = Annotated[Path, typer.Option(help="Q artifact to write (e.g. artifacts/name.q.safetensors).",
                                    show_default=False)]  # fmt: skip

@@ -65,6 +65,7 @@ def dataset_class_names(spec: str) -> list[str]:
         return names
     if spec not in BUILTIN_CLASS_NAMES:
         raise KdtoolError(
-            f"unknown dataset {spec!r}: choose one of {', '.join(BUILTIN_CLASS_NAMES)} or imagefolder:PATH"
+            f"unknown dataset {spec!r}: choose one of {', '.join(BUILTIN_CLASS_NAMES)}, imagefolder:PATH, "
+            "goemotions, goemotions-ekman or text:PATH"
         )
     return list(BUILTIN_CLASS_NAMES[spec])
