@@ -1,9 +1,52 @@
-"""kdtool: learnable label smoothing and knowledge distillation for PyTorch classifiers."""
+"""kdtool: learnable label smoothing and knowledge distillation for PyTorch classifiers.
+
+The public names below load on first use (PEP 562), so ``import kdtool`` and ``kdtool --help``
+do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from kdtool.qmatrix import QMatrix, SparseLogits
-from kdtool.targets import LearnableLabelSmoothing, label_smoothing_loss
-from kdtool.targets.kd import kd_loss
+# public name -> module that defines it
+_LAZY = {
+    "FrozenTeacher": "kdtool.targets",
+    "KnowledgeDistillation": "kdtool.targets",
+    "LearnableLabelSmoothing": "kdtool.targets",
+    "QMatrix": "kdtool.qmatrix",
+    "SparseLogits": "kdtool.qmatrix",
+    "SubstituteTeacher": "kdtool.targets",
+    "Target": "kdtool.targets",
+    "kd_loss": "kdtool.targets",
+    "label_smoothing_loss": "kdtool.targets",
+}
 
-__all__ = ["LearnableLabelSmoothing", "QMatrix", "SparseLogits", "__version__", "kd_loss", "label_smoothing_loss"]
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from kdtool.qmatrix import QMatrix, SparseLogits  # noqa: F401
+    from kdtool.targets import (  # noqa: F401
+        FrozenTeacher,
+        KnowledgeDistillation,
+        LearnableLabelSmoothing,
+        SubstituteTeacher,
+        Target,
+        kd_loss,
+        label_smoothing_loss,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'kdtool' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]

@@ -18,13 +18,7 @@ import torch
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write
-
-CHECKPOINT_DIR = "checkpoint"
-LAST = "last.pt"
-
-
-def checkpoint_path(run_path: str | Path) -> Path:
-    return Path(run_path) / CHECKPOINT_DIR / LAST
+from kdtool.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, checkpoint_path
 
 
 def rng_state() -> dict[str, Any]:
@@ -56,7 +50,8 @@ def save_checkpoint(
 def load_checkpoint(run_path: str | Path, map_location: torch.device | str = "cpu") -> dict:
     path = checkpoint_path(run_path)
     if not path.is_file():
-        raise KdtoolError(f"{run_path} has no checkpoint to resume from ({CHECKPOINT_DIR}/{LAST} is missing)")
+        missing = f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}"
+        raise KdtoolError(f"{run_path} has no checkpoint to resume from ({missing} is missing)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # any unreadable or non-weights content is a bad checkpoint

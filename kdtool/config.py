@@ -1,14 +1,25 @@
-"""The resolved options of a training run; ``config.json`` is this dataclass plus provenance."""
+"""The resolved options of a run; ``config.json`` records those that apply to it, plus provenance.
+
+Every option says when it applies (:data:`APPLIES`): an option given explicitly that the run
+cannot use is refused (:meth:`TrainConfig.check_given`), and ``config.json`` records only the
+options that apply (:meth:`TrainConfig.to_dict`), so two runs are the same run exactly when their
+recorded options are equal.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from kdtool.accel import check_amp
 from kdtool.data.augment import parse_augment
-from kdtool.data.text import resolve_text_options
+from kdtool.data.text import is_text_dataset, resolve_text_options
+from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.errors import KdtoolError
+from kdtool.models import check_model_name
+from kdtool.qmatrix import QMatrix
 from kdtool.selection import SELECT_CHOICES
 from kdtool.targets.focal import parse_focal_gamma
 from kdtool.targets.kd import check_kd_options
@@ -18,11 +29,70 @@ from kdtool.targets.tfkd import check_tfkd_options
 from kdtool.targets.zipf import check_zipf_options
 
 SCHEDULES = ("multistep", "cosine", "constant")
+# --smoothing of train-teacher; kdtool.methods builds each (a test keeps the two lists equal)
+SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior")
+# Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
+RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
+                          "selected_epoch", "epochs_run", "teacher_run", "q_artifact", "kept_classes"})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Applies:
+    """When an option applies: ``when(config)``, decided by the option ``decided_by``; ``used_by`` in words."""
+
+    decided_by: str
+    when: Callable[[Any], bool]
+    used_by: str
+
+
+def _method(*names: str) -> Applies:
+    return Applies("smoothing", lambda c: c.smoothing in names, "--smoothing " + " and ".join(names))
+
+
+def _is_text(c: Any) -> bool:
+    return is_text_dataset(c.dataset)
+
+
+_TEXT = Applies("dataset", _is_text, "text datasets (goemotions, goemotions-ekman, text:PATH)")
+_TORCHVISION = Applies("dataset", lambda c: c.dataset in TORCHVISION_SETS,
+                       "the torchvision datasets (" + ", ".join(TORCHVISION_SETS) + ")")  # fmt: skip
+_MULTISTEP = Applies("schedule", lambda c: c.schedule == "multistep", "--schedule multistep")
+
+# option -> when it applies; an option not listed applies to every run.
+APPLIES: dict[str, Applies] = {
+    "epsilon": _method("ls", "prior"),
+    "alpha": _method("lls"),
+    "lls_terms": _method("lls"),
+    "q_weight_decay": _method("lls"),
+    "teacher": _method("tfkd-self"),
+    "tfkd_temperature": _method("tfkd-reg", "tfkd-self"),
+    "tfkd_weight": _method("tfkd-reg", "tfkd-self"),
+    "tfkd_multiplier": _method("tfkd-reg", "tfkd-self"),
+    "tfkd_correct_prob": _method("tfkd-reg"),
+    "zipf_weight": _method("zipf"),
+    "zipf_exponent": _method("zipf"),
+    "focal_gamma": _method("focal"),
+    "prior": _method("prior"),
+    "milestones": _MULTISTEP,
+    "gamma": _MULTISTEP,
+    "data_root": _TORCHVISION,
+    "download": _TORCHVISION,
+    "image_size": Applies("dataset", lambda c: c.dataset.startswith("imagefolder:"), "imagefolder:PATH datasets"),
+    "augment": Applies("dataset", lambda c: not _is_text(c), "image datasets"),
+    "vocab_size": _TEXT,
+    "max_len": _TEXT,
+    "embed_dim": _TEXT,
+    "hidden_size": _TEXT,
+    "word_vectors": _TEXT,
+}
 
 
 @dataclass
 class TrainConfig:
     """Every option that shapes a run. Defaults follow the LLS paper where it states one."""
+
+    kind: ClassVar[str] = "train-teacher"
+    applies: ClassVar[Mapping[str, Applies]] = APPLIES
 
     dataset: str = "fashion-mnist"
     model: str = "lenet5"
@@ -40,7 +110,7 @@ class TrainConfig:
     hidden_size: int = 128  # text models: LSTM units per direction / CNN filters per width
     word_vectors: str | None = None  # text models: GloVe-format file initialising the embedding
     epsilon: float = 0.1
-    alpha: float = 0.1
+    alpha: float | None = 0.1
     lls_terms: str = "all"
     q_weight_decay: float | None = None
     teacher: str | None = None
@@ -73,6 +143,8 @@ class TrainConfig:
 
     def resolve(self) -> TrainConfig:
         """Validate every option and fill the derived defaults; returns ``self``."""
+        self.check_method()
+        check_model_name(self.model)
         if self.epochs <= 0:
             raise KdtoolError(f"--epochs must be positive, got {self.epochs}")
         if self.batch_size <= 0:
@@ -82,7 +154,7 @@ class TrainConfig:
         if self.weight_decay < 0:
             raise KdtoolError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
         check_unit_interval("--epsilon", self.epsilon)
-        if self.alpha is not None:  # None: a distill run, whose α (if any) comes from its Q artifact
+        if self.alpha is not None:  # None: an LLS-ST run whose α comes from its Q artifact
             check_unit_interval("--alpha", self.alpha)
         self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
         self.augment = ",".join(parse_augment(self.augment)) or "none"
@@ -122,13 +194,54 @@ class TrainConfig:
             raise KdtoolError(f"--milestones must be positive epochs, got {self.milestones}")
         return self
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def check_method(self) -> None:
+        if self.smoothing not in SMOOTHING_METHODS:
+            raise KdtoolError(f"unknown smoothing method {self.smoothing!r}: choose one of "
+                              f"{', '.join(SMOOTHING_METHODS)}")  # fmt: skip
+
+    def applies_to_run(self, name: str) -> bool:
+        """Whether the option ``name`` is used by this run (every option not in :data:`APPLIES` is)."""
+        rule = self.applies.get(name)
+        return rule is None or bool(rule.when(self))
+
+    def check_given(self, given: Mapping[str, str]) -> None:
+        """Refuse options the user typed (``name -> flag as typed``) that this run does not use."""
+        for name, flag in given.items():
+            rule = self.applies.get(name)
+            if rule is not None and not rule.when(self):
+                raise KdtoolError(f"{flag} does not apply to {self.describe_option(rule.decided_by)}: it is used "
+                                  f"by {rule.used_by} only; remove it")  # fmt: skip
+
+    def describe_option(self, name: str) -> str:
+        """An option and its value as the user would type it, e.g. ``--schedule cosine``."""
+        return f"--{name.replace('_', '-')} {getattr(self, name)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options that apply to this run, in declaration order (what ``config.json`` records)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if self.applies_to_run(f.name)}
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """A config from option values; an unknown name is an error (a renamed option must not vanish)."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise KdtoolError(f"unknown {cls.kind} option {unknown[0]!r}")
+        return cls(**values)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TrainConfig:
+        """The config of a run from its ``config.json`` (facts and provenance set aside)."""
+        options = {k: v for k, v in record.items() if k not in RECORD_FACTS}
+        try:
+            return cls.from_dict(options)
+        except KdtoolError as exc:
+            raise KdtoolError(f"config.json of a {record.get('kind', cls.kind)} run: {exc}") from None
+
+
+def _source(name: str) -> Applies:
+    return Applies("smoothing", lambda c: c.smoothing == name, "--teacher (kd)" if name == "kd"
+                   else "--substitute-q (LLS-ST)")  # fmt: skip
 
 
 @dataclass
@@ -138,6 +251,11 @@ class DistillConfig(TrainConfig):
     The student architecture is ``model``; ``smoothing`` records the method (``kd`` or ``lls-st``).
     """
 
+    kind: ClassVar[str] = "distill"
+    applies: ClassVar[Mapping[str, Applies]] = {**APPLIES, "teacher": _source("kd"), "substitute_q": _source("lls-st"),
+                                                "alpha": _source("lls-st")}  # fmt: skip
+
+    smoothing: str = "kd"
     teacher: str | None = None
     substitute_q: str | None = None
     alpha: float | None = None
@@ -147,8 +265,20 @@ class DistillConfig(TrainConfig):
     class_indices: list[int] | None = None
     sample_fraction: float = 1.0
 
+    def check_method(self) -> None:
+        """A student's method follows from its source (see :meth:`resolve`)."""
+
+    def describe_option(self, name: str) -> str:
+        if name == "smoothing":  # a student's method is chosen by its source
+            return "distill --teacher" if self.smoothing == "kd" else "distill --substitute-q"
+        return super().describe_option(name)
+
     def resolve(self) -> DistillConfig:
-        """Validate the distillation options, then the shared ones; returns ``self``."""
+        """Validate the distillation options, then the shared ones; returns ``self``.
+
+        LLS-ST's α defaults to the one its Q artifact records, read here so that the resolved
+        options (compared by ``--resume``, ``--seeds`` and ``sweep``) hold the value the run uses.
+        """
         if (self.teacher is None) == (self.substitute_q is None):
             raise KdtoolError("give exactly one of --teacher RUN (Hinton KD) or --substitute-q FILE (LLS-ST)")
         if self.teacher is not None and self.alpha is not None:
@@ -157,5 +287,13 @@ class DistillConfig(TrainConfig):
             raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
         check_kd_options(self.beta, self.temperature)
         self.smoothing = "kd" if self.teacher is not None else "lls-st"
+        if self.substitute_q is not None and self.alpha is None:
+            self.alpha = QMatrix.load(self.substitute_q).alpha
         super().resolve()
         return self
+
+
+def config_of_record(record: Mapping[str, Any]) -> TrainConfig:
+    """The config of a run from its ``config.json``, as the command that wrote it built it."""
+    distilled = record.get("kind") == "distill" or record.get("smoothing") in ("kd", "lls-st")
+    return (DistillConfig if distilled else TrainConfig).from_record(record)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from kdtool.accel import Accel
-from kdtool.config import TrainConfig
 from kdtool.data import BatchLoader
 from kdtool.data.augment import BatchMixer, parse_augment
 from kdtool.distributed import DistEnv, all_reduce_sum, average_gradients, select_device
@@ -26,6 +26,23 @@ from kdtool.metrics import classification_metrics
 from kdtool.targets import Target
 
 StepCallback = Callable[[], None]
+
+
+class TrainingOptions(Protocol):
+    """The options the loop reads (kdtool.config.TrainConfig has them all)."""
+
+    epochs: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    q_weight_decay: float | None
+    schedule: str
+    warmup_epochs: int
+    milestones: Sequence[int]
+    gamma: float
+    augment: str
+
+
 __all__ = ["Trainer", "build_optimizer", "lr_factor", "predict", "seed_everything", "select_device", "unwrap_model"]
 
 
@@ -35,7 +52,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(model: nn.Module, target: Target, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, target: Target, cfg: TrainingOptions) -> torch.optim.Optimizer:
     """SGD over the network and the method's own parameters (LLS's Q), as the paper trains them."""
     groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
     method_params = [p for p in target.parameters() if p.requires_grad]
@@ -44,7 +61,7 @@ def build_optimizer(model: nn.Module, target: Target, cfg: TrainConfig) -> torch
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
-def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+def lr_factor(step: int, steps_per_epoch: int, cfg: TrainingOptions) -> float:
     """Linear warm-up over ``warmup_epochs`` (per step), then the ``schedule``:
     ``multistep`` (×gamma at each milestone epoch), ``cosine`` (to 0 at the end) or ``constant``."""
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
@@ -93,7 +110,7 @@ class Trainer:
     target: Target
     train_loader: BatchLoader
     test_loader: BatchLoader
-    cfg: TrainConfig
+    cfg: TrainingOptions
     dist_env: DistEnv = field(default_factory=DistEnv)
     val_loader: BatchLoader | None = None
     accel: Accel = field(default_factory=Accel)  # mixed precision and memory format of every step

@@ -108,6 +108,12 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def check_model_name(name: str) -> None:
+    """Refuse a model name kdtool cannot build (one line naming the choices)."""
+    if name not in MODELS:
+        raise KdtoolError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+
+
 def build_model(
     name: str, num_classes: int | DatasetInfo, in_channels: int = 1, image_size: int = 28, **text_options: int
 ) -> nn.Module:
@@ -118,8 +124,7 @@ def build_model(
     ``num_classes, in_channels, image_size``. ``text_options`` (``embed_dim``, ``hidden_size``) size
     text models; image models ignore them.
     """
-    if name not in MODELS:
-        raise KdtoolError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    check_model_name(name)
     info = num_classes if isinstance(num_classes, DatasetInfo) else None
     if name in TEXT_MODELS:
         if info is None or info.kind != "text":

@@ -9,32 +9,23 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from kdtool.accel import frozen_for_inference, maybe_compile, resolve_accel
+from kdtool.accel import maybe_compile, resolve_accel
 from kdtool.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from kdtool.config import DistillConfig, TrainConfig
-from kdtool.data import BatchLoader, Dataset, DatasetInfo, ImageBatchTransform, load_dataset
+from kdtool.data import BatchLoader, Dataset, ImageBatchTransform, load_dataset
 from kdtool.data.augment import parse_augment
-from kdtool.data.text import VOCAB_FILE, Vocabulary, dataset_vocabulary, trim_to_longest
+from kdtool.data.text import Vocabulary, dataset_vocabulary, trim_to_longest
 from kdtool.display import EpochDisplay
 from kdtool.distributed import DistEnv, barrier, init_from_env, is_main_process, max_divergence, select_device, shutdown
 from kdtool.engine import Trainer, predict, seed_everything, unwrap_model
-from kdtool.errors import KdtoolError
-from kdtool.fileio import sha256_file
-from kdtool.models import MODELS, build_model
+from kdtool.errors import KdtoolError, RunInterrupted
+from kdtool.methods import build_method, distillation_target
 from kdtool.qmatrix import QMatrix
-from kdtool.runs import (
-    MODEL,
-    Q,
-    RunDir,
-    RunInterrupted,
-    check_output_dir,
-    check_resumable,
-    interrupts_as_keyboard_interrupt,
-)
+from kdtool.runmodel import build_run_model, load_run_model, run_vocabulary
+from kdtool.runs import VOCAB, Q, RunDir, interrupts_as_keyboard_interrupt, plan_run
 from kdtool.selection import ModelSelector
-from kdtool.subsets import resolve_classes, source_class_index
-from kdtool.targets import TARGETS, Target, build_target
-from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher
+from kdtool.subsets import resolve_classes
+from kdtool.targets import SubstituteTeacher, Target
 from kdtool.text_models import load_word_vectors
 
 
@@ -52,18 +43,6 @@ def select_data(full: Dataset, cfg: TrainConfig, kept: list[int] | None, fractio
     return dataset.sample_fraction(fraction, cfg.seed).limited(cfg.limit_train, cfg.limit_test, cfg.seed)
 
 
-def run_vocabulary(run: RunDir) -> Vocabulary | None:
-    """The vocabulary a text run was trained with, from its ``vocab.json`` (None for an image run)."""
-    if run.config().get("dataset_info", {}).get("kind") != "text":
-        return None
-    return Vocabulary.load(run.path / VOCAB_FILE)
-
-
-def build_run_model(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
-    """The network of ``cfg.model`` sized for a dataset (image shape, or vocabulary and text model sizes)."""
-    return build_model(cfg.model, info, embed_dim=cfg.embed_dim, hidden_size=cfg.hidden_size)
-
-
 def init_model(cfg: TrainConfig, dataset: Dataset, console: Console) -> nn.Module:
     """A freshly initialised network for a run; a text model's embedding comes from ``--word-vectors`` if given."""
     model = build_run_model(cfg, dataset.info)
@@ -74,19 +53,25 @@ def init_model(cfg: TrainConfig, dataset: Dataset, console: Console) -> nn.Modul
     return model
 
 
+def _transform(dataset: Dataset, augment: tuple[str, ...]):
+    if dataset.info.kind == "text":  # no augmentation; each batch is cut to its longest text
+        return trim_to_longest
+    return ImageBatchTransform.for_dataset(dataset.info, augment=augment)
+
+
 def make_loaders(
     dataset: Dataset, cfg: TrainConfig, device: torch.device, env: DistEnv = DistEnv()
 ) -> tuple[BatchLoader, BatchLoader]:
+    """The shuffled, augmented training loader (this rank's part under torchrun) and the ordered test loader."""
     augment = parse_augment(cfg.augment)
-    if dataset.info.kind == "text":  # no augmentation; each batch is cut to its longest text
-        train_tf = test_tf = trim_to_longest
-    else:
-        train_tf = ImageBatchTransform.for_dataset(dataset.info, augment=augment)
-        test_tf = ImageBatchTransform.for_dataset(dataset.info, augment=False)
-    train = BatchLoader(dataset.train, cfg.batch_size, train_tf, device, shuffle=True, augment=bool(augment),
-                        seed=cfg.seed, rank=env.rank, world_size=env.world_size)  # fmt: skip
-    test = BatchLoader(dataset.test, cfg.eval_batch_size, test_tf, device)
-    return train, test
+    train = BatchLoader(dataset.train, cfg.batch_size, _transform(dataset, augment), device, shuffle=True,
+                        augment=bool(augment), seed=cfg.seed, rank=env.rank, world_size=env.world_size)  # fmt: skip
+    return train, evaluation_loader(dataset, "test", cfg.eval_batch_size, device)
+
+
+def evaluation_loader(dataset: Dataset, split: str, batch_size: int, device: torch.device) -> BatchLoader:
+    """One split (``train``, ``validation`` or ``test``) in order, in batches, without augmentation."""
+    return BatchLoader(getattr(dataset, split), batch_size, _transform(dataset, ()), device)
 
 
 def dataset_record(dataset: Dataset) -> dict[str, Any]:
@@ -125,7 +110,7 @@ def fit(
     train_loader, test_loader = make_loaders(dataset, cfg, device, env)
     val_loader = None
     if dataset.validation is not None:
-        val_loader = BatchLoader(dataset.validation, cfg.eval_batch_size, test_loader.transform, device)
+        val_loader = evaluation_loader(dataset, "validation", cfg.eval_batch_size, device)
     trainer = Trainer(model, target, train_loader, test_loader, cfg, env, val_loader, accel)
     selector = ModelSelector(cfg.select, cfg.early_stopping)
 
@@ -140,11 +125,12 @@ def fit(
     else:
         run = RunDir.create(cfg.out, force) if env.is_main else RunDir(cfg.out)
         if env.is_main:
-            run.write_config({**cfg.to_dict(), **(record or {}), "dataset_info": dataset_record(dataset),
-                              "device_used": str(device), "world_size": env.world_size})  # fmt: skip
+            facts = {**(record or {}), "dataset_info": dataset_record(dataset), "device_used": str(device),
+                     "world_size": env.world_size}  # fmt: skip
+            run.write_config(cfg.kind, cfg.to_dict(), facts)
             vocabulary = dataset_vocabulary(dataset)
             if vocabulary is not None:
-                vocabulary.save(run.path / VOCAB_FILE)
+                vocabulary.save(run.path / VOCAB)
     barrier(env)
 
     shown = console if env.is_main else Console(quiet=True)
@@ -184,14 +170,6 @@ def fit(
     return run, rows
 
 
-def prepare_output(cfg: TrainConfig, force: bool, resume: bool) -> None:
-    """Check, before any work, that ``cfg.out`` can be created (or, with ``resume``, continued)."""
-    if resume:
-        check_resumable(cfg.out, cfg.to_dict(), force)
-    else:
-        check_output_dir(cfg.out, force)
-
-
 def _weights(model: nn.Module, target: Target) -> dict[str, Any]:
     return {"model": unwrap_model(model).state_dict(), "target": target.state_dict()}
 
@@ -201,33 +179,14 @@ def _load_weights(model: nn.Module, target: Target, state: dict[str, Any]) -> No
     target.load_state_dict(state["target"])
 
 
-def selected_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The metrics row of the epoch whose weights the run kept (the last one for older runs)."""
-    return next((r for r in rows if int(float(r.get("selected", 0)))), rows[-1])
-
-
-def load_run_model(run: RunDir, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig, dict]:
-    """Rebuild a run's network from its ``config.json`` and ``model.safetensors`` (eval mode).
-
-    Returns the model, the run's config and its recorded dataset facts (class names, shape).
-    """
-    record = run.training_config()
-    cfg = TrainConfig.from_dict(record)
-    info = record["dataset_info"]
-    model = build_run_model(cfg, DatasetInfo.from_record(info))
-    try:
-        run.load_weights(model)
-    except (RuntimeError, OSError) as exc:
-        raise KdtoolError(f"{run.path / 'model.safetensors'} does not fit a {cfg.model}: {exc}") from exc
-    return model.to(device).eval(), cfg, info
-
-
 def predict_run(run: RunDir, split: str = "test", device: str = "auto") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """A run's network on one split of its own data, without augmentation: (logits, labels, class names).
+    """A run's network on one split of its own data, in order, without augmentation: (logits, labels,
+    class names).
 
     The data are rebuilt from the run's config (dataset, class subset and sample fraction of a
-    student, limits, seed), so ``train`` is the very training set the run saw, unaugmented. Logits
-    (N×K) and labels come back on the CPU.
+    student, limits, seed, validation hold-out), so ``train`` is the very training set the run
+    trained on (without the samples ``--val-fraction`` held out), unaugmented. Logits (N×K) and
+    labels come back on the CPU.
     """
     if split not in ("train", "test"):
         raise KdtoolError(f"split must be 'train' or 'test', got {split!r}")
@@ -236,7 +195,8 @@ def predict_run(run: RunDir, split: str = "test", device: str = "auto") -> tuple
     record = run.config()
     full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
                         run_vocabulary(run))  # fmt: skip
-    dataset = select_data(full, cfg, record.get("kept_classes"), record.get("sample_fraction", 1.0))
+    dataset = select_data(full, cfg, record.get("kept_classes"), getattr(cfg, "sample_fraction", 1.0))
+    dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
     names = list(info["class_names"])
     if list(dataset.info.class_names) != names:
         raise KdtoolError(f"{run.path} was trained on classes {names}, but its config now yields other classes")
@@ -246,11 +206,9 @@ def predict_run(run: RunDir, split: str = "test", device: str = "auto") -> tuple
 def predict_split(
     model: nn.Module, cfg: TrainConfig, dataset: Dataset, split: str, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``model``'s logits and the labels of one split (``train`` or ``test``) of ``dataset``, in order,
-    in evaluation batches without augmentation; both on the CPU."""
-    cfg = dataclasses.replace(cfg, augment=False, batch_size=cfg.eval_batch_size)
-    train, test = make_loaders(dataset, cfg, device)
-    logits, labels = predict(model, train if split == "train" else test)
+    """``model``'s logits and the labels of one split (``train`` or ``test``) of ``dataset``, in the
+    split's order, in evaluation batches without augmentation; both on the CPU."""
+    logits, labels = predict(model, evaluation_loader(dataset, split, cfg.eval_batch_size, device))
     return logits.cpu(), labels.cpu()
 
 
@@ -259,53 +217,14 @@ def train_teacher(
 ) -> tuple[RunDir, list[dict[str, float]]]:
     """``kdtool train-teacher``: validate everything first, then train and write the run folder."""
     cfg.resolve()
-    if cfg.smoothing not in TARGETS:
-        raise KdtoolError(f"unknown smoothing method {cfg.smoothing!r}: choose one of {', '.join(TARGETS)}")
-    if cfg.model not in MODELS:
-        raise KdtoolError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
-    prepare_output(cfg, force, resume)
+    plan_run(cfg.out, cfg.to_dict(), force, resume)
     dataset = load_data(cfg)
     seed_everything(cfg.seed)
     info = dataset.info
     model = init_model(cfg, dataset, console)
-    target = build_target(cfg.smoothing, cfg, info.num_classes)
+    target = build_method(cfg, info.num_classes)
     title = f"{cfg.smoothing} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
     return fit(cfg, dataset, model, target, force, console, title=title, resume=resume)
-
-
-def _teacher_target(
-    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
-) -> tuple[KnowledgeDistillation, dict[str, Any]]:
-    """The frozen teacher of ``--teacher RUN``, checked against the student's dataset, and its provenance."""
-    run = RunDir.open(cfg.teacher)
-    teacher, teacher_cfg, teacher_info = load_run_model(run)
-    trained_on = (teacher_info["name"], teacher_info["channels"], teacher_info["image_size"])
-    if trained_on != (info.name, info.channels, info.image_size):
-        raise KdtoolError(
-            f"teacher run {run.path} was trained on {trained_on[0]} ({trained_on[1]}×{trained_on[2]}px) but the "
-            f"student's dataset is {info.name} ({info.channels}×{info.image_size}px): they must agree"
-        )
-    index = source_class_index(teacher_info["class_names"], info.class_names, kept, f"teacher run {run.path}")
-    # A frozen teacher runs inference only: channels-last pays on a CPU even without --channels-last.
-    channels_last = cfg.channels_last or select_device(cfg.device).type == "cpu"
-    target = KnowledgeDistillation(frozen_for_inference(teacher, channels_last), cfg.beta, cfg.temperature, index)
-    record = {"teacher_run": {"path": str(run.path), "model_sha256": sha256_file(run.path / MODEL),
-                              "model": teacher_cfg.model, "smoothing": teacher_cfg.smoothing}}  # fmt: skip
-    return target, record
-
-
-def _substitute_target(
-    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
-) -> tuple[SubstituteTeacher, dict[str, Any]]:
-    """The LLS-ST target of ``--substitute-q FILE`` (sliced to a class subset) and its provenance."""
-    q = QMatrix.load(cfg.substitute_q)
-    index = source_class_index(q.class_names, info.class_names, kept, f"Q artifact {cfg.substitute_q}")
-    if index is not None:
-        q = q.subset(index)
-    if cfg.alpha is None:
-        cfg.alpha = q.alpha
-    record = {"q_artifact": {"path": cfg.substitute_q, "sha256": sha256_file(cfg.substitute_q)}}
-    return SubstituteTeacher(q, cfg.alpha, cfg.beta, cfg.temperature), record
 
 
 def distill(
@@ -319,9 +238,7 @@ def distill(
     the Q it used (sliced to the class subset) as ``q.safetensors``.
     """
     cfg.resolve()
-    if cfg.model not in MODELS:
-        raise KdtoolError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
-    prepare_output(cfg, force, resume)
+    plan_run(cfg.out, cfg.to_dict(), force, resume)
     # a text student reads its teacher's token ids, so it takes the teacher's vocabulary
     vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
     full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
@@ -330,8 +247,7 @@ def distill(
     if cfg.classes is not None or cfg.class_indices is not None:
         kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
     dataset = select_data(full, cfg, kept, cfg.sample_fraction)
-    build = _teacher_target if cfg.teacher is not None else _substitute_target
-    target, record = build(cfg, full.info, kept)
+    target, record = distillation_target(cfg, full.info, kept)
     if kept is not None:
         record["kept_classes"] = kept
     seed_everything(cfg.seed)  # after the teacher is built: the student's initialisation depends on the seed only

@@ -30,8 +30,8 @@ from safetensors.torch import load_file, save_file
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write
+from kdtool.qmath import mixture_log_target
 from kdtool.subsets import resolve_classes
-from kdtool.targets.lls import mixture_log_target
 
 FORMAT = "kdtool.q/1"
 _REQUIRED_METADATA = ("format", "num_classes", "class_names", "alpha", "dataset", "source", "created_by")

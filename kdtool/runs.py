@@ -1,14 +1,20 @@
 """Run folders: the unit every command writes and reads.
 
 Layout: ``config.json`` (resolved options, versions, seed), ``metrics.csv`` (a row per epoch),
-``model.safetensors`` (weights), ``q.safetensors`` (when a Q was learned or used). Every file
-is written atomically.
+``model.safetensors`` (weights), ``q.safetensors`` (when a Q was learned or used), ``vocab.json``
+(text runs), ``checkpoint/`` (for ``--resume``). Every file is written atomically.
+
+A folder is a kdtool run only if its ``config.json`` is kdtool's own (it parses and records the
+run kind and the kdtool version). Replacing a run (``--force``) removes only the entries kdtool
+writes, and is refused when anything else is in the folder: kdtool never deletes a file it did
+not write.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fnmatch
 import importlib.metadata
 import io
 import json
@@ -17,12 +23,10 @@ import platform
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write, atomic_write_json, atomic_write_text
@@ -31,6 +35,83 @@ CONFIG = "config.json"
 METRICS = "metrics.csv"
 MODEL = "model.safetensors"
 Q = "q.safetensors"
+VOCAB = "vocab.json"
+CHECKPOINT_DIR = "checkpoint"
+LAST_CHECKPOINT = "last.pt"
+
+# What `config.json` says a folder is: one kind per command that writes a run folder.
+RUN_KINDS = ("train-teacher", "distill")
+# Every entry kdtool writes in a run folder (confusion pictures are `kdtool evaluate`'s; `.NAME.*.tmp`
+# are the temporary files of an atomic write that a killed process left behind).
+RUN_ENTRIES = (CONFIG, METRICS, MODEL, Q, VOCAB, CHECKPOINT_DIR, "confusion*.png", "confusion*.pdf",
+               "confusion*.svg", ".*.tmp")  # fmt: skip
+# Options that may differ between a run and its continuation: they do not change the result.
+RESULT_FREE_OPTIONS = frozenset({"device", "eval_batch_size", "out"})
+
+
+def checkpoint_path(run_path: str | os.PathLike) -> Path:
+    """Where a run keeps the checkpoint of its last complete epoch."""
+    return Path(run_path) / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """``config.json`` of the folder ``path`` if it is kdtool's, else None (missing, unreadable or foreign)."""
+    try:
+        record = json.loads((Path(path) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    versions = record.get("versions")
+    if not isinstance(versions, dict) or not isinstance(versions.get("kdtool"), str):
+        return None
+    # runs written before the kind was recorded are recognised by their dataset facts
+    if record.get("kind", "train-teacher" if "dataset_info" in record else None) not in RUN_KINDS:
+        return None
+    return record
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder holding kdtool's own ``config.json``."""
+    return read_config(path) is not None
+
+
+def foreign_entries(path: str | os.PathLike) -> list[str]:
+    """Names in the run folder ``path`` that kdtool did not write, sorted."""
+    names = sorted(entry.name for entry in Path(path).iterdir())
+    return [n for n in names if not any(fnmatch.fnmatchcase(n, pattern) for pattern in RUN_ENTRIES)]
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse (one line) unless ``path`` is a kdtool run folder holding only what kdtool writes."""
+    path = Path(path)
+    if not is_run(path):
+        what = "its config.json is not kdtool's" if (path / CONFIG).exists() else "it has no kdtool config.json"
+        raise KdtoolError(f"{path} is not a kdtool run folder ({what}): --force replaces only kdtool runs; "
+                          f"choose another --out")  # fmt: skip
+    foreign = foreign_entries(path)
+    if foreign:
+        raise KdtoolError(f"{path} holds {foreign[0]!r}, which kdtool did not write: --force would not remove it; "
+                          f"move it away or choose another --out")  # fmt: skip
+
+
+def clear_run(path: str | os.PathLike) -> None:
+    """Remove the entries kdtool wrote in the run folder ``path`` (after :func:`check_replaceable`)."""
+    check_replaceable(path)
+    for entry in Path(path).iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def interrupted_after(path: str | os.PathLike) -> int | None:
+    """Epochs completed by the interrupted run in ``path`` (None when it has no checkpoint)."""
+    if not checkpoint_path(path).is_file():
+        return None
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        return len(list(csv.DictReader(io.StringIO((Path(path) / METRICS).read_text(encoding="utf-8")))))
+    return 0
 
 
 def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
@@ -40,49 +121,97 @@ def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
         if not path.is_dir():
             raise KdtoolError(f"--out {path} exists and is not a folder")
         if any(path.iterdir()):
-            if not force:
+            if force:
+                check_replaceable(path)
+            elif (done := interrupted_after(path)) is not None and not (path / MODEL).is_file():
+                raise KdtoolError(f"{path} holds a run interrupted after epoch {done}: add --resume to continue it, "
+                                  f"or --force to start it again")  # fmt: skip
+            else:
                 raise KdtoolError(f"run folder {path} already exists: pass --force to replace it")
-            if not (path / CONFIG).is_file():
-                raise KdtoolError(f"--out {path} is a non-empty folder that is not a kdtool run; refusing --force")
     parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
     if not os.access(parent, os.W_OK | os.X_OK):
         raise KdtoolError(f"cannot write --out {path}: {parent} is not writable")
     return path
 
 
-# Options that may differ between a run and its resumption: they do not change the result.
-_RESUME_FREE = {"device", "eval_batch_size", "out"}
+def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first option of ``requested`` whose recorded value differs: ``(name, was, now)``, or None.
+
+    Both are resolved options (``config.json`` and :meth:`TrainConfig.to_dict`). Options that do not
+    change the result (device, evaluation batch size, output folder) are not compared.
+    """
+    missing = object()
+    for key, value in requested.items():
+        if key in RESULT_FREE_OPTIONS:
+            continue
+        was = recorded.get(key, missing)
+        if was != value:
+            return key, (None if was is missing else was), value
+    return None
 
 
-def check_resumable(path: str | os.PathLike, options: dict[str, Any], force: bool) -> None:
-    """Refuse ``--resume`` unless ``path`` is a run of the same options with a checkpoint."""
-    from kdtool.checkpoint import checkpoint_path
+def describe_difference(path: str | os.PathLike, difference: tuple[str, Any, Any]) -> str:
+    key, was, now = difference
+    flag = "the run kind" if key == "kind" else "--" + key.replace("_", "-")
+    return f"{path} was trained with {flag} {_shown(was)}, now {_shown(now)}"
 
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What to do with one run folder: ``train`` (afresh; ``replace`` an existing kdtool run first),
+    ``resume`` (an interrupted run of the same options) or ``skip`` (finished with the same options)."""
+
+    action: str
+    replace: bool = False
+
+
+def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, resume: bool,
+             reuse: bool = False) -> RunPlan:  # fmt: skip
+    """The one "same run?" decision for a run folder, taken before any work.
+
+    ``options`` are the resolved options of the requested run. ``resume``: the folder must be a run of
+    the same options with a checkpoint. ``force``: an existing kdtool run is replaced (only what kdtool
+    wrote in it). ``reuse`` (``--seeds``, ``sweep``): a finished run of the same options is skipped, an
+    interrupted one resumed, one that died before its first checkpoint restarted; a run of other options
+    is refused, naming the first differing option.
+    """
     path = Path(path)
-    if force:
+    if force and resume:
         raise KdtoolError("--resume continues a run and --force replaces it: pass only one of them")
-    if not (path / CONFIG).is_file():
-        raise KdtoolError(f"nothing to resume: {path} is not a kdtool run folder")
-    if not checkpoint_path(path).is_file():
-        raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
-    recorded = RunDir(path).config()
-    for key, value in options.items():
-        if key not in _RESUME_FREE and recorded.get(key) != value:
-            flag = "--" + key.replace("_", "-")
-            raise KdtoolError(f"cannot resume {path}: {flag} was {recorded.get(key)!r}, now {value!r}")
+    exists = path.is_dir() and any(path.iterdir())
+    if resume:
+        if not is_run(path):
+            raise KdtoolError(f"nothing to resume: {path} is not a kdtool run folder")
+        if not checkpoint_path(path).is_file():
+            raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
+        _check_same(path, options, "to start it afresh")
+        return RunPlan("resume")
+    if force:
+        check_output_dir(path, force=True)
+        return RunPlan("train", replace=exists)
+    if reuse and exists and is_run(path):
+        finished, interrupted = (path / MODEL).is_file(), checkpoint_path(path).is_file()
+        if finished or interrupted:
+            _check_same(path, options, "to retrain it")
+            return RunPlan("skip" if finished else "resume")
+        check_output_dir(path, force=True)  # died before its first checkpoint: start it again
+        return RunPlan("train", replace=True)
+    check_output_dir(path, force=False)
+    return RunPlan("train")
 
 
-class RunInterrupted(Exception):
-    """Training stopped by Ctrl-C or SIGTERM after ``epochs_done`` complete, checkpointed epochs."""
-
-    def __init__(self, path: Path, epochs_done: int) -> None:
-        self.path, self.epochs_done = Path(path), epochs_done
-        hint = (
-            f"the last complete checkpoint is epoch {epochs_done}; resume with the same command plus --resume"
-            if epochs_done
-            else "no epoch completed, so there is nothing to resume"
-        )
-        super().__init__(f"interrupted: {hint} ({path})")
+def _check_same(path: Path, options: Mapping[str, Any], fresh: str) -> None:
+    difference = first_difference(read_config(path) or {}, options)
+    if difference is not None:
+        raise KdtoolError(f"{describe_difference(path, difference)}: pass --force {fresh}, or choose another --out")
 
 
 @contextlib.contextmanager
@@ -104,12 +233,15 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
 
 
 def versions() -> dict[str, str]:
+    """The versions a run records (torchvision read from its metadata: importing it takes seconds)."""
+    import torch  # loaded already by the run that records it
+
     from kdtool import __version__
 
     return {
         "kdtool": __version__,
         "torch": torch.__version__,
-        "torchvision": importlib.metadata.version("torchvision"),  # importing it would take seconds
+        "torchvision": importlib.metadata.version("torchvision"),
         "python": platform.python_version(),
     }
 
@@ -122,9 +254,10 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | os.PathLike, force: bool) -> RunDir:
+        """A fresh run folder; with ``force`` an existing kdtool run there is cleared first."""
         path = check_output_dir(path, force)
-        if path.exists() and force:
-            shutil.rmtree(path)
+        if path.is_dir() and force:
+            clear_run(path)
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
 
@@ -140,8 +273,11 @@ class RunDir:
         return run
 
     # -- writing ---------------------------------------------------------------------------
-    def write_config(self, config: dict[str, Any]) -> None:
-        record = {**config, "versions": versions(), "command": " ".join(sys.argv)}
+    def write_config(self, kind: str, options: dict[str, Any], facts: dict[str, Any]) -> None:
+        """``config.json``: the run kind, its resolved options, facts about its data and sources, provenance."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"unknown run kind {kind!r}")
+        record = {"kind": kind, **options, **facts, "versions": versions(), "command": " ".join(sys.argv)}
         atomic_write_json(self.path / CONFIG, record)
 
     def update_config(self, facts: dict[str, Any]) -> None:
@@ -155,7 +291,10 @@ class RunDir:
         writer.writerows(rows)
         atomic_write_text(self.path / METRICS, buffer.getvalue())
 
-    def save_model(self, model: torch.nn.Module) -> None:
+    def save_model(self, model: Any) -> None:
+        """The weights of ``model`` (an ``nn.Module``) as ``model.safetensors``."""
+        from safetensors.torch import save_file
+
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         atomic_write(self.path / MODEL, lambda tmp: save_file(state, str(tmp)))
 
@@ -177,6 +316,15 @@ class RunDir:
         with open(self.path / METRICS, newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
 
-    def load_weights(self, model: torch.nn.Module) -> torch.nn.Module:
+    def load_weights(self, model: Any) -> Any:
+        """Load ``model.safetensors`` into ``model`` (an ``nn.Module``) and return it."""
+        from safetensors.torch import load_file
+
         model.load_state_dict(load_file(str(self.path / MODEL)))
         return model
+
+
+def selected_row(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The metrics row of the epoch whose weights the run kept (the last one for older runs)."""
+    rows = list(rows)
+    return next((r for r in rows if int(float(r.get("selected", 0)))), rows[-1])

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from kdtool.config import SMOOTHING_METHODS, TrainConfig
 from kdtool.errors import KdtoolError
+from kdtool.methods import METHODS, build_method
 from kdtool.priors import prior_q
 from kdtool.targets import (
-    TARGETS,
     FocalLoss,
     OnlineLabelSmoothing,
     PriorSmoothing,
@@ -37,8 +38,9 @@ def logits(*rows):
     return torch.tensor(rows or [Z], dtype=torch.float32)
 
 
-def test_every_new_method_is_registered():
-    assert {"ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior"} <= set(TARGETS)
+def test_every_method_the_cli_accepts_has_a_builder():
+    assert list(METHODS) == list(SMOOTHING_METHODS)
+    assert {"ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior"} <= set(METHODS)
 
 
 # -- OLS -------------------------------------------------------------------------------------------
@@ -100,8 +102,9 @@ def test_tfkd_self_distils_a_frozen_teacher_that_stays_in_eval_mode():
 
 def test_tfkd_self_refuses_a_teacher_with_other_classes(run_cli, tmp_path):
     assert run_cli("train-teacher", "--smoothing", "onehot", *TINY, "--out", tmp_path / "t")[0] == 0
+    cfg = TrainConfig(smoothing="tfkd-self", teacher=str(tmp_path / "t")).resolve()
     with pytest.raises(KdtoolError, match="10 classes"):
-        TeacherFreeSelf.from_run(tmp_path / "t", 3)
+        build_method(cfg, 3)
 
 
 @pytest.mark.parametrize(
@@ -174,10 +177,10 @@ def test_prior_target_and_loss():
 def test_prior_reads_a_q_artifact_with_minus_inf_logits(tmp_path):
     path = tmp_path / "p.q.safetensors"
     prior_q(THETA, ["a", "b", "c"], 0.1, "toy", "superclass").save(path)
-    prior = PriorSmoothing.from_file(path, 3, epsilon=0.2)
+    prior = build_method(TrainConfig(smoothing="prior", prior=str(path), epsilon=0.2).resolve(), 3)
     assert torch.allclose(prior.theta, THETA)
     z = logits().requires_grad_()
     prior(z, torch.tensor([1])).backward()
     assert torch.isfinite(z.grad).all()
     with pytest.raises(KdtoolError, match="3 classes, the data 10"):
-        PriorSmoothing.from_file(path, 10)
+        build_method(TrainConfig(smoothing="prior", prior=str(path)).resolve(), 10)

@@ -45,11 +45,14 @@ def test_sweep_runs_grid_skips_finished_and_summarises(run_cli, tmp_path):
     assert folders == ["smoothing-ls_seed-0", "smoothing-ls_seed-1", "smoothing-onehot_seed-0",
                        "smoothing-onehot_seed-1"]  # fmt: skip
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
-    assert len(rows) == 4 and {r["smoothing"] for r in rows} == {"onehot", "ls"} and "test_acc" in rows[0]
+    assert len(rows) == 4 and {r["smoothing"] for r in rows} == {"onehot", "ls"}
+    assert {"selected_epoch", "selected_test_acc", "last_epoch", "last_test_acc", "last_test_macro_f1"} <= set(rows[0])
     before = (tmp_path / "smoothing-ls_seed-0" / "model.safetensors").stat().st_mtime_ns
     code, stdout, _ = run_cli(*args)
     assert code == 0 and stdout.count("skipped") == 4
     assert (tmp_path / "smoothing-ls_seed-0" / "model.safetensors").stat().st_mtime_ns == before
+    code, _, stderr = run_cli(*args[:-2], "--lr", "0.05", "--out", tmp_path)  # finished runs, other options
+    assert code == 2 and "was trained with --lr 0.1, now 0.05" in stderr
 
 
 def test_sweep_bad_option_exits_2(run_cli, tmp_path):

@@ -8,8 +8,7 @@ import typer
 
 from kdtool.cli import distill, prior, qtools, report, sweep, train  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
-from kdtool.errors import KdtoolError
-from kdtool.runs import RunInterrupted
+from kdtool.errors import KdtoolError, RunInterrupted
 
 __all__ = ["app", "main"]
 

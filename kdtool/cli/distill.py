@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
-from kdtool.cli.seeds import for_each_seed
+from kdtool.cli.runner import run_command
 from kdtool.cli.train import report_run
-from kdtool.config import DistillConfig, TrainConfig
 from kdtool.subsets import parse_name_list
+
+if TYPE_CHECKING:
+    from kdtool.config import TrainConfig
 
 SOURCE = "Distillation"
 
@@ -36,6 +38,7 @@ SampleFraction = Annotated[float, typer.Option(help="Train on this fraction of e
 
 @app.command("distill")
 def distill(
+    ctx: typer.Context,
     teacher: Teacher = None,
     substitute_q: SubstituteQ = None,
     alpha: Alpha = None,
@@ -78,7 +81,7 @@ def distill(
     compile: opt.Compile = False,
     force: opt.Force = False,
     resume: opt.Resume = False,
-) -> None:
+) -> Any:
     """Train a student from a teacher run (Hinton KD) or from a Q artifact alone (LLS-ST).
 
     Give exactly one of --teacher and --substitute-q. The loss is β·CE(e_y, p) + (1-β)·T²·KL(teacher ‖ student)
@@ -97,19 +100,52 @@ def distill(
     kdtool distill --substitute-q artifacts/fmnist.q.safetensors --seeds 0,1,2 --out runs/st   # runs/st/seed0 ...
     ```
     """
+    from kdtool.config import DistillConfig
     from kdtool.pipeline import distill as run_distill
-    from kdtool.pipeline import selected_row
 
-    options = dict(locals())
-    force, resume, seeds = options.pop("force"), options.pop("resume"), options.pop("seeds")
-    options["model"] = options.pop("student")
-    if classes is not None:
-        options["classes"] = parse_name_list(classes)
-    if class_indices is not None:
-        options["class_indices"] = parse_int_list(class_indices, "--class-indices")
+    cfg = DistillConfig(
+        teacher=opt.as_text(teacher),
+        substitute_q=opt.as_text(substitute_q),
+        alpha=alpha,
+        beta=beta,
+        temperature=temperature,
+        model=student,
+        out=str(out),
+        dataset=dataset,
+        data_root=opt.as_text(data_root),
+        download=download,
+        image_size=image_size,
+        classes=None if classes is None else parse_name_list(classes),
+        class_indices=None if class_indices is None else parse_int_list(class_indices, "--class-indices"),
+        sample_fraction=sample_fraction,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        augment="none" if no_augment else augment,
+        vocab_size=vocab_size,
+        max_len=max_len,
+        embed_dim=embed_dim,
+        hidden_size=hidden_size,
+        word_vectors=opt.as_text(word_vectors),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        milestones=parse_int_list(milestones, "--milestones"),
+        gamma=gamma,
+        seed=seed,
+        device=device,
+        val_fraction=val_fraction,
+        select=select,
+        early_stopping=early_stopping,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+    )
 
     def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
         run, rows = run_distill(cfg, force, console, resume=resume)
-        report_run(run.path, selected_row(rows))
+        report_run(run.path, rows)
 
-    for_each_seed(opt.config_from(options, DistillConfig), seeds, force, resume, train_one, console)
+    return run_command(ctx, cfg, opt.given_options(ctx, {"student": "model"}), force, resume, seeds, train_one)

@@ -1,18 +1,17 @@
 """Option declarations shared by the training commands (train-teacher, distill, ...).
 
 Each alias carries its flag's help text once; a command lists the options it takes in its
-signature and turns them into a :class:`~kdtool.config.TrainConfig` with :func:`config_from`.
+signature and builds its config from them by name. Nothing here imports torch: ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from kdtool.cli.app import parse_int_list
-from kdtool.config import TrainConfig
+from kdtool.errors import KdtoolError
 
 DATA, OPTIM, METHOD, RUN = "Data", "Optimisation", "Method", "Run"
 
@@ -126,11 +125,26 @@ Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the netw
                                        rich_help_panel=SPEED)]  # fmt: skip
 
 
-def config_from(options: dict[str, Any], cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
-    """Build a config from a command's keyword arguments (paths -> str, list flags parsed)."""
-    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
-    if values.pop("no_augment", False):
-        values["augment"] = "none"
-    if isinstance(values.get("milestones"), str):
-        values["milestones"] = parse_int_list(values["milestones"], "--milestones")
-    return cls.from_dict(values)
+def as_text(path: Path | None) -> str | None:
+    """A path option as config.json records it."""
+    return None if path is None else str(path)
+
+
+def given_options(ctx: typer.Context, renamed: dict[str, str] | None = None) -> dict[str, str]:
+    """The options typed on the command line, as ``{config name: flag}``.
+
+    Defaults never count: only what the user wrote can be refused as not applying to the run.
+    ``renamed`` maps a parameter to its config name where they differ (``student`` -> ``model``).
+    """
+    renamed = renamed or {}
+    given = {}
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name == "COMMANDLINE":
+            flag = max(param.opts, key=len) if param.opts else param.name
+            given[renamed.get(param.name, param.name)] = flag
+    if "augment" in given and "no_augment" in given:
+        raise KdtoolError("--augment and --no-augment contradict each other: give one of them")
+    if "no_augment" in given:
+        given["augment"] = given.pop("no_augment")
+    return given

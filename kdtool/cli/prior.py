@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kdtool.cli.app import app, console
-from kdtool.data.classnames import CIFAR100_SUPERCLASSES, dataset_class_names
-from kdtool.data.wordvectors import DEFAULT_LABEL_VECTORS, class_vectors
 from kdtool.errors import KdtoolError
 from kdtool.fileio import check_output_file
-from kdtool.priors import load_groups, prior_q, semantic_prior, superclass_prior
-from kdtool.qmatrix import QMatrix
+
+if TYPE_CHECKING:  # torch-backed: imported when a command runs, so --help stays fast
+    from kdtool.qmatrix import QMatrix
 
 prior_app = typer.Typer(
     help="Build a fixed smoothing prior θ (Preferential Label Smoothing) as a Q artifact.",
@@ -35,9 +34,9 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing output
 Groups = Annotated[Path | None, typer.Option(help='JSON file {"group": ["class name", ...]} covering every class '
                                              "once (default: CIFAR-100's 20 superclasses).",
                                              show_default=False)]  # fmt: skip
-LabelVectors = Annotated[Path, typer.Option(help="GloVe or word2vec text file of word vectors (default: the GloVe "
-                                            "6B 50-d vectors of the built-in datasets' class words, shipped with "
-                                            "kdtool).", show_default=False)]  # fmt: skip
+LabelVectors = Annotated[Path | None, typer.Option(help="GloVe or word2vec text file of word vectors (default: the "
+                                                   "GloVe 6B 50-d vectors of the built-in datasets' class words, "
+                                                   "shipped with kdtool).", show_default=False)]  # fmt: skip
 
 
 def _save(q: QMatrix, out: Path) -> None:
@@ -70,6 +69,9 @@ def superclass(
         --out artifacts/groups.q.safetensors
     ```
     """
+    from kdtool.data.classnames import CIFAR100_SUPERCLASSES, dataset_class_names
+    from kdtool.priors import load_groups, prior_q, superclass_prior
+
     check_output_file(out, force)
     names = dataset_class_names(dataset)
     if groups is None and dataset != "cifar100":
@@ -86,7 +88,7 @@ def superclass(
 def semantic(
     dataset: Dataset,
     out: Out,
-    label_vectors: LabelVectors = DEFAULT_LABEL_VECTORS,
+    label_vectors: LabelVectors = None,
     alpha: Alpha = 0.1,
     force: Force = False,
 ) -> None:
@@ -104,7 +106,12 @@ def semantic(
         --out artifacts/c100-semantic.q.safetensors
     ```
     """
+    from kdtool.data.classnames import dataset_class_names
+    from kdtool.data.wordvectors import DEFAULT_LABEL_VECTORS, class_vectors
+    from kdtool.priors import prior_q, semantic_prior
+
     check_output_file(out, force)
+    label_vectors = DEFAULT_LABEL_VECTORS if label_vectors is None else label_vectors
     names = dataset_class_names(dataset)
     vectors, skipped = class_vectors(names, label_vectors)
     theta = semantic_prior(vectors, names)

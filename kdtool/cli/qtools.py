@@ -13,9 +13,9 @@ from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
 from kdtool.errors import KdtoolError
 from kdtool.fileio import check_output_file, sha256_file
-from kdtool.qmatrix import QMatrix
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch-backed: imported when a command runs, so --help stays fast
+    from kdtool.qmatrix import QMatrix
     from kdtool.report import ConfusionAgreement
     from kdtool.runs import RunDir
 
@@ -121,6 +121,7 @@ def inspect_q(
     kdtool inspect-q artifacts/in21k-top32.q.safetensors --top 5 --max-classes 20
     ```
     """
+    from kdtool.qmatrix import QMatrix
     from kdtool.report import check_heatmap_size
     from kdtool.runs import RunDir
 
@@ -241,6 +242,7 @@ def transfer_q(
     kdtool transfer-q artifacts/in21k.q.safetensors --top-n 32 --out artifacts/in21k-top32.q.safetensors
     ```
     """
+    from kdtool.qmatrix import QMatrix
     from kdtool.subsets import parse_name_list, resolve_classes
 
     if classes is None and class_indices is None and top_n is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import shlex
 from pathlib import Path
@@ -10,42 +11,64 @@ from typing import Annotated
 
 import typer
 
-from kdtool.checkpoint import checkpoint_path
+from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
+from kdtool.cli.runner import PLAN_ONLY, PlannedRun, execute
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write_text
-from kdtool.runs import MODEL, RunDir
-from kdtool.sweep import expand, parse_grid
+from kdtool.sweep import SweepRun, expand, parse_grid
 
 SUMMARY = "sweep.csv"
-_SUMMARY_METRICS = ("test_acc", "test_nll", "test_ece", "grad_norm", "generalization_error")
+_SUMMARY_METRICS = ("test_acc", "test_macro_f1", "test_nll", "test_ece", "grad_norm", "generalization_error")
 
 
-def _train_teacher_flags() -> dict[str, bool]:
+def _train_teacher_command(ctx: typer.Context) -> typer.core.TyperCommand:
+    return ctx.parent.command.get_command(ctx.parent, "train-teacher")  # type: ignore[union-attr]
+
+
+def _train_teacher_flags(command) -> dict[str, bool]:
     """Every flag of ``train-teacher`` and whether it takes a value."""
-    group = typer.main.get_command(app)
-    command = group.get_command(None, "train-teacher")  # type: ignore[arg-type]
     flags: dict[str, bool] = {}
     for param in command.params:
         for flag in [*param.opts, *getattr(param, "secondary_opts", [])]:
             flags[flag] = not getattr(param, "is_flag", False)
-    flags.pop("--out", None)
-    flags.pop("--force", None)
+    for own in ("--out", "--force", "--seeds", "--resume"):
+        flags.pop(own, None)
     return flags
 
 
-def _summary_rows(out: Path, runs) -> list[dict[str, str]]:
+def _plan(ctx: typer.Context, command, run: SweepRun, folder: Path, force: bool) -> PlannedRun:
+    """The train-teacher command line of one grid point, parsed and planned (nothing trained)."""
+    args = [*run.args, "--out", str(folder), *(["--force"] if force else [])]
+    with command.make_context("train-teacher", args, parent=ctx) as sub:
+        sub.meta[PLAN_ONLY] = True  # meta is shared along the context chain: take it back afterwards
+        try:
+            (planned,) = command.invoke(sub)
+        finally:
+            sub.meta.pop(PLAN_ONLY)
+    return dataclasses.replace(planned, label=run.name)
+
+
+def _summary_rows(out: Path, runs: list[SweepRun]) -> list[dict[str, str]]:
+    """One row per finished run: the swept values, then the metrics of the selected and of the last epoch."""
+    from kdtool.runs import MODEL, RunDir, selected_row
+
     rows = []
     for run in runs:
         folder = out / run.name
         if not (folder / MODEL).is_file():
             continue
-        last = RunDir(folder).metrics()[-1]
-        rows.append({"run": run.name, **run.values, **{k: last[k] for k in _SUMMARY_METRICS if k in last}})
+        metrics = RunDir(folder).metrics()
+        row = {"run": run.name, **run.values}
+        for which, values in (("selected", selected_row(metrics)), ("last", metrics[-1])):
+            row[f"{which}_epoch"] = values["epoch"]
+            row.update({f"{which}_{k}": values[k] for k in _SUMMARY_METRICS if k in values})
+        rows.append(row)
     return rows
 
 
 def _write_summary(path: Path, rows: list[dict[str, str]]) -> None:
+    from kdtool.fileio import atomic_write_text
+
     if not rows:
         return
     buffer = io.StringIO()
@@ -67,14 +90,16 @@ def sweep(
     print_commands: Annotated[
         bool, typer.Option("--print-commands", help="Print one train-teacher command per run and exit.")
     ] = False,
+    force: opt.Force = False,
 ) -> None:
     """Train every combination of comma-separated train-teacher options, one run folder each.
 
     Any train-teacher option may be given as a comma list (`--lr 0.1,0.01`); list-valued options
     (`--milestones`, `--lls-terms`, `--augment`, `--classes`) are swept by repeating the flag.
     `--smoothing prior:FILE` means `--smoothing prior --prior FILE`. Runs whose folder already holds
-    model.safetensors are skipped, so an interrupted sweep continues where it stopped. The last
-    metrics of every finished run go to OUT/sweep.csv.
+    model.safetensors and the same options are skipped, and interrupted ones resumed, so a sweep continues
+    where it stopped; a finished run of other options is refused (--force retrains every grid point). The
+    metrics of every finished run, at its selected epoch and at its last epoch, go to OUT/sweep.csv.
 
     Each run is independent: `--print-commands` prints them, one per line, to spread over machines
     or GPUs (e.g. with GNU parallel or a job array) into the same --out folder.
@@ -87,9 +112,8 @@ def sweep(
     kdtool sweep --alpha 0.1,0.2,0.4 --smoothing lls --epochs 10 --out runs/alpha --print-commands | parallel -j 2
     ```
     """
-    from kdtool.cli import main_args
-
-    grid, fixed = parse_grid(ctx.args, _train_teacher_flags())
+    command = _train_teacher_command(ctx)
+    grid, fixed = parse_grid(ctx.args, _train_teacher_flags(command))
     if seeds:
         grid["--seed"] = [str(s) for s in parse_int_list(seeds, "--seeds")]
     runs = expand(grid, fixed)
@@ -97,19 +121,13 @@ def sweep(
         for run in runs:
             print(shlex.join(["kdtool", "train-teacher", *run.args, "--out", str(out / run.name)]))
         return
+    planned = [_plan(ctx, command, run, out / run.name, force) for run in runs]  # every folder checked first
     out.mkdir(parents=True, exist_ok=True)
-    for index, run in enumerate(runs, 1):
-        folder = out / run.name
-        if (folder / MODEL).is_file():
-            console.print(f"[{index}/{len(runs)}] {run.name}: finished earlier, skipped")
-            continue
-        console.rule(f"[{index}/{len(runs)}] {run.name}")
-        # A folder without weights is an interrupted run of this sweep: continue it, or restart it.
-        again = ["--resume"] if checkpoint_path(folder).is_file() else ["--force"] if folder.exists() else []
-        main_args(["train-teacher", *run.args, "--out", str(folder), *again])
+    for run in planned:
+        execute([run], console)
         _write_summary(out / SUMMARY, _summary_rows(out, runs))
     rows = _summary_rows(out, runs)
     if not rows:
         raise KdtoolError("sweep finished no run")
     _write_summary(out / SUMMARY, rows)
-    console.print(f"{len(rows)} runs summarised in {out / SUMMARY}")
+    console.print(f"{len(rows)} runs summarised in {out / SUMMARY} (selected and last epoch of each)", soft_wrap=True)

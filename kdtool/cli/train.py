@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
 
 from kdtool.cli import options as opt
-from kdtool.cli.app import app, console
-from kdtool.cli.seeds import for_each_seed
-from kdtool.config import TrainConfig
+from kdtool.cli.app import app, console, parse_int_list
+from kdtool.cli.runner import run_command
+
+if TYPE_CHECKING:
+    from kdtool.config import TrainConfig
 
 
 @app.command("train-teacher")
 def train_teacher(
+    ctx: typer.Context,
     out: opt.Out = Path("runs/teacher"),
     dataset: opt.Dataset = "fashion-mnist",
     data_root: opt.DataRoot = None,
@@ -60,7 +66,7 @@ def train_teacher(
     compile: opt.Compile = False,
     force: opt.Force = False,
     resume: opt.Resume = False,
-) -> None:
+) -> Any:
     """Train a teacher network with 1-hot, LS, LLS or a baseline method and write a run folder.
 
     The run folder holds config.json, metrics.csv, model.safetensors and, for LLS, q.safetensors.
@@ -86,25 +92,73 @@ def train_teacher(
     torchrun --nproc-per-node 4 -m kdtool train-teacher --dataset cifar100 --data-root ~/data --out runs/c100
     ```
     """
-    from kdtool.pipeline import selected_row
+    from kdtool.config import TrainConfig
     from kdtool.pipeline import train_teacher as run_train_teacher
 
-    options = dict(locals())
-    force, resume, seeds = options.pop("force"), options.pop("resume"), options.pop("seeds")
+    cfg = TrainConfig(
+        dataset=dataset,
+        model=model,
+        smoothing=smoothing,
+        out=str(out),
+        data_root=opt.as_text(data_root),
+        download=download,
+        image_size=image_size,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        augment="none" if no_augment else augment,
+        vocab_size=vocab_size,
+        max_len=max_len,
+        embed_dim=embed_dim,
+        hidden_size=hidden_size,
+        word_vectors=opt.as_text(word_vectors),
+        epsilon=epsilon,
+        alpha=alpha,
+        lls_terms=lls_terms,
+        q_weight_decay=q_weight_decay,
+        teacher=opt.as_text(teacher),
+        tfkd_temperature=tfkd_temperature,
+        tfkd_weight=tfkd_weight,
+        tfkd_multiplier=tfkd_multiplier,
+        tfkd_correct_prob=tfkd_correct_prob,
+        zipf_weight=zipf_weight,
+        zipf_exponent=zipf_exponent,
+        focal_gamma=focal_gamma,
+        prior=opt.as_text(prior),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        milestones=parse_int_list(milestones, "--milestones"),
+        gamma=gamma,
+        seed=seed,
+        device=device,
+        val_fraction=val_fraction,
+        select=select,
+        early_stopping=early_stopping,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+    )
 
     def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
         run, rows = run_train_teacher(cfg, force, console, resume=resume)
-        report_run(run.path, selected_row(rows))
+        report_run(run.path, rows)
 
-    for_each_seed(opt.config_from(options), seeds, force, resume, train_one, console)
+    return run_command(ctx, cfg, opt.given_options(ctx), force, resume, seeds, train_one)
 
 
-def report_run(path: Path, last: dict[str, float]) -> None:
-    """The closing lines every training command prints."""
+def report_run(path: Path, rows: list[dict[str, float]]) -> None:
+    """The closing lines every training command prints: the test metrics of the epoch whose weights were kept."""
+    from kdtool.runs import selected_row
+
+    kept = selected_row(rows)
+    epoch = f"epoch {int(kept['epoch'])} of {len(rows)}" + (" (selected)" if kept is not rows[-1] else "")
     console.print(
-        f"test accuracy {last['test_acc']:.2%}  macro-F1 {last['test_macro_f1']:.4f}  NLL {last['test_nll']:.4f}"
-        f"  ECE {last['test_ece']:.4f}"
-        f"  -> run folder {path}"
+        f"{epoch}: test accuracy {kept['test_acc']:.2%}  macro-F1 {kept['test_macro_f1']:.4f}  "
+        f"NLL {kept['test_nll']:.4f}  ECE {kept['test_ece']:.4f}  -> run folder {path}",
+        soft_wrap=True,
     )
     if (Path(path) / "q.safetensors").is_file():
         console.print(f"Q written to {Path(path) / 'q.safetensors'}")

@@ -19,15 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from kdtool.errors import KdtoolError
 
-if TYPE_CHECKING:
-    from kdtool.targets import Target
+# A method's loss, as kdtool.targets.Target implements it: (logits, labels, inputs) -> scalar.
+LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 STANDARD = "standard"
 EXTRAS = ("cutout", "mixup", "cutmix", "randaugment")
@@ -179,7 +178,7 @@ class Batch:
     inputs: torch.Tensor
     labels: torch.Tensor
 
-    def loss(self, target: Target, logits: torch.Tensor) -> torch.Tensor:
+    def loss(self, target: LossFunction, logits: torch.Tensor) -> torch.Tensor:
         return target(logits, self.labels, self.inputs)
 
     def hits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -194,7 +193,7 @@ class MixedBatch(Batch):
     paired_labels: torch.Tensor
     lam: torch.Tensor
 
-    def loss(self, target: Target, logits: torch.Tensor) -> torch.Tensor:
+    def loss(self, target: LossFunction, logits: torch.Tensor) -> torch.Tensor:
         paired = target(logits, self.paired_labels, self.inputs)
         return self.lam * super().loss(target, logits) + (1.0 - self.lam) * paired
 

@@ -18,18 +18,16 @@ For LLS-ST the teacher's logits are replaced by ``log t`` with the class-wise ta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
+from kdtool.qmatrix import QMatrix
 from kdtool.targets.base import Target
 from kdtool.targets.simple import check_unit_interval
-
-if TYPE_CHECKING:  # kdtool.qmatrix imports kdtool.targets: a runtime import here would be circular
-    from kdtool.qmatrix import QMatrix
+from kdtool.targets.teacher import FrozenTeacher, kl_divergence
 
 
 def check_kd_options(beta: float, temperature: float) -> None:
@@ -55,17 +53,14 @@ def kd_loss(
     check_kd_options(beta, temperature)
     log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
     log_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
-    t = log_t.exp()
-    # xlogy gives 0·log 0 = 0 where the target has no mass.
-    kl = (torch.special.xlogy(t, t) - t * log_p).sum(1)
-    loss = (1.0 - beta) * temperature**2 * kl
+    loss = (1.0 - beta) * temperature**2 * kl_divergence(log_t, log_p)
     if beta > 0.0:
         loss = loss + beta * F.cross_entropy(student_logits.float(), labels, reduction="none")
     return loss.mean()
 
 
 class KnowledgeDistillation(Target):
-    """Hinton KD: the teacher network, frozen in eval mode, sees exactly the student's batch.
+    """Hinton KD: the teacher network, frozen (:class:`FrozenTeacher`), sees exactly the student's batch.
 
     ``class_index`` (optional) picks the teacher outputs of the student's classes, in the
     student's order; the teacher's logits are sliced *before* the softmax.
@@ -75,28 +70,21 @@ class KnowledgeDistillation(Target):
 
     def __init__(
         self,
-        teacher: nn.Module,
+        teacher: nn.Module | FrozenTeacher,
         beta: float = 0.0,
         temperature: float = 1.0,
         class_index: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         check_kd_options(beta, temperature)
-        # Kept outside the module tree on purpose: the engine's train() calls, optimizer and
-        # checkpoints (state_dict) must never touch the frozen teacher.
-        object.__setattr__(self, "teacher", teacher.eval().requires_grad_(False))
-        self.teacher_device: torch.device | None = None
+        self.teacher = FrozenTeacher.wrap(teacher)
         self.beta, self.temperature = float(beta), float(temperature)
         index = None if class_index is None else torch.as_tensor(list(class_index), dtype=torch.long)
         self.register_buffer("class_index", index, persistent=False)
 
     def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The teacher's logits for the student's classes (no gradient)."""
-        if self.teacher_device != inputs.device:  # the engine's target.to(device) moves only the module tree
-            self.teacher.to(inputs.device)
-            self.teacher_device = inputs.device
-        with torch.no_grad():
-            logits = self.teacher(inputs)
+        logits = self.teacher(inputs)
         return logits if self.class_index is None else logits[:, self.class_index]
 
     def forward(self, logits, labels, inputs=None):

@@ -13,7 +13,6 @@ paper's ablation) has to be asked for explicitly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
+from kdtool.qmath import mixture_log_target
 from kdtool.targets.base import Target
 from kdtool.targets.simple import check_unit_interval
 
@@ -38,20 +38,6 @@ def parse_lls_terms(spec: str | Iterable[str]) -> tuple[str, ...]:
         valid = ", ".join(t.replace("_", "-") for t in LLS_TERMS)
         raise KdtoolError(f"unknown LLS term {unknown[0] if unknown else '(none)'!r}: use 'all' or some of {valid}")
     return tuple(t for t in LLS_TERMS if t in names)
-
-
-def mixture_log_target(q_logits_rows: torch.Tensor, labels: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``log((1-α)·e_y + α·softmax(q))`` row-wise, computed without ever taking ``log(0)``.
-
-    Off the label it is ``log α + log_softmax(q)``; on the label the two mixture parts are
-    combined with log-sum-exp (one value per row, scattered back: no B×K mask is built).
-    """
-    log_mix = F.log_softmax(q_logits_rows.float(), dim=1) + math.log(alpha)
-    index = labels[:, None]
-    on_label = log_mix.gather(1, index)
-    # full_like fills on the device: no host-to-device copy of the constant per step
-    on_label = torch.logaddexp(on_label, torch.full_like(on_label, math.log1p(-alpha)))
-    return log_mix.scatter(1, index, on_label)
 
 
 class LearnableLabelSmoothing(Target):

@@ -2,12 +2,10 @@
 
 Target ``t = (1-ε)·e_y + ε·θ_y`` with ``θ_y = softmax(Q[y])``; loss CE(t, p). ``kdtool make-prior``
 writes such artifacts (logits ``log θ``, ``-inf`` where θ is 0); any Q artifact, e.g. one learned
-by LLS, works as a prior too.
+by LLS, works as a prior too (the run composition turns the file into θ).
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 import torch.nn.functional as F
@@ -28,16 +26,6 @@ class PriorSmoothing(Target):
             raise KdtoolError(f"a prior must be K×K, got shape {tuple(theta.shape)}")
         self.epsilon = check_unit_interval("epsilon", epsilon)
         self.register_buffer("theta", theta.detach().float().clone())
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike, num_classes: int, epsilon: float = 0.1) -> PriorSmoothing:
-        """θ = the row-wise softmax of a Q artifact, which must have ``num_classes`` classes."""
-        from kdtool.qmatrix import QMatrix  # qmatrix imports kdtool.targets: import when used
-
-        q = QMatrix.load(path)
-        if q.num_classes != num_classes:
-            raise KdtoolError(f"--prior {path} has {q.num_classes} classes, the data {num_classes}")
-        return cls(q.probabilities(), epsilon)
 
     def targets(self, labels: torch.Tensor) -> torch.Tensor:
         """The soft targets (B×K)."""

@@ -18,14 +18,13 @@ of the reference's regularisation variant is not reproduced.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
 from kdtool.targets.base import Target
+from kdtool.targets.teacher import FrozenTeacher, kl_divergence
 
 
 def virtual_teacher(labels: torch.Tensor, num_classes: int, correct_prob: float) -> torch.Tensor:
@@ -64,7 +63,7 @@ class TeacherFreeKD(Target):
     def forward(self, logits, labels, inputs=None):
         log_student = F.log_softmax(logits.float() / self.temperature, dim=1)
         log_teacher = self.teacher_log_probs(logits, labels, inputs)
-        kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
+        kl = kl_divergence(log_teacher, log_student).mean()
         ce = F.cross_entropy(logits.float(), labels)
         return (1.0 - self.weight) * ce + self.weight * self.multiplier * kl
 
@@ -96,35 +95,12 @@ class TeacherFreeSelf(TeacherFreeKD):
 
     name = "tfkd-self"
 
-    def __init__(self, teacher: nn.Module, temperature: float = 20.0, weight: float = 0.1,
+    def __init__(self, teacher: nn.Module | FrozenTeacher, temperature: float = 20.0, weight: float = 0.1,
                  multiplier: float = 1.0) -> None:  # fmt: skip
         super().__init__(temperature, weight, multiplier)
-        # A submodule so that .to(device) moves it; frozen so the optimizer never sees its weights.
-        self.teacher = teacher.eval().requires_grad_(False)
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.teacher = FrozenTeacher.wrap(teacher)
 
-    @classmethod
-    def from_run(cls, run_path: str | os.PathLike, num_classes: int, **options: float) -> TeacherFreeSelf:
-        """The teacher network of a kdtool run folder; its class count must be ``num_classes``."""
-        # pipeline builds targets through the registry, so it can only be imported when called.
-        from kdtool.pipeline import load_run_model
-        from kdtool.runs import RunDir
-
-        model, _, info = load_run_model(RunDir.open(run_path))
-        if len(info["class_names"]) != num_classes:
-            raise KdtoolError(f"--teacher {run_path} has {len(info['class_names'])} classes, the data {num_classes}")
-        return cls(model, **options)
-
-    def train(self, mode: bool = True) -> TeacherFreeSelf:
-        super().train(mode)
-        self.teacher.eval()  # the engine switches the target to train mode; the teacher never trains
-        return self
-
-    @torch.no_grad()
     def teacher_log_probs(self, logits, labels, inputs):
         if inputs is None:
             raise KdtoolError("tfkd-self needs the batch inputs to run its teacher")
-        # A mixed batch calls the loss twice on the same inputs: run the teacher once.
-        if self._cache is None or self._cache[0] is not inputs:
-            self._cache = (inputs, self.teacher(inputs).float())
-        return F.log_softmax(self._cache[1] / self.temperature, dim=1)
+        return F.log_softmax(self.teacher(inputs) / self.temperature, dim=1)

@@ -1,0 +1,128 @@
+"""Which method a run trains, built from its config: the one place that loads what a method needs.
+
+:mod:`kdtool.targets` holds the losses, which take loaded objects; this module turns option values
+into those objects (a frozen teacher from a run folder, θ from a prior artifact, a Q artifact
+sliced to the student's classes) and records where they came from.
+
+Adding a training method = one module in ``targets/`` + one entry in :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kdtool.accel import frozen_for_inference
+from kdtool.config import DistillConfig, TrainConfig
+from kdtool.data import DatasetInfo
+from kdtool.distributed import select_device
+from kdtool.errors import KdtoolError
+from kdtool.fileio import sha256_file
+from kdtool.qmatrix import QMatrix
+from kdtool.runmodel import load_run_model
+from kdtool.runs import MODEL, RunDir
+from kdtool.subsets import source_class_index
+from kdtool.targets import (
+    FocalLoss,
+    FrozenTeacher,
+    KnowledgeDistillation,
+    LabelSmoothing,
+    LearnableLabelSmoothing,
+    OneHot,
+    OnlineLabelSmoothing,
+    PriorSmoothing,
+    SubstituteTeacher,
+    Target,
+    TeacherFreeRegularization,
+    TeacherFreeSelf,
+    ZipfLabelSmoothing,
+)
+
+
+def frozen_teacher(path: str, cfg: TrainConfig) -> tuple[FrozenTeacher, TrainConfig, dict[str, Any], RunDir]:
+    """The network of the run folder ``path``, frozen for inference; with its config, data facts and folder."""
+    run = RunDir.open(path)
+    network, teacher_cfg, info = load_run_model(run)
+    # A frozen teacher runs inference only: channels-last pays on a CPU even without --channels-last.
+    channels_last = cfg.channels_last or select_device(cfg.device).type == "cpu"
+    return FrozenTeacher(frozen_for_inference(network, channels_last)), teacher_cfg, info, run
+
+
+def _tfkd_self(cfg: TrainConfig, num_classes: int) -> Target:
+    teacher, _, info, run = frozen_teacher(cfg.teacher, cfg)
+    if len(info["class_names"]) != num_classes:
+        raise KdtoolError(f"--teacher {run.path} has {len(info['class_names'])} classes, the data {num_classes}")
+    return TeacherFreeSelf(teacher, cfg.tfkd_temperature, cfg.tfkd_weight, cfg.tfkd_multiplier)
+
+
+def _prior(cfg: TrainConfig, num_classes: int) -> Target:
+    q = QMatrix.load(cfg.prior)
+    if q.num_classes != num_classes:
+        raise KdtoolError(f"--prior {cfg.prior} has {q.num_classes} classes, the data {num_classes}")
+    return PriorSmoothing(q.probabilities(), cfg.epsilon)
+
+
+# --smoothing name -> factory(config, number of classes)
+METHODS: dict[str, Callable[[TrainConfig, int], Target]] = {
+    "onehot": lambda cfg, k: OneHot(),
+    "ls": lambda cfg, k: LabelSmoothing(cfg.epsilon),
+    "lls": lambda cfg, k: LearnableLabelSmoothing(k, cfg.alpha, cfg.lls_terms),
+    "ols": lambda cfg, k: OnlineLabelSmoothing(k),
+    "tfkd-reg": lambda cfg, k: TeacherFreeRegularization(
+        k, cfg.tfkd_temperature, cfg.tfkd_weight, cfg.tfkd_multiplier, cfg.tfkd_correct_prob
+    ),
+    "tfkd-self": _tfkd_self,
+    "zipf": lambda cfg, k: ZipfLabelSmoothing(cfg.zipf_weight, cfg.zipf_exponent),
+    "focal": lambda cfg, k: FocalLoss(cfg.focal_gamma),
+    "prior": _prior,
+}
+
+
+def check_method(name: str) -> None:
+    """Refuse an unknown ``--smoothing`` (before any work)."""
+    if name not in METHODS:
+        raise KdtoolError(f"unknown smoothing method {name!r}: choose one of {', '.join(METHODS)}")
+
+
+def build_method(cfg: TrainConfig, num_classes: int) -> Target:
+    """The training method ``cfg.smoothing`` for ``num_classes`` classes."""
+    check_method(cfg.smoothing)
+    return METHODS[cfg.smoothing](cfg, num_classes)
+
+
+def distillation_target(
+    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
+) -> tuple[KnowledgeDistillation | SubstituteTeacher, dict[str, Any]]:
+    """A student's target (Hinton KD from ``--teacher`` or LLS-ST from ``--substitute-q``), sliced to the
+    kept classes, and the provenance its ``config.json`` records."""
+    if cfg.teacher is not None:
+        return _teacher_target(cfg, info, kept)
+    return _substitute_target(cfg, info, kept)
+
+
+def _teacher_target(
+    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
+) -> tuple[KnowledgeDistillation, dict[str, Any]]:
+    teacher, teacher_cfg, teacher_info, run = frozen_teacher(cfg.teacher, cfg)
+    trained_on = (teacher_info["name"], teacher_info["channels"], teacher_info["image_size"])
+    if trained_on != (info.name, info.channels, info.image_size):
+        raise KdtoolError(
+            f"teacher run {run.path} was trained on {trained_on[0]} ({trained_on[1]}×{trained_on[2]}px) but the "
+            f"student's dataset is {info.name} ({info.channels}×{info.image_size}px): they must agree"
+        )
+    index = source_class_index(teacher_info["class_names"], info.class_names, kept, f"teacher run {run.path}")
+    target = KnowledgeDistillation(teacher, cfg.beta, cfg.temperature, index)
+    record = {"teacher_run": {"path": str(run.path), "model_sha256": sha256_file(run.path / MODEL),
+                              "model": teacher_cfg.model, "smoothing": teacher_cfg.smoothing}}  # fmt: skip
+    return target, record
+
+
+def _substitute_target(
+    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
+) -> tuple[SubstituteTeacher, dict[str, Any]]:
+    q = QMatrix.load(cfg.substitute_q)
+    index = source_class_index(q.class_names, info.class_names, kept, f"Q artifact {cfg.substitute_q}")
+    if index is not None:
+        q = q.subset(index)
+    record = {"q_artifact": {"path": cfg.substitute_q, "sha256": sha256_file(cfg.substitute_q)}}
+    return SubstituteTeacher(q, cfg.alpha, cfg.beta, cfg.temperature), record
