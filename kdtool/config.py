@@ -76,7 +76,8 @@ APPLIES: dict[str, Applies] = {
     "milestones": _MULTISTEP,
     "gamma": _MULTISTEP,
     "data_root": _TORCHVISION,
-    "download": _TORCHVISION,
+    "download": Applies("data_root", lambda c: c.data_root is not None and c.dataset in TORCHVISION_SETS,
+                        "--data-root with a torchvision dataset"),
     "image_size": Applies("dataset", lambda c: c.dataset.startswith("imagefolder:"), "imagefolder:PATH datasets"),
     "augment": Applies("dataset", lambda c: not _is_text(c), "image datasets"),
     "vocab_size": _TEXT,
@@ -209,12 +210,13 @@ class TrainConfig:
         for name, flag in given.items():
             rule = self.applies.get(name)
             if rule is not None and not rule.when(self):
-                raise KdtoolError(f"{flag} does not apply to {self.describe_option(rule.decided_by)}: it is used "
-                                  f"by {rule.used_by} only; remove it")  # fmt: skip
+                raise KdtoolError(f"{flag} does not apply to this run ({self.describe_option(rule.decided_by)}): "
+                                  f"it is used by {rule.used_by} only; remove it")  # fmt: skip
 
     def describe_option(self, name: str) -> str:
-        """An option and its value as the user would type it, e.g. ``--schedule cosine``."""
-        return f"--{name.replace('_', '-')} {getattr(self, name)}"
+        """An option and its value as the user would type it, e.g. ``--schedule cosine`` (``no --data-root``)."""
+        flag, value = "--" + name.replace("_", "-"), getattr(self, name)
+        return f"no {flag}" if value is None else f"{flag} {value}"
 
     def to_dict(self) -> dict[str, Any]:
         """The options that apply to this run, in declaration order (what ``config.json`` records)."""

@@ -16,7 +16,8 @@ from kdtool.metrics import (
     per_class_f1,
     select_classes,
 )
-from kdtool.pipeline import load_run_model, predict_run, predict_split, run_vocabulary
+from kdtool.pipeline import predict_run, predict_split
+from kdtool.runmodel import load_run_model, run_vocabulary
 from kdtool.runs import RunDir
 from kdtool.subsets import resolve_classes
 

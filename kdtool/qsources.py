@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.pipeline import predict_run, selected_row
+from kdtool.pipeline import predict_run
 from kdtool.qmatrix import QMatrix
-from kdtool.runs import CONFIG, METRICS, MODEL, Q, RunDir
+from kdtool.runs import CONFIG, METRICS, MODEL, Q, RunDir, selected_row
 from kdtool.targets.simple import check_unit_interval
 
 

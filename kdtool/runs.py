@@ -150,10 +150,11 @@ def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any]) 
     return None
 
 
-def describe_difference(path: str | os.PathLike, difference: tuple[str, Any, Any]) -> str:
+def describe_difference(difference: tuple[str, Any, Any]) -> str:
+    """``--alpha 0.1, now 0.2``: an option as it was recorded and as it is requested."""
     key, was, now = difference
     flag = "the run kind" if key == "kind" else "--" + key.replace("_", "-")
-    return f"{path} was trained with {flag} {_shown(was)}, now {_shown(now)}"
+    return f"{flag} {_shown(was)}, now {_shown(now)}"
 
 
 def _shown(value: Any) -> str:
@@ -192,7 +193,7 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
             raise KdtoolError(f"nothing to resume: {path} is not a kdtool run folder")
         if not checkpoint_path(path).is_file():
             raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
-        _check_same(path, options, "to start it afresh")
+        _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
         return RunPlan("resume")
     if force:
         check_output_dir(path, force=True)
@@ -200,7 +201,7 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
     if reuse and exists and is_run(path):
         finished, interrupted = (path / MODEL).is_file(), checkpoint_path(path).is_file()
         if finished or interrupted:
-            _check_same(path, options, "to retrain it")
+            _check_same(path, options, f"{path} was trained with", "to retrain it")
             return RunPlan("skip" if finished else "resume")
         check_output_dir(path, force=True)  # died before its first checkpoint: start it again
         return RunPlan("train", replace=True)
@@ -208,10 +209,10 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
     return RunPlan("train")
 
 
-def _check_same(path: Path, options: Mapping[str, Any], fresh: str) -> None:
+def _check_same(path: Path, options: Mapping[str, Any], what: str, fresh: str) -> None:
     difference = first_difference(read_config(path) or {}, options)
     if difference is not None:
-        raise KdtoolError(f"{describe_difference(path, difference)}: pass --force {fresh}, or choose another --out")
+        raise KdtoolError(f"{what} {describe_difference(difference)}: pass --force {fresh}, or choose another --out")
 
 
 @contextlib.contextmanager

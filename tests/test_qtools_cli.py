@@ -10,7 +10,7 @@ import torch
 from kdtool import QMatrix
 from kdtool.cli import main
 from kdtool.data import load_dataset
-from kdtool.pipeline import load_run_model
+from kdtool.runmodel import load_run_model
 from kdtool.runs import RunDir
 from tests.conftest import TINY
 

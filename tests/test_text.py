@@ -14,7 +14,8 @@ from kdtool.data.embedded import EMBEDDED_ROOT
 from kdtool.data.text import PAD_ID, UNK_ID, Vocabulary, load_text_dataset, tokenize, trim_to_longest
 from kdtool.errors import KdtoolError
 from kdtool.models import build_model
-from kdtool.pipeline import load_run_model, predict_run
+from kdtool.pipeline import predict_run
+from kdtool.runmodel import load_run_model
 from kdtool.runs import RunDir
 from kdtool.text_models import TEXT_MODELS, BiLSTMClassifier, TextCNN, load_word_vectors
 
