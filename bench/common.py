@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision import transforms as T
 
-from kdtool.config import TrainConfig
+from kdtool.config import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split, load_dataset
 from kdtool.data.embedded import EMBEDDED_ROOT, FASHION_MNIST_INFO
 from kdtool.display import EpochDisplay
@@ -261,10 +261,18 @@ class KdtoolEpochs:
         return row
 
 
-def kdtool_config(batch_size: int, **options: object) -> TrainConfig:
-    """A CPU training config with the paper's SGD (lr 0.1, momentum 0.9, wd 5e-4), standard augmentation."""
+def kdtool_config(batch_size: int, smoothing: str = "onehot", **options: object) -> TrainConfig:
+    """A CPU training config with the paper's SGD (lr 0.1, momentum 0.9, wd 5e-4), standard augmentation.
+
+    ``kd`` and ``lls-st`` give a student's config; its teacher or Q is the in-process target the bench
+    builds itself, so the config only names it."""
     seed_everything(0)
-    return TrainConfig(batch_size=batch_size, device="cpu", epochs=10**6, warmup_epochs=0, **options)
+    common = {"batch_size": batch_size, "device": "cpu", "epochs": 10**6, "warmup_epochs": 0, **options}
+    if smoothing == "kd":
+        return DistillConfig(teacher="(in-process teacher)", **common)
+    if smoothing == "lls-st":
+        return DistillConfig(substitute_q="(in-process Q)", alpha=0.1, **common)
+    return TrainConfig(smoothing=smoothing, **common)
 
 
 def synthetic_images(n: int, num_classes: int, channels: int = 3, size: int = 32, seed: int = 0) -> Dataset:
