@@ -20,6 +20,7 @@ from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.errors import KdtoolError
 from kdtool.models import check_model_name
 from kdtool.qmatrix import QMatrix
+from kdtool.runs import q_artifact_path
 from kdtool.selection import SELECT_CHOICES
 from kdtool.targets.focal import parse_focal_gamma
 from kdtool.targets.kd import check_kd_options
@@ -168,6 +169,8 @@ class TrainConfig:
             raise KdtoolError("--smoothing tfkd-self needs --teacher RUN, a trained run of the same network")
         if self.smoothing == "prior" and self.prior is None:
             raise KdtoolError("--smoothing prior needs --prior FILE, a Q artifact (see kdtool make-prior)")
+        if self.prior is not None:
+            self.prior = str(q_artifact_path(self.prior))
         if self.q_weight_decay is None:
             self.q_weight_decay = self.weight_decay
         if not 0.0 <= self.val_fraction < 1.0:
@@ -289,8 +292,10 @@ class DistillConfig(TrainConfig):
             raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
         check_kd_options(self.beta, self.temperature)
         self.smoothing = "kd" if self.teacher is not None else "lls-st"
-        if self.substitute_q is not None and self.alpha is None:
-            self.alpha = QMatrix.load(self.substitute_q).alpha
+        if self.substitute_q is not None:
+            self.substitute_q = str(q_artifact_path(self.substitute_q))  # a run folder stands for its Q
+            if self.alpha is None:
+                self.alpha = QMatrix.load(self.substitute_q).alpha
         super().resolve()
         return self
 

@@ -22,7 +22,7 @@ from kdtool.errors import KdtoolError, RunInterrupted
 from kdtool.methods import build_method, distillation_target
 from kdtool.qmatrix import QMatrix
 from kdtool.runmodel import build_run_model, load_run_model, run_vocabulary
-from kdtool.runs import VOCAB, Q, RunDir, interrupts_as_keyboard_interrupt, plan_run
+from kdtool.runs import VOCAB, Q, RunDir, plan_run, stops_safely
 from kdtool.selection import ModelSelector
 from kdtool.subsets import resolve_classes
 from kdtool.targets import SubstituteTeacher, Target
@@ -134,7 +134,7 @@ def fit(
     barrier(env)
 
     shown = console if env.is_main else Console(quiet=True)
-    with interrupts_as_keyboard_interrupt(), EpochDisplay(shown, title, cfg.epochs, len(train_loader)) as display:
+    with EpochDisplay(shown, title, cfg.epochs, len(train_loader)) as display:
         for row in rows:
             display.epoch_done(row)
         try:
@@ -218,13 +218,14 @@ def train_teacher(
     """``kdtool train-teacher``: validate everything first, then train and write the run folder."""
     cfg.resolve()
     plan_run(cfg.out, cfg.to_dict(), force, resume)
-    dataset = load_data(cfg)
-    seed_everything(cfg.seed)
-    info = dataset.info
-    model = init_model(cfg, dataset, console)
-    target = build_method(cfg, info.num_classes)
-    title = f"{cfg.smoothing} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
-    return fit(cfg, dataset, model, target, force, console, title=title, resume=resume)
+    with stops_safely(cfg.out):
+        dataset = load_data(cfg)
+        seed_everything(cfg.seed)
+        info = dataset.info
+        model = init_model(cfg, dataset, console)
+        target = build_method(cfg, info.num_classes)
+        title = f"{cfg.smoothing} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
+        return fit(cfg, dataset, model, target, force, console, title=title, resume=resume)
 
 
 def distill(
@@ -239,22 +240,23 @@ def distill(
     """
     cfg.resolve()
     plan_run(cfg.out, cfg.to_dict(), force, resume)
-    # a text student reads its teacher's token ids, so it takes the teacher's vocabulary
-    vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
-    full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
-                        vocabulary)  # fmt: skip
-    kept = None
-    if cfg.classes is not None or cfg.class_indices is not None:
-        kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
-    dataset = select_data(full, cfg, kept, cfg.sample_fraction)
-    target, record = distillation_target(cfg, full.info, kept)
-    if kept is not None:
-        record["kept_classes"] = kept
-    seed_everything(cfg.seed)  # after the teacher is built: the student's initialisation depends on the seed only
-    info = dataset.info
-    model = init_model(cfg, dataset, console)
-    title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
-    run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume)
-    if isinstance(target, SubstituteTeacher) and is_main_process():
-        target.q.save(run.path / Q)
-    return run, rows
+    with stops_safely(cfg.out):
+        # a text student reads its teacher's token ids, so it takes the teacher's vocabulary
+        vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
+        full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
+                            vocabulary)  # fmt: skip
+        kept = None
+        if cfg.classes is not None or cfg.class_indices is not None:
+            kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
+        dataset = select_data(full, cfg, kept, cfg.sample_fraction)
+        target, record = distillation_target(cfg, full.info, kept)
+        if kept is not None:
+            record["kept_classes"] = kept
+        seed_everything(cfg.seed)  # after the teacher is built: the student's initialisation depends on the seed only
+        info = dataset.info
+        model = init_model(cfg, dataset, console)
+        title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
+        run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume)
+        if isinstance(target, SubstituteTeacher) and is_main_process():
+            target.q.save(run.path / Q)
+        return run, rows

@@ -21,7 +21,6 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write
 from kdtool.qmath import mixture_log_target
+from kdtool.runs import q_artifact_path
 from kdtool.subsets import resolve_classes
 
 FORMAT = "kdtool.q/1"
@@ -387,8 +387,9 @@ class QMatrix:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QMatrix:
-        """Read and validate a dense or sparse artifact; every fault is a KdtoolError naming the file."""
-        path = Path(path)
+        """Read and validate a dense or sparse artifact (or the ``q.safetensors`` of a run folder given in
+        its place); every fault is a KdtoolError naming the file."""
+        path = q_artifact_path(path)
         if not path.is_file():
             raise KdtoolError(f"Q artifact {path} does not exist")
         with open(path, "rb") as fh:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, RunInterrupted
 from kdtool.fileio import atomic_write, atomic_write_json, atomic_write_text
 
 CONFIG = "config.json"
@@ -112,6 +112,25 @@ def interrupted_after(path: str | os.PathLike) -> int | None:
     with contextlib.suppress(OSError, ValueError, TypeError):
         return len(list(csv.DictReader(io.StringIO((Path(path) / METRICS).read_text(encoding="utf-8")))))
     return 0
+
+
+def run_folders(path: str | os.PathLike) -> list[Path]:
+    """The kdtool run folders directly inside ``path`` (e.g. the ``seed<N>`` folders of ``--seeds``), sorted."""
+    return sorted(p for p in Path(path).iterdir() if p.is_dir() and is_run(p)) if Path(path).is_dir() else []
+
+
+def q_artifact_path(path: str | os.PathLike) -> Path:
+    """The Q artifact file ``path``, or the ``q.safetensors`` of the run folder given in its place."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / Q).is_file():
+        return path / Q
+    with_q = [p for p in run_folders(path) if (p / Q).is_file()]
+    if with_q:
+        raise KdtoolError(f"{path} is a folder of runs, not a Q artifact: pass the Q of one of them, "
+                          f"e.g. {with_q[0] / Q}")  # fmt: skip
+    raise KdtoolError(f"{path} is a folder without q.safetensors, not a Q artifact")
 
 
 def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
@@ -216,8 +235,11 @@ def _check_same(path: Path, options: Mapping[str, Any], what: str, fresh: str) -
 
 
 @contextlib.contextmanager
-def interrupts_as_keyboard_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while training, so both stop at a safe point with the same message."""
+def stops_safely(path: str | os.PathLike) -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C during a run, and either one, wherever it lands (loading data, building
+    the model), as :class:`RunInterrupted` with the epochs the run folder ``path`` has checkpointed.
+
+    The training loop raises its own, exact RunInterrupted between epochs; this covers the rest."""
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -225,12 +247,14 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        previous = None
     try:
         yield
+    except KeyboardInterrupt:
+        raise RunInterrupted(path, interrupted_after(path) or 0) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def versions() -> dict[str, str]:
@@ -264,14 +288,24 @@ class RunDir:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> RunDir:
-        """An existing, complete run folder (config and weights present)."""
-        run = cls(path)
-        if not run.path.is_dir():
-            raise KdtoolError(f"run folder {run.path} does not exist")
+        """An existing, finished run folder (config and weights present); every other kind of path
+        (a file of a run, a folder of seed runs, an interrupted run) is a one-line error saying what it is."""
+        path = Path(path)
+        if path.is_file():
+            holder = f": pass the folder that holds it, {path.parent}" if is_run(path.parent) else ""
+            raise KdtoolError(f"{path} is a file, not a run folder{holder}")
+        if not path.is_dir():
+            raise KdtoolError(f"run folder {path} does not exist")
+        if not (path / CONFIG).is_file() and (group := run_folders(path)):
+            shown = ", ".join(p.name for p in group[:3]) + (", ..." if len(group) > 3 else "")
+            raise KdtoolError(f"{path} is a folder of runs ({shown}), not a run: pass one of them, e.g. {group[0]}")
+        if (path / CONFIG).is_file() and not (path / MODEL).is_file() and (done := interrupted_after(path)):
+            raise KdtoolError(f"{path} was interrupted after epoch {done} and has no weights yet: finish it with its "
+                              f"command plus --resume")  # fmt: skip
         for name in (CONFIG, MODEL):
-            if not (run.path / name).is_file():
-                raise KdtoolError(f"{run.path} is not a complete kdtool run folder: {name} is missing")
-        return run
+            if not (path / name).is_file():
+                raise KdtoolError(f"{path} is not a complete kdtool run folder: {name} is missing")
+        return cls(path)
 
     # -- writing ---------------------------------------------------------------------------
     def write_config(self, kind: str, options: dict[str, Any], facts: dict[str, Any]) -> None:
