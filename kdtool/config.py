@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from kdtool.accel import check_amp
 from kdtool.data.augment import parse_augment
-from kdtool.data.text import is_text_dataset, resolve_text_options
+from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
 from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.errors import KdtoolError
 from kdtool.models import check_model_name
@@ -86,6 +86,8 @@ APPLIES: dict[str, Applies] = {
     "embed_dim": _TEXT,
     "hidden_size": _TEXT,
     "word_vectors": _TEXT,
+    "val_fraction": Applies("dataset", lambda c: not has_official_validation(c.dataset),
+                            "datasets without an official validation split (one that has it always uses it)"),
 }
 
 
@@ -175,7 +177,7 @@ class TrainConfig:
             self.q_weight_decay = self.weight_decay
         if not 0.0 <= self.val_fraction < 1.0:
             raise KdtoolError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        has_val = self.val_fraction > 0
+        has_val = self.val_fraction > 0 or has_official_validation(self.dataset)
         if self.select is None:
             self.select = "best-val-loss" if has_val else "last"
         if self.select not in SELECT_CHOICES:

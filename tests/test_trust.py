@@ -167,6 +167,7 @@ REFUSED = [
     (("--hidden-size", "10"), "--hidden-size does not apply"),
     (("--dataset", "goemotions-ekman", "--model", "bilstm", "--augment", "none"), "--augment does not apply"),
     (("--dataset", "goemotions-ekman", "--model", "bilstm", "--no-augment"), "--no-augment does not apply"),
+    (("--dataset", "goemotions-ekman", "--model", "bilstm", "--val-fraction", "0.1"), "--val-fraction does not"),
     (("--augment", "none", "--no-augment"), "--augment and --no-augment contradict"),
     (("--seeds", "0,1", "--seed", "3"), "--seed and --seeds contradict"),
 ]  # fmt: skip
@@ -194,6 +195,11 @@ def test_defaults_never_trigger_and_config_records_only_what_applies():
     assert "epsilon" in record and "alpha" not in record and "milestones" not in record and "vocab_size" not in record
     kd = DistillConfig(teacher="runs/t").resolve().to_dict()
     assert "teacher" in kd and "substitute_q" not in kd and "alpha" not in kd and "epsilon" not in kd
+
+
+def test_an_official_validation_split_selects_the_epoch_by_default():
+    assert TrainConfig(dataset="goemotions-ekman", model="bilstm").resolve().select == "best-val-loss"
+    assert TrainConfig(dataset="fashion-mnist").resolve().select == "last"
 
 
 def test_unknown_config_keys_are_errors_not_dropped():

@@ -92,11 +92,12 @@ BatchSize = Annotated[int, typer.Option(help="Batch size.", rich_help_panel=OPTI
 Lr = Annotated[float, typer.Option(help="Peak learning rate (SGD, momentum 0.9).", rich_help_panel=OPTIM)]
 WeightDecay = Annotated[float, typer.Option(help="Weight decay of the network.", rich_help_panel=OPTIM)]
 ValFraction = Annotated[float, typer.Option(help="Hold out this stratified fraction of the training set for "
-                                           "validation (an official validation split is used instead where "
-                                           "the dataset has one).", rich_help_panel=OPTIM)]  # fmt: skip
+                                           "validation. Datasets with an official validation split (goemotions, "
+                                           "goemotions-ekman, text:PATH with validation.tsv) always use it and "
+                                           "refuse this option.", rich_help_panel=OPTIM)]  # fmt: skip
 Select = Annotated[str | None, typer.Option(help="Weights to keep: last, best-val-loss, best-val-acc or best-val-f1 "
-                                            "(macro-F1; default: "
-                                            "best-val-loss with a validation split, else last).",
+                                            "(macro-F1). Default: best-val-loss when there is a validation split "
+                                            "(--val-fraction, or the dataset's official one), else last.",
                                             rich_help_panel=OPTIM)]  # fmt: skip
 EarlyStopping = Annotated[int, typer.Option(help="Stop after N epochs without a lower validation loss (0: off).",
                                             rich_help_panel=OPTIM)]  # fmt: skip

@@ -110,12 +110,12 @@ class Dataset:
     def with_validation(self, fraction: float, seed: int) -> Dataset:
         """Hold out a stratified, seeded ``fraction`` of the training split as ``validation``.
 
-        A dataset with an official validation split keeps it instead; ``fraction == 0`` means no
-        validation at all. The test split is never touched.
+        A dataset with an official validation split keeps it (whatever ``fraction``); otherwise
+        ``fraction == 0`` means no validation at all. The test split is never touched.
         """
-        if fraction <= 0.0:
-            return replace(self, validation=None)
         if self.validation is not None:
+            return self
+        if fraction <= 0.0:
             return self
         held = stratified_index(self.train.labels, fraction, seed)
         rest = torch.ones(len(self.train), dtype=torch.bool)

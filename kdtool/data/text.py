@@ -266,6 +266,14 @@ def is_text_dataset(spec: str) -> bool:
     return spec in GOEMOTIONS or spec.startswith("text:")
 
 
+def has_official_validation(spec: str) -> bool:
+    """Whether a text dataset brings its own validation split (the embedded GoEmotions sets do;
+    ``text:PATH`` when it holds ``validation.tsv``)."""
+    if spec in GOEMOTIONS:
+        return True
+    return spec.startswith("text:") and _split_file(Path(spec.removeprefix("text:")), "validation") is not None
+
+
 def load_text_dataset(
     spec: str, vocab_size: int, max_len: int, vocabulary: Vocabulary | None = None, root: Path | None = None
 ) -> Dataset:
