@@ -17,11 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdtool.display import Column
 from kdtool.errors import KdtoolError
+from kdtool.plots import is_percent
 from kdtool.runs import CONFIG, METRICS, MODEL
 
 DEFAULT_GROUP_BY = ("smoothing",)
 DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")
+EPOCH_LEGEND = ("selected: the epoch whose weights a run kept (metrics.csv's selected column); last: the last "
+                "epoch it trained; best: its best epoch")  # fmt: skip
 # Config keys that differ between runs of one group without changing what is compared.
 _INCIDENTAL = {"seed", "out", "command", "device", "device_used", "world_size", "eval_batch_size"}
 _INCIDENTAL_PREFIXES = ("versions.", "teacher_run.path", "q_artifact.path")
@@ -130,6 +134,11 @@ def check_metrics(runs: RunSet, metrics: Sequence[str]) -> list[str]:
     return names
 
 
+def last_epochs(runs: RunSet) -> pd.DataFrame:
+    """Per run (index: run path), the metrics row of the last epoch it trained."""
+    return runs.epochs.sort_values(["run", "epoch"]).groupby("run").tail(1).set_index("run")
+
+
 def kept_epochs(runs: RunSet) -> pd.DataFrame:
     """Per run (index: run path), the metrics row of the epoch whose weights the run kept: the one
     marked ``selected`` (when the run selected an epoch), otherwise the last."""
@@ -142,14 +151,18 @@ def kept_epochs(runs: RunSet) -> pd.DataFrame:
 
 
 def run_summary(runs: RunSet, metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per run: ``final_<m>`` (at the epoch whose weights the run kept, see :func:`kept_epochs`),
-    ``best_<m>`` (best epoch, accuracy-like m only) and ``epoch_seconds`` (mean wall time of an epoch,
-    training and evaluation)."""
+    """One row per run: ``selected_epoch`` (the epoch whose weights the run kept, see :func:`kept_epochs`)
+    and ``last_epoch``; per metric m ``selected_<m>`` and ``last_<m>`` (m at those two epochs) and
+    ``best_<m>`` (best epoch, accuracy-like m only); ``epoch_seconds`` (mean wall time of an epoch,
+    training and evaluation). Values are as in metrics.csv (accuracies as fractions)."""
     by_run = runs.epochs.groupby("run", sort=False)
-    kept = kept_epochs(runs)
+    kept, last = kept_epochs(runs), last_epochs(runs)
     summary = pd.DataFrame(index=runs.configs.index)
+    summary["selected_epoch"] = kept["epoch"]
+    summary["last_epoch"] = last["epoch"]
     for metric in metrics:
-        summary[f"final_{metric}"] = kept[metric]
+        summary[f"selected_{metric}"] = kept[metric]
+        summary[f"last_{metric}"] = last[metric]
         if higher_is_better(metric):
             summary[f"best_{metric}"] = by_run[metric].max()
     if "seconds" in runs.epochs:
@@ -215,43 +228,128 @@ def curves(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, pd.D
 
 
 def best_runs(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, str]:
-    """Per group: the run with the best final ``metric`` (highest, or lowest for a loss-like metric)."""
-    final = run_summary(runs, [metric])[f"final_{metric}"]
+    """Per group: the run with the best ``metric`` at its selected epoch (highest, or lowest for a loss-like
+    metric)."""
+    final = run_summary(runs, [metric])[f"selected_{metric}"]
     frame = group_labels(runs, group_by).join(final)
     pick = "idxmax" if higher_is_better(metric) else "idxmin"
-    return {group_name(label): getattr(rows[f"final_{metric}"], pick)()
+    return {group_name(label): getattr(rows[f"selected_{metric}"], pick)()
             for label, rows in frame.groupby(list(group_by), sort=False)}  # fmt: skip
 
 
+def _split(value_column: str) -> tuple[str, str]:
+    """``selected_test_acc`` -> (``selected``, ``test_acc``); ``selected_epoch`` -> (``selected``, ``epoch``)."""
+    if value_column == "epoch_seconds":
+        return "", value_column
+    which, metric = value_column.split("_", 1)
+    return which, metric
+
+
+def _decimals(value_column: str) -> int:
+    """Digits after the point a value is shown with, in its display unit."""
+    metric = _split(value_column)[1]
+    if metric in ("epoch", "epoch_seconds"):
+        return 1
+    return 2 if is_percent(metric) else 4
+
+
+def _scale(value_column: str) -> float:
+    return 100.0 if is_percent(_split(value_column)[1]) else 1.0
+
+
 def _number(value_column: str, value: float) -> str:
-    if value_column == "epoch_seconds":
-        return f"{value:.1f}"
-    return f"{100 * value:.2f}" if value_column.endswith("acc") else f"{value:.4f}"
+    text = f"{_scale(value_column) * value:.{_decimals(value_column)}f}"
+    return text.removesuffix(".0") if _split(value_column)[1] == "epoch" else text
 
 
-def _header(value_column: str) -> str:
-    if value_column == "epoch_seconds":
+def _merged(table: pd.DataFrame) -> bool:
+    """Every run kept its last epoch: the selected and last columns hold the same numbers. (Per run the
+    selected epoch is at most the last, so equal means over every group mean equal epochs in every run.)"""
+    return bool((table["selected_epoch_mean"] == table["last_epoch_mean"]).all())
+
+
+def _header(value_column: str, merged: bool) -> str:
+    which, metric = _split(value_column)
+    if metric == "epoch_seconds":
         return "s/epoch"
-    kind, metric = value_column.split("_", 1)
-    return f"{metric} {kind}{' %' if metric.endswith('acc') else ''}"
+    if which in ("selected", "last"):
+        which = "selected = last" if merged else which
+    unit = " %" if is_percent(metric) else ""
+    return f"epoch {which}" if metric == "epoch" else f"{metric}{unit} {which}"
+
+
+def _shown_values(table: pd.DataFrame) -> list[str]:
+    """The per-run values a table shows, most important first: the first metric at the selected epoch,
+    at the last, its best; the epochs; the other metrics; seconds per epoch. When every run kept its
+    last epoch, the ``last_`` columns are left out (the ``selected`` ones say ``selected = last``)."""
+    values = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
+    merged = _merged(table)
+    metrics = [v.removeprefix("selected_") for v in values if v.startswith("selected_") and v != "selected_epoch"]
+    order = []
+    for index, metric in enumerate(metrics):
+        order += [f"selected_{metric}", f"last_{metric}", f"best_{metric}"]
+        if index == 0:
+            order += ["selected_epoch", "last_epoch"]
+    order.append("epoch_seconds")
+    return [v for v in order if v in values and not (merged and v.startswith("last_"))]
+
+
+def _position(value: str) -> int:
+    """Where a value's column stands in a table: each metric selected, last, best; then the epochs."""
+    return 1 if value.endswith("_epoch") else 2 if value == "epoch_seconds" else 0
 
 
 def display_table(table: pd.DataFrame, group_by: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """Headers and text rows of a :func:`group_summary` table, each value as ``mean ± std``.
 
-    Accuracies are in percent; a group of one run shows its value alone.
+    Columns name the epoch they report: ``selected`` (the epoch whose weights a run kept), ``last`` (the
+    last epoch it trained), ``best`` (its best epoch); ``selected = last`` when every run kept its last
+    epoch. Accuracies are in percent; a group of one run shows its value alone.
     """
-    values = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
-    headers = [*group_by, "n", *map(_header, values)]
+    headers, rows, _ = _table_parts(table, group_by)
+    return headers, rows
+
+
+def display_columns(table: pd.DataFrame, group_by: Sequence[str]) -> list[Column]:
+    """The columns of :func:`display_table` for a terminal: the group keys, ``n`` and the first metric at
+    the selected epoch are always shown; the others are hidden, least important first, when it is narrow."""
+    return _table_parts(table, group_by)[2]
+
+
+def _table_parts(table: pd.DataFrame, group_by: Sequence[str]) -> tuple[list[str], list[list[str]], list[Column]]:
+    merged = _merged(table)
+    importance = _shown_values(table)
+    values = sorted(importance, key=_position)  # stable: metrics keep their order within a position
+    headers = [*group_by, "n", *(_header(v, merged) for v in values)]
+    columns = [Column(key, justify="left") for key in group_by] + [Column("n")]
+    columns += [Column(_header(v, merged), drop=None if importance.index(v) == 0 else len(importance)
+                       - importance.index(v)) for v in values]  # fmt: skip
     rows = []
     for _, row in table.iterrows():
         cells = [str(row[key]) for key in group_by] + [str(int(row["n"]))]
         for value in values:
             mean, std = row[f"{value}_mean"], row[f"{value}_std"]
             text = _number(value, mean)
-            cells.append(text if math.isnan(std) else f"{text} ± {_number(value, std)}")
+            same = math.isnan(std) or (value.endswith("_epoch") and std == 0)  # every run at the same epoch
+            cells.append(text if same else f"{text} ± {_number(value, std)}")
         rows.append(cells)
-    return headers, rows
+    return headers, rows, columns
+
+
+def csv_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`group_summary` table in the units and precision of the displayed table: accuracies in
+    percent (their columns renamed ``..._pct_mean`` / ``..._pct_std``), each value rounded to the digits
+    the table shows."""
+    out = table.copy()
+    renames = {}
+    for column in table.columns:
+        if not column.endswith(("_mean", "_std")):
+            continue
+        value, stat = column.rsplit("_", 1)
+        out[column] = (table[column] * _scale(value)).round(_decimals(value))
+        if _scale(value) != 1.0:
+            renames[column] = f"{value}_pct_{stat}"
+    return out.rename(columns=renames)
 
 
 def to_markdown(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from kdtool.errors import KdtoolError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -53,14 +55,55 @@ def init_from_env(device_name: str) -> tuple[DistEnv, torch.device]:
     return env, device
 
 
+_DEVICE_CHOICES = "auto, cpu, cuda, cuda:N (N = GPU index), mps or xpu"
+
+
 def select_device(name: str, local_rank: int | None = None) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; under torchrun a bare ``cuda`` means this rank's GPU."""
+    """``auto`` -> CUDA when present, else CPU; under torchrun a bare ``cuda`` means this rank's GPU.
+
+    A device this machine does not have (``cuda`` without a GPU, ``cuda:3`` with one GPU, ``mps``
+    off Apple silicon) or a malformed name is a :class:`KdtoolError`, so the command line stops with
+    one line before it reads data or writes anything.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise KdtoolError(f"unknown --device {name!r}: use {_DEVICE_CHOICES}") from None
     if device.type == "cuda" and device.index is None and local_rank is not None:
         device = torch.device("cuda", local_rank)
+    _check_available(device, name)
     return device
+
+
+def check_device(name: str) -> None:
+    """Fail with one line unless ``--device name`` exists here (for this torchrun rank, under torchrun)."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    select_device(name, local_rank)
+
+
+def _check_available(device: torch.device, name: str) -> None:
+    if device.type == "cpu":
+        return
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise KdtoolError(f"--device {name}: Apple's MPS backend is not available on this machine; use cpu or auto")
+        return
+    backend = getattr(torch, device.type, None) if device.type in ("cuda", "xpu") else None
+    if backend is None:
+        raise KdtoolError(f"--device {name}: kdtool does not train on {device.type!r} devices; use {_DEVICE_CHOICES}")
+    kind = device.type.upper()
+    count = backend.device_count() if backend.is_available() else 0
+    if count == 0:
+        built = device.type != "cuda" or torch.version.cuda is not None
+        why = "no GPU is visible" if built else f"this torch ({torch.__version__}) is built without CUDA"
+        raise KdtoolError(f"--device {name}: no {kind} device here ({why}); use --device cpu, or auto to take a "
+                          f"GPU when there is one")  # fmt: skip
+    if device.index is not None and device.index >= count:
+        which = f"{device.type}:0" if count == 1 else f"{device.type}:0 to {device.type}:{count - 1}"
+        raise KdtoolError(f"--device {device}: this machine has {count} {kind} device{'s' if count > 1 else ''} "
+                          f"({which})")  # fmt: skip
 
 
 def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write
 from kdtool.metrics import confusion_matrix, select_classes
 from kdtool.qmatrix import QMatrix
 from kdtool.subsets import resolve_classes
@@ -30,41 +29,81 @@ def check_heatmap_size(q: QMatrix) -> None:
         )
 
 
-def plot_q_heatmap(q: QMatrix, path: str | os.PathLike, title: str = "") -> None:
-    """Write softmax(Q) as a PNG heatmap, class names on both axes, the diagonal masked (grey).
+def cell_decimals(rows, max_decimals: int = 3) -> int:
+    """The fewest decimals (0 to ``max_decimals``) at which every row of ``rows`` (arrays of numbers) has as
+    many distinct values as at ``max_decimals``: the written numbers then rank a row's cells as their
+    values do (rounding keeps the order and, at that many decimals, merges no two values)."""
+    import numpy as np
 
-    Masking the diagonal lets the colour scale show the off-diagonal class similarities.
+    finest = [len(np.unique(np.round(row, max_decimals))) for row in rows]
+    return next(d for d in range(max_decimals + 1)
+                if all(len(np.unique(np.round(row, d))) == n for row, n in zip(rows, finest, strict=True)))  # fmt: skip
+
+
+def plot_q_heatmap(q: QMatrix, path: str | os.PathLike, title: str = "") -> None:
+    """Draw softmax(Q) as a heatmap (PNG, PDF or SVG by ``path``'s extension), class names on both axes,
+    the diagonal masked (grey).
+
+    The colour scale is fixed from 0 to the largest off-diagonal probability, and the colour bar marks
+    the uniform level 1/K: a near-uniform Q reads as one flat colour, not as structure. Small matrices
+    get each cell's percentage, with as many decimals as it takes to rank the cells of a row, in black
+    or white by the cell's colour; in a sparse Q the kept top-N cells are outlined.
     """
     import matplotlib
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from kdtool.plots import save_figure, text_colour
 
     check_heatmap_size(q)
     k = q.num_classes
-    probs = q.probabilities().numpy()
-    masked = np.ma.masked_array(probs, mask=np.eye(k, dtype=bool))
+    percent = 100 * q.probabilities().double().numpy()
+    off = ~np.eye(k, dtype=bool)
+    masked = np.ma.masked_array(percent, mask=~off)
+    top = float(percent[off].max()) if k > 1 else 100.0
+    low = float(percent[off].min()) if k > 1 else 0.0
+    norm = Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
     side = min(4.0 + 0.45 * k, 40.0)
-    fig = Figure(figsize=(side + 1.5, side))
+    fig = Figure(figsize=(side + 2.0, side + 0.6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
-    image = ax.imshow(masked, cmap=cmap, interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="softmax(Q[y]) (cells: %, diagonal masked)")
-    ax.set_xticks(range(k), q.class_names, rotation=90, fontsize=max(4, 10 - k // 20))
-    ax.set_yticks(range(k), q.class_names, fontsize=max(4, 10 - k // 20))
+    image = ax.imshow(masked, cmap=cmap, norm=norm, interpolation="nearest")
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label(f"softmax(Q[y]) in %, off-diagonal; scale fixed 0 to {top:.3g}% (the largest)")
+    uniform = 100.0 / k
+    if uniform <= top:  # where a cell of an untrained (all-zero) Q would sit
+        bar.ax.axhline(uniform, color="white", linewidth=2.5)
+        bar.ax.axhline(uniform, color="black", linewidth=1.0, linestyle="--")
+        bar.ax.annotate("1/K", (0, uniform), xycoords=("axes fraction", "data"), xytext=(-3, 0),
+                        textcoords="offset points", ha="right", va="center", fontsize=8)  # fmt: skip
+    font = max(4, 10 - k // 20)
+    ax.set_xticks(range(k), q.class_names, rotation=90, fontsize=font)
+    ax.set_yticks(range(k), q.class_names, fontsize=font)
     ax.set_xlabel("similar class")
     ax.set_ylabel("class y (row of Q)")
     ax.set_title(title or f"Q · {q.dataset} · source {q.source} · α={q.alpha:g}")
+    notes = [f"off-diagonal cells {low:.3g}% to {top:.3g}%; uniform 1/K = {uniform:.3g}% (dashed on the scale: "
+             "where an all-zero Q would be); diagonal masked (grey)"]  # fmt: skip
+    if q.sparse is not None:
+        n = q.sparse.n
+        for row, columns in enumerate(q.sparse.indices.tolist()):
+            for column in columns:
+                ax.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        notes.append(f"sparse top-{n}: outlined (red) the {n} kept cells per row; the others share the rest equally")
     if k <= _ANNOTATE_MAX_CLASSES:
-        threshold = masked.max() / 2
+        decimals = cell_decimals([percent[i][off[i]] for i in range(k)])
         for i in range(k):
             for j in range(k):
                 if i != j:
-                    colour = "black" if probs[i, j] > threshold else "white"
-                    ax.text(j, i, f"{100 * probs[i, j]:.0f}", ha="center", va="center", fontsize=7, color=colour)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+                    colour = text_colour(cmap(norm(percent[i, j])))
+                    ax.text(j, i, f"{percent[i, j]:.{decimals}f}", ha="center", va="center", fontsize=7, color=colour)
+        notes.append(f"cells: % with {decimals} decimal{'s' if decimals != 1 else ''}")
+    fig.text(0.01, 0.005, "\n".join(notes), fontsize=8, va="bottom", ha="left")
+    save_figure(fig, path, rect=(0, 0.02 + 0.025 * len(notes), 1, 1))
 
 
 @dataclass

@@ -45,36 +45,40 @@ def final(group, index):
     return [epochs[-1][index] for epochs in group.values()]
 
 
-def test_csv_holds_the_exact_means_and_sample_stds(run_cli, runs):
+def test_csv_holds_the_means_and_sample_stds_in_the_tables_units(run_cli, runs):
     code, out, err = run_cli("compare", runs / "onehot", runs / "lls", "--format", "csv")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["smoothing"] for r in rows] == ["onehot", "lls"]  # order of the command line
     for row, group in zip(rows, (ONEHOT, LLS), strict=True):
         assert int(row["n"]) == len(group)
+        # name: (per-run values in the table's unit, decimals the table shows)
         expected = {
-            "final_test_acc": final(group, 0),
-            "best_test_acc": [max(e[0] for e in epochs) for epochs in group.values()],
-            "final_test_nll": final(group, 1),
-            "final_test_ece": final(group, 2),
-            "epoch_seconds": [statistics.mean(e[3] for e in epochs) for epochs in group.values()],
+            "selected_test_acc_pct": ([100 * v for v in final(group, 0)], 2),
+            "last_test_acc_pct": ([100 * v for v in final(group, 0)], 2),
+            "best_test_acc_pct": ([100 * max(e[0] for e in epochs) for epochs in group.values()], 2),
+            "selected_test_nll": (final(group, 1), 4),
+            "selected_test_ece": (final(group, 2), 4),
+            "epoch_seconds": ([statistics.mean(e[3] for e in epochs) for epochs in group.values()], 1),
         }
-        for name, values in expected.items():
-            assert float(row[f"{name}_mean"]) == pytest.approx(statistics.mean(values), abs=1e-12)
-            assert float(row[f"{name}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-12)
+        for name, (values, decimals) in expected.items():
+            assert row[f"{name}_mean"] == str(round(statistics.mean(values), decimals))
+            assert row[f"{name}_std"] == str(round(statistics.stdev(values), decimals))
 
 
 def test_markdown_table_shows_mean_and_std(run_cli, runs):
     code, out, err = run_cli("compare", runs, "--format", "markdown", "--metric", "test_acc")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == "| smoothing | n | test_acc final % | test_acc best % | s/epoch |"
-    assert lines[1] == "| :-- | --: | --: | --: | --: |"
+    header = "| smoothing | n | test_acc % selected = last | test_acc % best | epoch selected = last | s/epoch |"
+    assert lines[0] == header
+    assert lines[1] == "| :-- | --: | --: | --: | --: | --: |"
     # onehot: final 80, 82, 84 -> 82.00 ± 2.00; best 85, 82, 84; seconds 15, 20, 25 -> 20.0 ± 5.0
     best = [85, 82, 84]
-    onehot = f"| onehot | 3 | 82.00 ± 2.00 | {statistics.mean(best):.2f} ± {statistics.stdev(best):.2f} | 20.0 ± 5.0 |"
+    best_cell = f"{statistics.mean(best):.2f} ± {statistics.stdev(best):.2f}"
+    onehot = f"| onehot | 3 | 82.00 ± 2.00 | {best_cell} | 2 | 20.0 ± 5.0 |"
     assert onehot in lines
-    assert "| lls | 2 | 88.00 ± 2.83 | 88.00 ± 2.83 | 5.0 ± 0.0 |" in lines  # stdev(90, 86) = 2.828...
+    assert "| lls | 2 | 88.00 ± 2.83 | 88.00 ± 2.83 | 2 | 5.0 ± 0.0 |" in lines  # stdev(90, 86) = 2.828...
 
 
 def test_group_by_any_config_key_and_single_runs(run_cli, runs, tmp_path):
@@ -82,8 +86,8 @@ def test_group_by_any_config_key_and_single_runs(run_cli, runs, tmp_path):
     code, out, err = run_cli("compare", runs / "lls", tmp_path / "alpha", "--group-by", "alpha", "--format",
                              "markdown", "--metric", "test_nll")  # fmt: skip
     assert code == 0, err
-    assert "| 0.1 | 2 | 0.6000 ± 0.1414 | 5.0 ± 0.0 |" in out
-    assert "| 0.3 | 1 | 0.5000 | 5.0 |" in out  # one run: no spread to show
+    assert "| 0.1 | 2 | 0.6000 ± 0.1414 | 2 | 5.0 ± 0.0 |" in out
+    assert "| 0.3 | 1 | 0.5000 | 2 | 5.0 |" in out  # one run: no spread to show
 
 
 def test_a_group_mixing_options_gets_a_note(run_cli, runs, tmp_path):
@@ -140,7 +144,7 @@ def test_plot_without_weights_draws_the_curves_and_refuses_to_overwrite(run_cli,
     assert run_cli("compare", runs, "--plot", png, "--force")[0] == 0
 
 
-def test_final_is_the_selected_epoch_and_early_stopped_runs_count(run_cli, tmp_path):
+def test_selected_and_last_epoch_and_early_stopped_runs_count(run_cli, tmp_path):
     # a run of 5 planned epochs that stopped after 3 and kept epoch 2's weights
     run = tmp_path / "early"
     run.mkdir()
@@ -152,8 +156,10 @@ def test_final_is_the_selected_epoch_and_early_stopped_runs_count(run_cli, tmp_p
     code, out, err = run_cli("compare", run, "--format", "csv")
     assert code == 0, err
     row = next(csv.DictReader(io.StringIO(out)))
-    assert float(row["final_test_acc_mean"]) == 0.7 and float(row["final_test_nll_mean"]) == 0.8
-    assert float(row["best_test_acc_mean"]) == 0.7 and "unfinished" not in err
+    assert float(row["selected_test_acc_pct_mean"]) == 70.0 and float(row["selected_test_nll_mean"]) == 0.8
+    assert float(row["last_test_acc_pct_mean"]) == 60.0 and float(row["last_test_nll_mean"]) == 0.9
+    assert float(row["selected_epoch_mean"]) == 2 and float(row["last_epoch_mean"]) == 3
+    assert float(row["best_test_acc_pct_mean"]) == 70.0 and "unfinished" not in err
 
 
 def test_a_run_named_twice_counts_once(run_cli, runs):

@@ -144,8 +144,8 @@ def test_existing_outputs_need_force(run_cli, place, tmp_path):
         (["transfer-q", "{pickle}", "--top-n", "2", "--out", "{out}"], "never unpickles"),
         (["inspect-q", "{pickle}"], "never unpickles"),
         (["inspect-q", "{q}", "--top", "0"], "at least 1"),
-        (["inspect-q", "{foreign}", "--vs-confusion", "{lls}", "--heatmap", "{out}"], "not among the run's"),
-        (["inspect-q", "{q}", "--vs-confusion", "{root}/nope", "--heatmap", "{out}"], "does not exist"),
+        (["inspect-q", "{foreign}", "--vs-confusion", "{lls}", "--heatmap", "{out}.png"], "not among the run's"),
+        (["inspect-q", "{q}", "--vs-confusion", "{root}/nope", "--heatmap", "{out}.png"], "does not exist"),
     ],
 )
 def test_errors_exit_2_with_one_line_and_write_nothing(run_cli, place, tmp_path, args, message):

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from kdtool import __version__
+from kdtool.display import OutputConsole
 from kdtool.errors import KdtoolError
 
 app = typer.Typer(
@@ -19,8 +20,9 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
-# Under torchrun only rank 0 talks; the other ranks train silently.
-console = Console(quiet=os.environ.get("RANK", "0") != "0")
+# Under torchrun only rank 0 talks; the other ranks train silently. Into a pipe or a file it prints plain,
+# unwrapped lines (see kdtool.display.OutputConsole).
+console: Console = OutputConsole(quiet=os.environ.get("RANK", "0") != "0")
 
 
 def parse_int_list(value: str, flag: str) -> list[int]:

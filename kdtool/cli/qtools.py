@@ -95,7 +95,10 @@ def inspect_q(
     top: Annotated[int, typer.Option(help="How many similar classes to list per class.")] = 3,
     max_classes: Annotated[int, typer.Option(help="List at most this many classes in the table.")] = 100,
     heatmap: Annotated[
-        Path | None, typer.Option(help="Also draw softmax(Q) as a PNG heatmap here.", show_default=False)
+        Path | None,
+        typer.Option(
+            help="Also draw softmax(Q) as a heatmap here: PNG, PDF or SVG by the extension.", show_default=False
+        ),
     ] = None,
     vs_confusion: Annotated[
         Path | None,
@@ -127,9 +130,12 @@ def inspect_q(
 
     if top < 1 or max_classes < 1:
         raise KdtoolError("--top and --max-classes must be at least 1")
+    if heatmap is not None:
+        from kdtool.plots import check_figure_path
+
+        check_figure_path(heatmap, force)
     q = QMatrix.load(file)
     if heatmap is not None:
-        check_output_file(heatmap, force)
         check_heatmap_size(q)
     run = RunDir.open(vs_confusion) if vs_confusion is not None else None
     agreement = _agreement(q, run, device) if run is not None else None

@@ -9,12 +9,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from kdtool.cli import options as opt
 from kdtool.cli.app import app, console
+from kdtool.display import Column, FittedTable
 from kdtool.errors import KdtoolError
-from kdtool.fileio import check_output_file
 
 FORMATS = ("table", "markdown", "csv")
 # Notes go to stderr so that a markdown or CSV table on stdout can be redirected as it is.
@@ -26,14 +25,15 @@ GroupBy = Annotated[str, typer.Option(help="Comma list of config.json keys whose
                                       "smoothing,alpha or lls_terms (nested keys: dataset_info.name).")]  # fmt: skip
 Metric = Annotated[str, typer.Option(help="Comma list of metrics.csv columns to report; the first is plotted. "
                                      "Accuracy-like ones (*acc, *f1) also get their best epoch.")]  # fmt: skip
-Format = Annotated[str, typer.Option("--format", help="table (terminal), markdown or csv (raw numbers).")]
-Plot = Annotated[Path | None, typer.Option(help="Write a PNG: the first metric per epoch (mean line, min-max band "
-                                           "per group) and a reliability diagram of each group's best run.",
-                                           show_default=False)]  # fmt: skip
-Force = Annotated[bool, typer.Option("--force", help="Replace an existing PNG.")]
-PlotDynamics = Annotated[Path | None, typer.Option(help="Write a PNG of the training dynamics (PLS study): per "
-                                                   "learning rate, gradient norm and generalization error per "
-                                                   "epoch, a line per method (mean over seeds) and a band.",
+Format = Annotated[str, typer.Option("--format", help="table (terminal), markdown or csv (the table's numbers as "
+                                     "columns: accuracies in %, rounded as shown).")]  # fmt: skip
+Plot = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PDF or SVG by the extension): the first "
+                                           "metric per epoch (mean line, min-max band per group) and a reliability "
+                                           "diagram of each group's best run.", show_default=False)]  # fmt: skip
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing figure.")]
+PlotDynamics = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PDF or SVG) of the training dynamics "
+                                                   "(PLS study): per learning rate, gradient norm and generalization "
+                                                   "error per epoch, a line per method (mean over seeds) and a band.",
                                                    show_default=False)]  # fmt: skip
 
 
@@ -48,13 +48,16 @@ def compare(
     device: opt.Device = "auto",
     force: Force = False,
 ) -> None:
-    """Compare runs: mean ± std over the runs of each group (e.g. over seeds) of the final and best test
-    accuracy, the final NLL and ECE, and the seconds per epoch.
+    """Compare runs: mean ± std over the runs of each group (e.g. over seeds) of the test accuracy, NLL and
+    ECE at the selected and at the last epoch, the best test accuracy, and the seconds per epoch.
 
-    Runs are grouped by method (the config key smoothing) unless --group-by names other keys. "Final" is
-    the epoch whose weights a run kept (the last, unless it selected one). Runs still training or
-    interrupted are left out with a note; another note says when a group's runs differ in more than the
-    seed.
+    Runs are grouped by method (the config key smoothing) unless --group-by names other keys. Columns say
+    which epoch they report: "selected" is the epoch whose weights a run kept (metrics.csv's selected
+    column: the last, unless the run selected one with --select), "last" the last epoch it trained,
+    "best" its best epoch; "selected = last" when every run kept its last epoch. Accuracies are in
+    percent in every format (CSV columns ..._pct_mean/_pct_std), each value rounded as the table shows it.
+    Runs still training or interrupted are left out with a note; another note says when a group's runs
+    differ in more than the seed.
 
     **Examples**
 
@@ -71,9 +74,15 @@ def compare(
 
     if output_format not in FORMATS:
         raise KdtoolError(f"unknown --format {output_format!r}: choose one of {', '.join(FORMATS)}")
+    from kdtool.plots import check_figure_path
+
     for picture in (plot, plot_dynamics):
         if picture is not None:
-            check_output_file(picture, force)
+            check_figure_path(picture, force)
+    if plot is not None:  # the reliability diagram runs each group's best model
+        from kdtool.distributed import check_device
+
+        check_device(device)
     found = cmp.load_runs(cmp.find_runs(runs))
     if found.unfinished:
         notes.print(f"left out {len(found.unfinished)} unfinished runs: {', '.join(found.unfinished)}")
@@ -82,13 +91,12 @@ def compare(
     table = cmp.group_summary(found, group_keys, metrics)
     headers, rows = cmp.display_table(table, group_keys)
     if output_format == "csv":
-        print(table.to_csv(index=False), end="")
+        print(cmp.csv_table(table).to_csv(index=False), end="")
     elif output_format == "markdown":
         print(cmp.to_markdown(headers, rows, len(group_keys)), end="")
     else:
-        shown = Table(title=f"{len(found.configs)} runs, mean ± std per group", title_justify="left")
-        for index, header in enumerate(headers):
-            shown.add_column(header, justify="left" if index < len(group_keys) else "right")
+        shown = FittedTable(cmp.display_columns(table, group_keys), caption=cmp.EPOCH_LEGEND,
+                            title=f"{len(found.configs)} runs, mean ± std per group")  # fmt: skip
         for row in rows:
             shown.add_row(*row)
         console.print(shown)
@@ -138,8 +146,10 @@ EvalLimit = Annotated[int | None, typer.Option("--limit-test", help="With --data
 Split = Annotated[str, typer.Option(help="test or train (unaugmented).")]
 Classes = Annotated[str | None, typer.Option(help="Only these classes' samples, predicted among these classes alone: "
                                              '"a,b,c".', show_default=False)]  # fmt: skip
-Confusion = Annotated[Path | None, typer.Option(help="Confusion-matrix PNG to write (default: "
-                                                "RUN/confusion-[DATASET-]SPLIT[-Nclasses].png).",
+Confusion = Annotated[Path | None, typer.Option("--out", "--confusion", help="Confusion-matrix figure to write, PNG, "
+                                                "PDF or SVG by the extension (default: confusion-SPLIT.png in the "
+                                                "run folder, with the --dataset and the number of --classes in the "
+                                                "name when given).",
                                                 show_default=False)]  # fmt: skip
 MaxClasses = Annotated[int, typer.Option(help="List at most this many classes in the per-class table.")]
 
@@ -180,14 +190,15 @@ def evaluate(
 
     ```
     kdtool evaluate runs/fmnist-lls/seed0
-    kdtool evaluate runs/fmnist-lls/seed0 --dataset fashion-mnist --confusion artifacts/fmnist-confusion.png
+    kdtool evaluate runs/fmnist-lls/seed0 --dataset fashion-mnist --out artifacts/fmnist-confusion.png
     kdtool evaluate runs/st-tops --dataset fashion-mnist
     kdtool evaluate runs/fmnist-lls/seed0 --classes "T-shirt/top,Pullover,Coat,Shirt"
     kdtool evaluate runs/c100-lls --dataset cifar100 --data-root ~/data --split train
     ```
     """
+    from kdtool.distributed import check_device
     from kdtool.evaluation import evaluate as run_evaluate
-    from kdtool.plots import plot_confusion
+    from kdtool.plots import check_figure_path, plot_confusion
     from kdtool.report import HEATMAP_MAX_CLASSES
     from kdtool.runs import RunDir
     from kdtool.subsets import parse_name_list
@@ -197,7 +208,8 @@ def evaluate(
     kept = parse_name_list(classes) if classes is not None else None
     run_dir = RunDir.open(run)
     png = confusion if confusion is not None else _default_confusion(run, dataset, split, kept)
-    check_output_file(png, force)
+    check_figure_path(png, force)
+    check_device(device)
     result = run_evaluate(run_dir, dataset, str(data_root) if data_root else None, download, limit_test, split,
                           kept, device)  # fmt: skip
     _print_evaluation(result, run, dataset, split, max_classes)
@@ -208,7 +220,8 @@ def evaluate(
         return
     png.parent.mkdir(parents=True, exist_ok=True)
     plot_confusion(result.confusion, result.class_names, png, f"{run} · {dataset or 'own data'} · {split} split")
-    console.print(f"confusion matrix written to {png}", soft_wrap=True)
+    where = " (in the run folder; --out FILE writes it elsewhere)" if confusion is None else ""
+    console.print(f"confusion matrix written to {png}{where}", soft_wrap=True)
 
 
 def _print_evaluation(result, run: Path, dataset: str | None, split: str, max_classes: int) -> None:
@@ -217,10 +230,8 @@ def _print_evaluation(result, run: Path, dataset: str | None, split: str, max_cl
     console.print(f"[bold]{run}[/bold] on {dataset or 'its own data'}, {split} split: {total} samples, "
                   f"{len(result.class_names)} classes", soft_wrap=True)  # fmt: skip
     console.print(f"accuracy {m['acc']:.2%}  macro-F1 {m['macro_f1']:.4f}  NLL {m['nll']:.4f}  ECE {m['ece']:.4f}")
-    table = Table(title="per class", title_justify="left")
-    for header, justify in (("class", "left"), ("samples", "right"), ("accuracy", "right"), ("F1", "right"),
-                            ("most often mistaken for", "left")):  # fmt: skip
-        table.add_column(header, justify=justify)
+    table = FittedTable([Column("class", "left"), Column("samples", drop=1), Column("accuracy"), Column("F1"),
+                         Column("most often mistaken for", "left", drop=2)], title="per class")  # fmt: skip
     mistakes = result.confusion.clone()
     mistakes.fill_diagonal_(-1)
     shown = min(len(result.class_names), max_classes)
