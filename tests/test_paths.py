@@ -2,7 +2,6 @@
 
 import pytest
 
-from kdtool.engine import Trainer
 from tests.conftest import TINY
 
 
@@ -43,15 +42,8 @@ def test_a_run_folder_stands_for_its_q(run_cli, seeds, tmp_path):
     assert code == 2 and "is a folder of runs, not a Q artifact" in stderr and "seed0/q.safetensors" in stderr
 
 
-def test_an_interrupted_run_says_resume(run_cli, tmp_path, monkeypatch):
-    original = Trainer.train_epoch
-
-    def dies_in_second_epoch(self, epoch, on_step=None):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch, on_step)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_second_epoch)
+def test_an_interrupted_run_says_resume(run_cli, tmp_path, interrupt_at_epoch):
+    interrupt_at_epoch(1)
     out = tmp_path / "run"
     assert run_cli("train-teacher", *TINY[:-4], "--epochs", "2", "--batch-size", "64", "--out", out)[0] == 130
     for command in (("evaluate", out), ("export-q", out, "--out", tmp_path / "q.safetensors")):

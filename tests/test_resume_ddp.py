@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import load_file
 
 from kdtool import QMatrix
-from kdtool.engine import Trainer
 from kdtool.runs import RunDir
 
 # several 3-epoch AlexNet runs and 2-process torchrun jobs: 10-35 s each on 2 CPU cores
@@ -26,23 +25,16 @@ def same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_interrupt_then_resume_is_bit_identical(run_cli, tmp_path, monkeypatch):
+def test_interrupt_then_resume_is_bit_identical(run_cli, tmp_path, interrupt_at_epoch):
     assert run_cli(*ARGS, "--out", tmp_path / "straight")[0] == 0
 
-    original = Trainer.train_epoch
-
-    def dies_in_third_epoch(self, epoch, on_step=None):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch, on_step)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_third_epoch)
+    interrupt_at_epoch(2)
     code, _, stderr = run_cli(*ARGS, "--out", tmp_path / "resumed")
     assert code == 130 and "epoch 2" in stderr and "--resume" in stderr
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
     assert len(RunDir(tmp_path / "resumed").metrics()) == 2
 
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    interrupt_at_epoch(None)
     code, _, stderr = run_cli(*ARGS, "--out", tmp_path / "resumed", "--resume")
     assert code == 0, stderr
     assert same_weights(tmp_path / "straight", tmp_path / "resumed")

@@ -7,8 +7,7 @@ from kdtool.config import TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split
 from kdtool.data.dataset import stratified_index
 from kdtool.errors import KdtoolError
-from kdtool.runs import selected_row
-from kdtool.runs import RunDir
+from kdtool.runs import RunDir, selected_row
 from kdtool.selection import ModelSelector
 from tests.conftest import TINY
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from kdtool.config import DistillConfig, TrainConfig
-from kdtool.engine import Trainer
 from kdtool.errors import KdtoolError
 from kdtool.fileio import written_by_kdtool
 from kdtool.runs import RunDir, clear_run, first_difference, is_run
@@ -122,22 +121,15 @@ def test_seeds_refuse_a_finished_seed_of_other_options_and_skip_same_ones(run_cl
     assert code == 2 and "seed1 has not been started" in stderr
 
 
-def test_lls_st_resumes_without_retyping_alpha(run_cli, tmp_path, monkeypatch):
+def test_lls_st_resumes_without_retyping_alpha(run_cli, tmp_path, interrupt_at_epoch):
     args = ("distill", "--substitute-q", Q_ARTIFACT, "--limit-train", "256", "--limit-test", "128",
             "--batch-size", "64", "--epochs", "2", "--out", tmp_path / "st")  # fmt: skip
-    original = Trainer.train_epoch
-
-    def dies_in_second_epoch(self, epoch, on_step=None):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch, on_step)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_second_epoch)
+    interrupt_at_epoch(1)
     code, _, stderr = run_cli(*args)
     assert code == 130 and "--resume" in stderr
     code, _, stderr = run_cli(*args)  # the same command again: point at --resume before --force
     assert code == 2 and "interrupted after epoch 1: add --resume" in stderr
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    interrupt_at_epoch(None)
     code, _, stderr = run_cli(*args, "--resume")
     assert code == 0, stderr
     assert json.loads((tmp_path / "st" / "config.json").read_text())["alpha"] == 0.1  # the Q artifact's
@@ -240,8 +232,8 @@ def test_help_and_import_do_not_load_torch():
     for code in ("import kdtool", "from kdtool.cli import app"):
         loaded = _modules_after(code)
         assert "torch" not in loaded and "torchvision" not in loaded, code
-    help_run = subprocess.run([sys.executable, "-c", "import sys\nfrom kdtool.cli import main\ntry:\n main(['--help'])\n"
-                               "except SystemExit:\n pass\nprint('MODULES', ' '.join(sys.modules))"],
+    script = "import sys\nfrom kdtool.cli import main\ntry:\n main(['--help'])\nexcept SystemExit:\n pass\n"
+    help_run = subprocess.run([sys.executable, "-c", script + "print('MODULES', ' '.join(sys.modules))"],
                               capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
     modules = help_run.stdout.split("MODULES", 1)[1].split()
     assert "train-teacher" in help_run.stdout and "torch" not in modules
