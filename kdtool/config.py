@@ -17,6 +17,7 @@ from kdtool.accel import check_amp
 from kdtool.data.augment import parse_augment
 from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
 from kdtool.data.vision import TORCHVISION_SETS
+from kdtool.distributed import check_device
 from kdtool.errors import KdtoolError
 from kdtool.models import check_model_name
 from kdtool.qmatrix import QMatrix
@@ -167,6 +168,7 @@ class TrainConfig:
         check_zipf_options(self.zipf_weight, self.zipf_exponent)
         self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
         self.amp = check_amp(self.amp)
+        check_device(self.device)  # an unavailable --device fails here, before any folder or data
         if self.smoothing == "tfkd-self" and self.teacher is None:
             raise KdtoolError("--smoothing tfkd-self needs --teacher RUN, a trained run of the same network")
         if self.smoothing == "prior" and self.prior is None:

@@ -69,6 +69,10 @@ def test_make_prior_refuses_to_overwrite_and_needs_groups_beyond_cifar100(run_cl
     out.write_text("keep me")
     code, _, stderr = run_cli("make-prior", "superclass", "--dataset", "cifar100", "--out", out)
     assert code == 2 and "--force" in stderr and out.read_text() == "keep me"
+    code, _, stderr = run_cli("make-prior", "superclass", "--dataset", "cifar100", "--out", out, "--force")
+    assert code == 2 and "not a file kdtool wrote" in stderr and out.read_text() == "keep me"
+    out.unlink()
+    assert run_cli("make-prior", "superclass", "--dataset", "cifar100", "--out", out)[0] == 0
     assert run_cli("make-prior", "superclass", "--dataset", "cifar100", "--out", out, "--force")[0] == 0
     code, _, stderr = run_cli("make-prior", "superclass", "--dataset", "cifar10", "--out", tmp_path / "x")
     assert code == 2 and "--groups" in stderr

@@ -123,6 +123,10 @@ def test_existing_outputs_need_force(run_cli, place, tmp_path):
     png.write_bytes(b"precious")
     code, _, stderr = run_cli("inspect-q", place["q"], "--heatmap", png)
     assert code == 2 and "--force" in stderr and png.read_bytes() == b"precious"
+    code, _, stderr = run_cli("export-q", place["lls"], "--out", out, "--force")  # not kdtool's file
+    assert code == 2 and "not a file kdtool wrote" in stderr and out.read_bytes() == b"precious"
+    out.unlink()
+    assert run_cli("export-q", place["lls"], "--out", out)[0] == 0
     assert run_cli("export-q", place["lls"], "--out", out, "--force")[0] == 0
     assert QMatrix.load(out).source == "lls"
 

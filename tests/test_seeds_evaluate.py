@@ -10,7 +10,7 @@ import torch
 
 from kdtool.cli import main
 from kdtool.evaluation import Evaluation
-from kdtool.metrics import calibration_bins, expected_calibration_error, per_class_accuracy, select_classes
+from kdtool.metrics import per_class_accuracy, select_classes
 from tests.conftest import TINY
 
 TOPS = "T-shirt/top,Pullover,Coat,Shirt"
@@ -118,7 +118,7 @@ def test_evaluate_on_a_dataset_and_a_class_subset(run_cli, seeded, tmp_path):
     code, _, stderr = run_cli("evaluate", seeded / "seed1", "--limit-test", "10")
     assert code == 2 and "apply with --dataset only" in stderr
     code, _, stderr = run_cli("evaluate", seeded)
-    assert code == 2 and "config.json is missing" in stderr
+    assert code == 2 and "is a folder of runs (seed0, seed1), not a run" in stderr
 
 
 def test_compare_plot_evaluates_each_group_s_best_run(run_cli, seeded, tmp_path):
@@ -148,13 +148,3 @@ def test_select_classes_predicts_among_the_kept_classes_only():
     assert kept_labels.tolist() == [0, 1]  # the sample of class 0 is dropped; 2 -> 0, 1 -> 1
     assert kept_logits.tolist() == [[2.0, 1.0], [3.0, 1.0]]
     assert kept_logits.argmax(1).tolist() == [0, 0]  # class 0's logit 5 no longer wins
-
-
-def test_calibration_bins_add_up_to_the_ece():
-    logits = torch.randn(200, 5, generator=torch.Generator().manual_seed(0)) * 3
-    labels = torch.randint(0, 5, (200,), generator=torch.Generator().manual_seed(1))
-    count, confidence, hits = calibration_bins(logits, labels)
-    assert int(count.sum()) == 200
-    assert float(hits.sum()) == pytest.approx(float((logits.argmax(1) == labels).sum()))
-    ece = float((hits - confidence).abs().sum() / 200)
-    assert ece == pytest.approx(expected_calibration_error(logits, labels), abs=1e-6)
