@@ -240,3 +240,20 @@ def test_help_and_import_do_not_load_torch():
     import kdtool
 
     assert kdtool.LearnableLabelSmoothing.__name__ == "LearnableLabelSmoothing"  # loaded on first use
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (("export-q", "{run}", "--device", "cpu", "--out", "{tmp}/q.safetensors"), "--device does not apply here"),
+        (("inspect-q", "{q}", "--device", "cpu"), "--device does not apply here: it is used with --vs-confusion"),
+        (("inspect-q", "{q}", "--force"), "--force does not apply here: it is used with --heatmap"),
+        (("compare", "{run}", "--device", "cpu"), "--device does not apply here: it is used with --plot"),
+        (("compare", "{run}", "--force"), "--force does not apply here"),
+    ],
+    ids=["export-q --device", "inspect-q --device", "inspect-q --force", "compare --device", "compare --force"],
+)
+def test_other_commands_refuse_options_they_will_not_use(run_cli, tmp_path, finished_run, command, message):
+    args = [a.format(run=finished_run, q=Q_ARTIFACT, tmp=tmp_path) for a in command]
+    code, _, stderr = run_cli(*args)
+    assert code == 2 and message in stderr and not list(tmp_path.iterdir())

@@ -149,3 +149,15 @@ def given_options(ctx: typer.Context, renamed: dict[str, str] | None = None) -> 
     if "no_augment" in given:
         given["augment"] = given.pop("no_augment")
     return given
+
+
+def refuse_unused(ctx: typer.Context, uses: dict[str, tuple[bool, str]]) -> None:
+    """Refuse options typed on the command line that this invocation will not use.
+
+    ``uses``: parameter name -> (whether it is used now, what uses it), e.g.
+    ``{"device": (from_teacher, "with --from-teacher")}``.
+    """
+    given = given_options(ctx)
+    for name, (used, by) in uses.items():
+        if name in given and not used:
+            raise KdtoolError(f"{given[name]} does not apply here: it is used {by} only; remove it")

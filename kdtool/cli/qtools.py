@@ -48,6 +48,7 @@ def _written(q: QMatrix, out: Path) -> None:
 
 @app.command("export-q")
 def export_q(
+    ctx: typer.Context,
     run: Annotated[Path, typer.Argument(help="A run folder made by train-teacher or distill.", show_default=False)],
     out: OutFile,
     from_teacher: Annotated[
@@ -82,6 +83,7 @@ def export_q(
 
     if alpha is not None and not from_teacher:
         raise KdtoolError("--alpha applies only with --from-teacher (a learned Q keeps the α it was trained with)")
+    opt.refuse_unused(ctx, {"device": (from_teacher, "with --from-teacher")})
     check_output_file(out, force)
     run_dir = RunDir.open(run)
     q = teacher_q(run_dir, alpha, device) if from_teacher else learned_q(run_dir)
@@ -91,6 +93,7 @@ def export_q(
 
 @app.command("inspect-q")
 def inspect_q(
+    ctx: typer.Context,
     file: QFile,
     top: Annotated[int, typer.Option(help="How many similar classes to list per class.")] = 3,
     max_classes: Annotated[int, typer.Option(help="List at most this many classes in the table.")] = 100,
@@ -128,6 +131,8 @@ def inspect_q(
     from kdtool.report import check_heatmap_size
     from kdtool.runs import RunDir
 
+    opt.refuse_unused(ctx, {"device": (vs_confusion is not None, "with --vs-confusion"),
+                             "force": (heatmap is not None, "with --heatmap")})  # fmt: skip
     if top < 1 or max_classes < 1:
         raise KdtoolError("--top and --max-classes must be at least 1")
     if heatmap is not None:

@@ -39,6 +39,7 @@ PlotDynamics = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PD
 
 @app.command("compare")
 def compare(
+    ctx: typer.Context,
     runs: Runs,
     group_by: GroupBy = "smoothing",
     metric: Metric = "test_acc,test_nll,test_ece",
@@ -76,6 +77,9 @@ def compare(
         raise KdtoolError(f"unknown --format {output_format!r}: choose one of {', '.join(FORMATS)}")
     from kdtool.plots import check_figure_path
 
+    drawn = plot is not None or plot_dynamics is not None
+    opt.refuse_unused(ctx, {"device": (plot is not None, "with --plot (its reliability diagram)"),
+                            "force": (drawn, "with --plot or --plot-dynamics")})  # fmt: skip
     for picture in (plot, plot_dynamics):
         if picture is not None:
             check_figure_path(picture, force)
