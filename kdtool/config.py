@@ -78,8 +78,11 @@ APPLIES: dict[str, Applies] = {
     "milestones": _MULTISTEP,
     "gamma": _MULTISTEP,
     "data_root": _TORCHVISION,
-    "download": Applies("data_root", lambda c: c.data_root is not None and c.dataset in TORCHVISION_SETS,
-                        "--data-root with a torchvision dataset"),
+    "download": Applies(
+        "data_root",
+        lambda c: c.data_root is not None and c.dataset in TORCHVISION_SETS,
+        "--data-root with a torchvision dataset",
+    ),
     "image_size": Applies("dataset", lambda c: c.dataset.startswith("imagefolder:"), "imagefolder:PATH datasets"),
     "augment": Applies("dataset", lambda c: not _is_text(c), "image datasets"),
     "vocab_size": _TEXT,
@@ -87,8 +90,11 @@ APPLIES: dict[str, Applies] = {
     "embed_dim": _TEXT,
     "hidden_size": _TEXT,
     "word_vectors": _TEXT,
-    "val_fraction": Applies("dataset", lambda c: not has_official_validation(c.dataset),
-                            "datasets without an official validation split (one that has it always uses it)"),
+    "val_fraction": Applies(
+        "dataset",
+        lambda c: not has_official_validation(c.dataset),
+        "datasets without an official validation split (one that has it always uses it)",
+    ),
 }
 
 

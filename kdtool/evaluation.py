@@ -87,10 +87,11 @@ def evaluate(
     split: str = "test",
     classes: list[str] | None = None,
     device: str = "auto",
+    class_indices: list[int] | None = None,
 ) -> Evaluation:
     """Evaluate a run's network on ``split`` of its own data (``dataset`` None: exactly as it was
-    trained and tested, limits included) or of ``dataset``; ``classes`` keeps only those classes'
-    samples and predicts among them alone."""
+    trained and tested, limits included) or of ``dataset``; ``classes`` (names) or ``class_indices``
+    keep only those classes' samples and predict among them alone."""
     if split not in ("train", "test"):
         raise KdtoolError(f"--split must be train or test, got {split!r}")
     if dataset is None:
@@ -99,8 +100,8 @@ def evaluate(
         logits, labels, names = predict_run(run, split, device)
     else:
         logits, labels, names = dataset_logits(run, dataset, data_root, download, limit_test, split, device)
-    if classes is not None:
-        kept = resolve_classes(names, names=classes)
+    if classes is not None or class_indices is not None:
+        kept = resolve_classes(names, names=classes, indices=class_indices)
         logits, labels = select_classes(logits, labels, kept)
         names = [names[i] for i in kept]
     if labels.numel() == 0:

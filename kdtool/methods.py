@@ -104,12 +104,10 @@ def _teacher_target(
     cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
 ) -> tuple[KnowledgeDistillation, dict[str, Any]]:
     teacher, teacher_cfg, teacher_info, run = frozen_teacher(cfg.teacher, cfg)
-    trained_on = (teacher_info["name"], teacher_info["channels"], teacher_info["image_size"])
-    if trained_on != (info.name, info.channels, info.image_size):
-        raise KdtoolError(
-            f"teacher run {run.path} was trained on {trained_on[0]} ({trained_on[1]}×{trained_on[2]}px) but the "
-            f"student's dataset is {info.name} ({info.channels}×{info.image_size}px): they must agree"
-        )
+    trained_on = DatasetInfo.from_record(teacher_info)
+    if trained_on.describe() != info.describe():
+        raise KdtoolError(f"teacher run {run.path} was trained on {trained_on.describe()} but the student's dataset "
+                          f"is {info.describe()}: they must agree")  # fmt: skip
     index = source_class_index(teacher_info["class_names"], info.class_names, kept, f"teacher run {run.path}")
     target = KnowledgeDistillation(teacher, cfg.beta, cfg.temperature, index)
     record = {"teacher_run": {"path": str(run.path), "model_sha256": sha256_file(run.path / MODEL),

@@ -264,3 +264,48 @@ def test_compare_csv_uses_the_tables_units_and_precision(run_cli, selected_runs)
     assert row["selected_test_acc_pct_mean"] == "72.5" and row["last_test_acc_pct_mean"] == "61.0"
     assert row["best_test_acc_pct_mean"] == "72.5" and row["selected_epoch_mean"] == "2.0"
     assert all(len(value.partition(".")[2]) <= 4 for value in row.values())
+
+
+# -- item 5: help text that can be pasted ------------------------------------------------------------
+def test_help_shows_examples_verbatim_and_human_metavars(run_cli):
+    code, stdout, _ = run_cli("train-teacher", "--help")
+    assert code == 0 and "OUT/seed<N>" in stdout
+    # an example written over two source lines prints as one command on one line
+    assert ("  kdtool train-teacher --dataset text:./my_data --model textcnn --word-vectors glove.6B.100d.txt "
+            "--embed-dim 100 --out runs/mine\n") in stdout  # fmt: skip
+    assert "<bool>" not in stdout and "<int>" not in stdout and "--epochs" in stdout
+    code, stdout, _ = run_cli("export-q", "--help")
+    assert "kdtool export-q [OPTIONS] RUN" in stdout and "{run}" not in stdout
+    code, stdout, _ = run_cli("compare", "--help")
+    assert "kdtool compare [OPTIONS] RUNS..." in stdout and "list[Path]" not in stdout
+
+
+# -- item 7: names and units that agree -----------------------------------------------------------
+def test_make_prior_takes_word_vectors_like_train_teacher(run_cli, tmp_path):
+    vectors = tmp_path / "v.txt"
+    vectors.write_text("cat 0 0\ndog 3 0\nsea 0 3\n")
+    labels = tmp_path / "text"
+    labels.mkdir()
+    for split in ("train", "test"):
+        (labels / f"{split}.tsv").write_text("cat\ta\ndog\tb\nsea\tc\n")
+    for flag in ("--word-vectors", "--label-vectors"):  # the older name still works
+        out = tmp_path / f"p{flag}.q.safetensors"
+        code, _, stderr = run_cli("make-prior", "semantic", "--dataset", f"text:{labels}", flag, vectors, "--out", out)
+        assert code == 0, stderr
+        assert QMatrix.load(out).extra["label_vectors"] == "v.txt"
+
+
+def test_evaluate_takes_class_indices_like_distill(run_cli, tiny_run, tmp_path):
+    code, stdout, stderr = run_cli("evaluate", tiny_run, "--class-indices", "0,2", "--out", tmp_path / "c.png")
+    assert code == 0, stderr
+    assert "2 classes" in stdout and "T-shirt/top" in stdout and "Pullover" in stdout and "Trouser" not in stdout
+    code, _, stderr = run_cli("evaluate", tiny_run, "--classes", "Bag", "--class-indices", "1")
+    assert code == 2 and "not both" in stderr
+
+
+def test_data_is_described_as_text_or_images():
+    from kdtool.data import DatasetInfo
+
+    text = DatasetInfo("goemotions-ekman", ("a", "b"), 0, 0, (), (), kind="text", vocab_size=10, max_len=5)
+    image = DatasetInfo("fashion-mnist", ("a", "b"), 1, 28, (0.5,), (0.5,))
+    assert text.describe() == "goemotions-ekman (text)" and image.describe() == "fashion-mnist (1×28 px images)"

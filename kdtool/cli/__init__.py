@@ -8,6 +8,7 @@ import typer
 
 from kdtool.cli import distill, prior, qtools, report, sweep, train  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
+from kdtool.cli.helpstyle import install as install_help_style
 from kdtool.errors import KdtoolError, RunInterrupted
 
 __all__ = ["app", "main"]
@@ -21,6 +22,7 @@ def _usage_error_line(exc: Exception) -> str:
 
 def main_args(argv: list[str] | None) -> int:
     """Run one kdtool command line in this process; errors propagate as exceptions."""
+    install_help_style()
     code = typer.main.get_command(app).main(args=argv, prog_name="kdtool", standalone_mode=False)
     return code if isinstance(code, int) else 0
 

@@ -21,7 +21,7 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --ou
                                       rich_help_panel=RUN)]  # fmt: skip
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.",
                                    rich_help_panel=RUN)]  # fmt: skip
-Seeds = Annotated[str | None, typer.Option(help="Comma list of seeds: one run per seed in OUT/seed<N>, one after "
+Seeds = Annotated[str | None, typer.Option(help="Comma list of seeds: one run per seed in `OUT/seed<N>`, one after "
                                            "another (overrides --seed). Re-running skips finished seeds and "
                                            "resumes an interrupted one.", rich_help_panel=RUN,
                                            show_default=False)]  # fmt: skip

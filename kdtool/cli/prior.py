@@ -34,9 +34,13 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing output
 Groups = Annotated[Path | None, typer.Option(help='JSON file {"group": ["class name", ...]} covering every class '
                                              "once (default: CIFAR-100's 20 superclasses).",
                                              show_default=False)]  # fmt: skip
-LabelVectors = Annotated[Path | None, typer.Option(help="GloVe or word2vec text file of word vectors (default: the "
-                                                   "GloVe 6B 50-d vectors of the built-in datasets' class words, "
-                                                   "shipped with kdtool).", show_default=False)]  # fmt: skip
+WordVectors = Annotated[
+    Path | None,
+    typer.Option("--word-vectors", "--label-vectors", help="GloVe or word2vec text file of word vectors, as "
+                 "train-teacher --word-vectors takes (default: the GloVe 6B 50-d vectors of the built-in datasets' "
+                 "class words, shipped with kdtool). --label-vectors is its older name, still accepted.",
+                 show_default=False),
+]  # fmt: skip
 
 
 def _save(q: QMatrix, out: Path) -> None:
@@ -88,7 +92,7 @@ def superclass(
 def semantic(
     dataset: Dataset,
     out: Out,
-    label_vectors: LabelVectors = None,
+    word_vectors: WordVectors = None,
     alpha: Alpha = 0.1,
     force: Force = False,
 ) -> None:
@@ -102,7 +106,7 @@ def semantic(
 
     ```
     kdtool make-prior semantic --dataset cifar10 --out artifacts/c10-semantic.q.safetensors
-    kdtool make-prior semantic --dataset cifar100 --label-vectors glove.6B.300d.txt \\
+    kdtool make-prior semantic --dataset cifar100 --word-vectors glove.6B.300d.txt \\
         --out artifacts/c100-semantic.q.safetensors
     ```
     """
@@ -111,11 +115,11 @@ def semantic(
     from kdtool.priors import prior_q, semantic_prior
 
     check_output_file(out, force)
-    label_vectors = DEFAULT_LABEL_VECTORS if label_vectors is None else label_vectors
+    word_vectors = DEFAULT_LABEL_VECTORS if word_vectors is None else word_vectors
     names = dataset_class_names(dataset)
-    vectors, skipped = class_vectors(names, label_vectors)
+    vectors, skipped = class_vectors(names, word_vectors)
     theta = semantic_prior(vectors, names)
-    extra = {"label_vectors": label_vectors.name, "vector_dim": str(vectors.shape[1])}
+    extra = {"label_vectors": word_vectors.name, "vector_dim": str(vectors.shape[1])}
     _save(prior_q(theta, names, alpha, dataset, "semantic", extra), out)
     if skipped:
         left_out = ", ".join(f"{w!r} of {name!r}" for name, words in skipped.items() for w in words)

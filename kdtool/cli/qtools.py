@@ -19,7 +19,10 @@ if TYPE_CHECKING:  # torch-backed: imported when a command runs, so --help stays
     from kdtool.report import ConfusionAgreement
     from kdtool.runs import RunDir
 
-QFile = Annotated[Path, typer.Argument(help="A Q artifact (.safetensors), dense or sparse.", show_default=False)]
+RunArgument = Annotated[Path, typer.Argument(help="A run folder made by train-teacher or distill.", metavar="RUN",
+                                             show_default=False)]  # fmt: skip
+QFile = Annotated[Path, typer.Argument(help="A Q artifact (.safetensors), dense or sparse, or a run folder holding "
+                                       "q.safetensors.", metavar="Q", show_default=False)]  # fmt: skip
 OutFile = Annotated[Path, typer.Option("--out", help="Q artifact to write.", show_default=False)]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
 
@@ -49,7 +52,7 @@ def _written(q: QMatrix, out: Path) -> None:
 @app.command("export-q")
 def export_q(
     ctx: typer.Context,
-    run: Annotated[Path, typer.Argument(help="A run folder made by train-teacher or distill.", show_default=False)],
+    run: RunArgument,
     out: OutFile,
     from_teacher: Annotated[
         bool,

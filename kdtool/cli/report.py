@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from kdtool.cli import options as opt
-from kdtool.cli.app import app, console
+from kdtool.cli.app import app, console, parse_int_list
 from kdtool.display import Column, FittedTable
 from kdtool.errors import KdtoolError
 
@@ -20,7 +20,8 @@ FORMATS = ("table", "markdown", "csv")
 notes = Console(stderr=True, soft_wrap=True)
 
 Runs = Annotated[list[Path], typer.Argument(help="Run folders, or folders with run folders below them (such as "
-                                            "the OUT of a --seeds run).", show_default=False)]  # fmt: skip
+                                            "the OUT of a --seeds run).", metavar="RUNS",
+                                            show_default=False)]  # fmt: skip
 GroupBy = Annotated[str, typer.Option(help="Comma list of config.json keys whose values define a group, e.g. "
                                       "smoothing,alpha or lls_terms (nested keys: dataset_info.name).")]  # fmt: skip
 Metric = Annotated[str, typer.Option(help="Comma list of metrics.csv columns to report; the first is plotted. "
@@ -141,7 +142,8 @@ def _plot(found, group_keys: list[str], metric: str, path: Path, device: str) ->
     console.print(f"plot written to {path}", soft_wrap=True)
 
 
-RunArg = Annotated[Path, typer.Argument(help="A run folder made by train-teacher or distill.", show_default=False)]
+RunArg = Annotated[Path, typer.Argument(help="A run folder made by train-teacher or distill.", metavar="RUN",
+                                        show_default=False)]  # fmt: skip
 EvalDataset = Annotated[str | None, typer.Option(help="Evaluate on this dataset (same spellings as train-teacher) "
                                                  "instead of the run's own data; it must hold the run's classes.",
                                                  show_default=False)]  # fmt: skip
@@ -155,10 +157,12 @@ Confusion = Annotated[Path | None, typer.Option("--out", "--confusion", help="Co
                                                 "run folder, with the --dataset and the number of --classes in the "
                                                 "name when given).",
                                                 show_default=False)]  # fmt: skip
+ClassIndices = Annotated[str | None, typer.Option(help="The same by index, in this order: 0,2,4.",
+                                                  show_default=False)]  # fmt: skip
 MaxClasses = Annotated[int, typer.Option(help="List at most this many classes in the per-class table.")]
 
 
-def _default_confusion(run: Path, dataset: str | None, split: str, classes: list[str] | None) -> Path:
+def _default_confusion(run: Path, dataset: str | None, split: str, classes: list | None) -> Path:
     """``RUN/confusion-[DATASET-]SPLIT[-Nclasses].png``: distinct evaluations get distinct files."""
     parts = ["confusion"]
     if dataset is not None:
@@ -178,6 +182,7 @@ def evaluate(
     limit_test: EvalLimit = None,
     split: Split = "test",
     classes: Classes = None,
+    class_indices: ClassIndices = None,
     confusion: Confusion = None,
     max_classes: MaxClasses = 100,
     device: opt.Device = "auto",
@@ -197,6 +202,7 @@ def evaluate(
     kdtool evaluate runs/fmnist-lls/seed0 --dataset fashion-mnist --out artifacts/fmnist-confusion.png
     kdtool evaluate runs/st-tops --dataset fashion-mnist
     kdtool evaluate runs/fmnist-lls/seed0 --classes "T-shirt/top,Pullover,Coat,Shirt"
+    kdtool evaluate runs/fmnist-lls/seed0 --class-indices 0,2,4,6
     kdtool evaluate runs/c100-lls --dataset cifar100 --data-root ~/data --split train
     ```
     """
@@ -210,12 +216,16 @@ def evaluate(
     if max_classes < 1:
         raise KdtoolError("--max-classes must be at least 1")
     kept = parse_name_list(classes) if classes is not None else None
+    indices = parse_int_list(class_indices, "--class-indices") if class_indices is not None else None
+    if kept is not None and indices is not None:
+        raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
     run_dir = RunDir.open(run)
-    png = confusion if confusion is not None else _default_confusion(run, dataset, split, kept)
+    subset = kept if kept is not None else indices
+    png = confusion if confusion is not None else _default_confusion(run, dataset, split, subset)
     check_figure_path(png, force)
     check_device(device)
     result = run_evaluate(run_dir, dataset, str(data_root) if data_root else None, download, limit_test, split,
-                          kept, device)  # fmt: skip
+                          kept, device, indices)  # fmt: skip
     _print_evaluation(result, run, dataset, split, max_classes)
     k = len(result.class_names)
     if k > HEATMAP_MAX_CLASSES:

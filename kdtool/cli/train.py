@@ -87,7 +87,7 @@ def train_teacher(
         --out runs/cls
     kdtool train-teacher --smoothing lls --augment cutmix,randaugment --out runs/lls-cutmix
     kdtool train-teacher --dataset goemotions-ekman --model bilstm --smoothing lls --out runs/ge-lls
-    kdtool train-teacher --dataset text:./my_data --model textcnn --word-vectors glove.6B.100d.txt --embed-dim 100 \
+    kdtool train-teacher --dataset text:./my_data --model textcnn --word-vectors glove.6B.100d.txt --embed-dim 100 \\
         --out runs/mine
     torchrun --nproc-per-node 4 -m kdtool train-teacher --dataset cifar100 --data-root ~/data --out runs/c100
     ```

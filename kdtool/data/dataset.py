@@ -30,6 +30,11 @@ class DatasetInfo:
     vocab_size: int = 0
     max_len: int = 0
 
+    def describe(self) -> str:
+        """``fashion-mnist (1×28 px images)`` or ``goemotions-ekman (text)``: the data in words."""
+        shape = "text" if self.kind == "text" else f"{self.channels}×{self.image_size} px images"
+        return f"{self.name} ({shape})"
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
