@@ -20,14 +20,14 @@ import pandas as pd
 from kdtool.display import Column
 from kdtool.errors import KdtoolError
 from kdtool.plots import is_percent
-from kdtool.runs import CONFIG, METRICS, MODEL
+from kdtool.runs import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS
 
 DEFAULT_GROUP_BY = ("smoothing",)
 DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")
 EPOCH_LEGEND = ("selected: the epoch whose weights a run kept (metrics.csv's selected column); last: the last "
                 "epoch it trained; best: its best epoch")  # fmt: skip
 # Config keys that differ between runs of one group without changing what is compared.
-_INCIDENTAL = {"seed", "out", "command", "device", "device_used", "world_size", "eval_batch_size"}
+_INCIDENTAL = {"seed", "command", "device_used", "world_size", *RESULT_FREE_OPTIONS}
 _INCIDENTAL_PREFIXES = ("versions.", "teacher_run.path", "q_artifact.path")
 
 

@@ -29,6 +29,7 @@ from kdtool.targets.lls import parse_lls_terms
 from kdtool.targets.simple import check_unit_interval
 from kdtool.targets.tfkd import check_tfkd_options
 from kdtool.targets.zipf import check_zipf_options
+from kdtool.trackers import check_installed, parse_log
 
 SCHEDULES = ("multistep", "cosine", "constant")
 # --smoothing of train-teacher; kdtool.methods builds each (a test keeps the two lists equal)
@@ -59,6 +60,11 @@ _TEXT = Applies("dataset", _is_text, "text datasets (goemotions, goemotions-ekma
 _TORCHVISION = Applies("dataset", lambda c: c.dataset in TORCHVISION_SETS,
                        "the torchvision datasets (" + ", ".join(TORCHVISION_SETS) + ")")  # fmt: skip
 _MULTISTEP = Applies("schedule", lambda c: c.schedule == "multistep", "--schedule multistep")
+
+
+def _logs_to(tracker: str) -> Applies:
+    return Applies("log", lambda c: tracker in parse_log(c.log), f"--log {tracker}")
+
 
 # option -> when it applies; an option not listed applies to every run.
 APPLIES: dict[str, Applies] = {
@@ -95,6 +101,9 @@ APPLIES: dict[str, Applies] = {
         lambda c: not has_official_validation(c.dataset),
         "datasets without an official validation split (one that has it always uses it)",
     ),
+    "mlflow_uri": _logs_to("mlflow"),
+    "mlflow_experiment": _logs_to("mlflow"),
+    "wandb_project": _logs_to("wandb"),
 }
 
 
@@ -151,6 +160,10 @@ class TrainConfig:
     amp: str = "none"  # mixed precision: none, bf16, fp16 (see kdtool.accel)
     channels_last: bool = False
     compile: bool = False
+    log: str = "csv"  # experiment trackers (kdtool.trackers); metrics.csv is always written
+    mlflow_uri: str | None = None  # MLflow tracking store (default: MLflow's own)
+    mlflow_experiment: str = "kdtool"
+    wandb_project: str = "kdtool"
 
     def resolve(self) -> TrainConfig:
         """Validate every option and fill the derived defaults; returns ``self``."""
@@ -175,6 +188,9 @@ class TrainConfig:
         self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
         self.amp = check_amp(self.amp)
         check_device(self.device)  # an unavailable --device fails here, before any folder or data
+        trackers = parse_log(self.log)
+        check_installed(trackers)  # a tracker's missing package fails here too
+        self.log = ",".join(trackers)
         if self.smoothing == "tfkd-self" and self.teacher is None:
             raise KdtoolError("--smoothing tfkd-self needs --teacher RUN, a trained run of the same network")
         if self.smoothing == "prior" and self.prior is None:

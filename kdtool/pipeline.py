@@ -21,12 +21,17 @@ from kdtool.engine import Trainer, predict, seed_everything, unwrap_model
 from kdtool.errors import KdtoolError, RunInterrupted
 from kdtool.methods import build_method, distillation_target
 from kdtool.qmatrix import QMatrix
+from kdtool.report import HEATMAP_MAX_CLASSES, q_heatmap_png
 from kdtool.runmodel import build_run_model, load_run_model, run_vocabulary
 from kdtool.runs import VOCAB, Q, RunDir, plan_run, stops_safely
 from kdtool.selection import ModelSelector
 from kdtool.subsets import resolve_classes
 from kdtool.targets import SubstituteTeacher, Target
 from kdtool.text_models import load_word_vectors
+from kdtool.trackers import RunInfo, Trackers, parse_log
+
+# Trackers get the Q heatmap of an LLS run every this many epochs, and the kept Q at the end.
+Q_IMAGE_EVERY = 5
 
 
 def load_data(cfg: TrainConfig, vocabulary: Vocabulary | None = None) -> Dataset:
@@ -94,8 +99,9 @@ def fit(
 ) -> tuple[RunDir, list[dict[str, float]]]:
     """Train ``model`` with ``target`` and write the complete run folder ``cfg.out``.
 
-    Under torchrun the model is wrapped in DistributedDataParallel and only rank 0 prints and
-    writes. A checkpoint is written after every epoch; ``resume`` continues from it.
+    Under torchrun the model is wrapped in DistributedDataParallel and only rank 0 prints, writes
+    and reports to the ``--log`` trackers. A checkpoint is written after every epoch; ``resume``
+    continues from it (and the trackers' logged run from its next epoch).
     """
     env, device = init_from_env(cfg.device)
     note = console.print if env.is_main else (lambda _: None)
@@ -134,6 +140,9 @@ def fit(
     barrier(env)
 
     shown = console if env.is_main else Console(quiet=True)
+    trackers = Trackers(note)
+    if env.is_main:
+        trackers = Trackers.open(parse_log(cfg.log), RunInfo(run.path, cfg.kind, cfg.to_dict(), len(rows)), note)
     with EpochDisplay(shown, title, cfg.epochs, len(train_loader)) as display:
         for row in rows:
             display.epoch_done(row)
@@ -144,12 +153,20 @@ def fit(
                 if env.is_main:
                     run.write_metrics(rows)
                     save_checkpoint(run.path, trainer.state_dict(), len(rows), rows, selector.state_dict())
+                    # logged after the checkpoint: a resumed run never logs an epoch twice
+                    trackers.log_scalars({k: v for k, v in row.items() if k != "epoch"}, len(rows))
+                    if len(rows) % Q_IMAGE_EVERY == 0:
+                        _log_q(trackers, _run_q(target, dataset, cfg, run), f"after epoch {len(rows)}", len(rows))
                 display.epoch_done(row)
                 if selector.should_stop():
                     shown.print(f"early stopping: no lower validation loss for {cfg.early_stopping} epochs")
                     break
         except KeyboardInterrupt:
+            trackers.finish(run.path, completed=False)
             raise RunInterrupted(run.path, len(rows)) from None
+        except BaseException:
+            trackers.finish(run.path, completed=False)
+            raise
     if env.enabled:  # DDP keeps the network in sync; check the method's own parameters (Q) are too
         divergence = max_divergence([*model.parameters(), *target.parameters(), *target.buffers()], env)
         shown.print(f"{env.world_size} processes; largest parameter difference from rank 0: {divergence:.3g}")
@@ -161,13 +178,29 @@ def fit(
         run.write_metrics(rows)
         run.update_config({"selected_epoch": selector.selected_epoch, "epochs_run": len(rows)})
         run.save_model(unwrap_model(model))
-        q = target.learned_q()
+        q = _run_q(target, dataset, cfg, run)
         if q is not None:
-            QMatrix(q, list(dataset.info.class_names), cfg.alpha, dataset.info.name, source=target.name,
-                    extra={"run": str(run.path)}).save(run.path / Q)  # fmt: skip
+            q.save(run.path / Q)
+            _log_q(trackers, q, f"kept (epoch {selector.selected_epoch})", len(rows))
+        trackers.finish(run.path, completed=True)
     barrier(env)
     shutdown(env)
     return run, rows
+
+
+def _run_q(target: Target, dataset: Dataset, cfg: TrainConfig, run: RunDir) -> QMatrix | None:
+    """The Q the run's method learned, as it is now (None for a method without one)."""
+    q = target.learned_q()
+    if q is None:
+        return None
+    return QMatrix(q, list(dataset.info.class_names), cfg.alpha, dataset.info.name, source=target.name,
+                   extra={"run": str(run.path)})  # fmt: skip
+
+
+def _log_q(trackers: Trackers, q: QMatrix | None, when: str, step: int) -> None:
+    """The Q heatmap to the trackers (where the Q has one: not beyond the heatmap's class limit)."""
+    if q is not None and q.num_classes <= HEATMAP_MAX_CLASSES:
+        trackers.log_image("q_heatmap", lambda: q_heatmap_png(q, f"softmax(Q) {when} · {q.dataset}"), step)
 
 
 def _weights(model: nn.Module, target: Target) -> dict[str, Any]:

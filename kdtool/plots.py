@@ -13,6 +13,7 @@ a picture is drawn, and writes each file atomically. It imports neither torch no
 
 from __future__ import annotations
 
+import io
 import os
 import zlib
 from collections.abc import Iterable
@@ -95,9 +96,16 @@ def check_figure_path(path: str | os.PathLike, force: bool) -> Path:
 def save_figure(fig, path: str | os.PathLike, rect: tuple[float, float, float, float] | None = None) -> None:
     """Lay ``fig`` out (within ``rect`` of the figure, if given) and write it atomically as PNG, PDF or SVG,
     as ``path``'s extension says."""
+    data = figure_bytes(fig, figure_format(path), rect)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def figure_bytes(fig, kind: str = "png", rect: tuple[float, float, float, float] | None = None) -> bytes:
+    """``fig`` laid out (within ``rect`` of the figure, if given) as a PNG, PDF or SVG file's bytes."""
     fig.tight_layout(rect=rect)
-    kind = figure_format(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=kind, dpi=120))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=kind, dpi=120)
+    return buffer.getvalue()
 
 
 def text_colour(rgba: tuple[float, ...]) -> str:

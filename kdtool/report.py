@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -41,8 +42,24 @@ def cell_decimals(rows, max_decimals: int = 3) -> int:
 
 
 def plot_q_heatmap(q: QMatrix, path: str | os.PathLike, title: str = "") -> None:
-    """Draw softmax(Q) as a heatmap (PNG, PDF or SVG by ``path``'s extension), class names on both axes,
-    the diagonal masked (grey).
+    """Write :func:`q_heatmap_figure` to ``path`` (PNG, PDF or SVG by its extension)."""
+    from kdtool.plots import save_figure
+
+    fig, rect = q_heatmap_figure(q, title)
+    save_figure(fig, path, rect)
+
+
+def q_heatmap_png(q: QMatrix, title: str = "") -> bytes:
+    """:func:`q_heatmap_figure` as a PNG file's bytes (for trackers and HTML reports)."""
+    from kdtool.plots import figure_bytes
+
+    fig, rect = q_heatmap_figure(q, title)
+    return figure_bytes(fig, "png", rect)
+
+
+def q_heatmap_figure(q: QMatrix, title: str = "") -> tuple[Any, tuple[float, float, float, float]]:
+    """softmax(Q) as a heatmap, class names on both axes, the diagonal masked (grey); with the part of the
+    figure (``rect``) it is laid out in, above its notes.
 
     The colour scale is fixed from 0 to the largest off-diagonal probability, and the colour bar marks
     the uniform level 1/K: a near-uniform Q reads as one flat colour, not as structure. Small matrices
@@ -56,7 +73,7 @@ def plot_q_heatmap(q: QMatrix, path: str | os.PathLike, title: str = "") -> None
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from kdtool.plots import save_figure, text_colour
+    from kdtool.plots import text_colour
 
     check_heatmap_size(q)
     k = q.num_classes
@@ -103,7 +120,7 @@ def plot_q_heatmap(q: QMatrix, path: str | os.PathLike, title: str = "") -> None
                     ax.text(j, i, f"{percent[i, j]:.{decimals}f}", ha="center", va="center", fontsize=7, color=colour)
         notes.append(f"cells: % with {decimals} decimal{'s' if decimals != 1 else ''}")
     fig.text(0.01, 0.005, "\n".join(notes), fontsize=8, va="bottom", ha="left")
-    save_figure(fig, path, rect=(0, 0.02 + 0.025 * len(notes), 1, 1))
+    return fig, (0, 0.02 + 0.025 * len(notes), 1, 1)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Layout: ``config.json`` (resolved options, versions, seed), ``metrics.csv`` (a row per epoch),
 ``model.safetensors`` (weights), ``q.safetensors`` (when a Q was learned or used), ``vocab.json``
-(text runs), ``checkpoint/`` (for ``--resume``). Every file is written atomically.
+(text runs), ``checkpoint/`` (for ``--resume``), and what ``--log`` trackers keep there (``trackers.json``,
+``tensorboard/``, ``wandb/``). Every file kdtool itself writes is written atomically.
 
 A folder is a kdtool run only if its ``config.json`` is kdtool's own (it parses and records the
 run kind and the kdtool version). Replacing a run (``--force``) removes only the entries kdtool
@@ -38,15 +39,21 @@ Q = "q.safetensors"
 VOCAB = "vocab.json"
 CHECKPOINT_DIR = "checkpoint"
 LAST_CHECKPOINT = "last.pt"
+# What the experiment trackers of --log keep in a run folder (kdtool.trackers): how to reopen their logged
+# run on --resume, TensorBoard's event files, W&B's local run files.
+TRACKING = "trackers.json"
+TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"
 
 # What `config.json` says a folder is: one kind per command that writes a run folder.
 RUN_KINDS = ("train-teacher", "distill")
 # Every entry kdtool writes in a run folder (confusion pictures are `kdtool evaluate`'s; `.NAME.*.tmp`
 # are the temporary files of an atomic write that a killed process left behind).
-RUN_ENTRIES = (CONFIG, METRICS, MODEL, Q, VOCAB, CHECKPOINT_DIR, "confusion*.png", "confusion*.pdf",
-               "confusion*.svg", ".*.tmp")  # fmt: skip
+RUN_ENTRIES = (CONFIG, METRICS, MODEL, Q, VOCAB, CHECKPOINT_DIR, TRACKING, TENSORBOARD_DIR, WANDB_DIR,
+               "confusion*.png", "confusion*.pdf", "confusion*.svg", ".*.tmp")  # fmt: skip
 # Options that may differ between a run and its continuation: they do not change the result.
-RESULT_FREE_OPTIONS = frozenset({"device", "eval_batch_size", "out"})
+RESULT_FREE_OPTIONS = frozenset({"device", "eval_batch_size", "out", "log", "mlflow_uri", "mlflow_experiment",
+                                 "wandb_project"})  # fmt: skip
 
 
 def checkpoint_path(run_path: str | os.PathLike) -> Path:
@@ -157,7 +164,7 @@ def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any]) 
     """The first option of ``requested`` whose recorded value differs: ``(name, was, now)``, or None.
 
     Both are resolved options (``config.json`` and :meth:`TrainConfig.to_dict`). Options that do not
-    change the result (device, evaluation batch size, output folder) are not compared.
+    change the result (device, evaluation batch size, output folder, trackers) are not compared.
     """
     missing = object()
     for key, value in requested.items():

@@ -15,7 +15,7 @@ from pathlib import Path
 from kdtool.errors import KdtoolError
 
 # Options whose single value is itself a comma list: never split them into sweep values.
-LIST_VALUED = {"--milestones", "--lls-terms", "--augment", "--classes", "--class-indices", "--seeds"}
+LIST_VALUED = {"--milestones", "--lls-terms", "--augment", "--classes", "--class-indices", "--seeds", "--log"}
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,10 @@ def distill(
     amp: opt.Amp = "none",
     channels_last: opt.ChannelsLast = False,
     compile: opt.Compile = False,
+    log: opt.Log = "csv",
+    mlflow_uri: opt.MlflowUri = None,
+    mlflow_experiment: opt.MlflowExperiment = "kdtool",
+    wandb_project: opt.WandbProject = "kdtool",
     force: opt.Force = False,
     resume: opt.Resume = False,
 ) -> Any:
@@ -142,6 +146,10 @@ def distill(
         amp=amp,
         channels_last=channels_last,
         compile=compile,
+        log=log,
+        mlflow_uri=mlflow_uri,
+        mlflow_experiment=mlflow_experiment,
+        wandb_project=wandb_project,
     )
 
     def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:

@@ -125,6 +125,17 @@ Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the netw
                                        "falls back to eager, saying why, where unavailable).",
                                        rich_help_panel=SPEED)]  # fmt: skip
 
+TRACKING = "Tracking"
+Log = Annotated[str, typer.Option(help="Experiment trackers, a comma list: csv (metrics.csv, always written), "
+                                  "tensorboard (event files in OUT/tensorboard), mlflow, wandb (its files in "
+                                  "OUT/wandb; WANDB_MODE=offline works without network). Each but csv is an "
+                                  'optional extra: pip install "kdtool[NAME]".', rich_help_panel=TRACKING)]  # fmt: skip
+MlflowUri = Annotated[str | None, typer.Option(help="--log mlflow: tracking store, a server URL or sqlite:///FILE "
+                                               "(default: MLflow's, MLFLOW_TRACKING_URI if set).",
+                                               rich_help_panel=TRACKING, show_default=False)]  # fmt: skip
+MlflowExperiment = Annotated[str, typer.Option(help="--log mlflow: experiment name.", rich_help_panel=TRACKING)]
+WandbProject = Annotated[str, typer.Option(help="--log wandb: project name.", rich_help_panel=TRACKING)]
+
 
 def as_text(path: Path | None) -> str | None:
     """A path option as config.json records it."""

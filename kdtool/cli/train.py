@@ -64,6 +64,10 @@ def train_teacher(
     amp: opt.Amp = "none",
     channels_last: opt.ChannelsLast = False,
     compile: opt.Compile = False,
+    log: opt.Log = "csv",
+    mlflow_uri: opt.MlflowUri = None,
+    mlflow_experiment: opt.MlflowExperiment = "kdtool",
+    wandb_project: opt.WandbProject = "kdtool",
     force: opt.Force = False,
     resume: opt.Resume = False,
 ) -> Any:
@@ -79,6 +83,8 @@ def train_teacher(
         --epsilon 0.1 --epochs 200 --milestones 100,150 --out runs/c100-ls
     kdtool train-teacher --smoothing lls --lls-terms forward-ce,reverse-ce,target-entropy --out runs/no-pent
     kdtool train-teacher --smoothing lls --epochs 10 --out runs/fmnist-lls --resume    # after an interruption
+    kdtool train-teacher --smoothing lls --log tensorboard --out runs/lls        # then: tensorboard --logdir runs
+    kdtool train-teacher --smoothing lls --log mlflow --mlflow-uri sqlite:///mlruns.db --out runs/lls2
     kdtool train-teacher --smoothing lls --epochs 10 --seeds 0,1,2 --out runs/fmnist-lls   # runs/fmnist-lls/seed0 ...
     kdtool train-teacher --smoothing focal --focal-gamma adaptive --out runs/flsd53
     kdtool train-teacher --smoothing tfkd-reg --tfkd-temperature 20 --tfkd-weight 0.1 --tfkd-multiplier 100 \\
@@ -140,6 +146,10 @@ def train_teacher(
         amp=amp,
         channels_last=channels_last,
         compile=compile,
+        log=log,
+        mlflow_uri=mlflow_uri,
+        mlflow_experiment=mlflow_experiment,
+        wandb_project=wandb_project,
     )
 
     def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
