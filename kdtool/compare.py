@@ -28,7 +28,7 @@ EPOCH_LEGEND = ("selected: the epoch whose weights a run kept (metrics.csv's sel
                 "epoch it trained; best: its best epoch")  # fmt: skip
 # Config keys that differ between runs of one group without changing what is compared.
 _INCIDENTAL = {"seed", "command", "device_used", "world_size", *RESULT_FREE_OPTIONS}
-_INCIDENTAL_PREFIXES = ("versions.", "teacher_run.path", "q_artifact.path")
+_INCIDENTAL_PREFIXES = ("versions.", "teacher_run.path", "q_artifact.path", "prior_artifact.path")
 
 
 def higher_is_better(metric: str) -> bool:

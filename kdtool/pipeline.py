@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,11 +20,12 @@ from kdtool.display import EpochDisplay
 from kdtool.distributed import DistEnv, barrier, init_from_env, is_main_process, max_divergence, select_device, shutdown
 from kdtool.engine import Trainer, predict, seed_everything, unwrap_model
 from kdtool.errors import KdtoolError, RunInterrupted
+from kdtool.fileio import sha256_file
 from kdtool.methods import build_method, distillation_target
 from kdtool.qmatrix import QMatrix
 from kdtool.report import HEATMAP_MAX_CLASSES, q_heatmap_png
 from kdtool.runmodel import build_run_model, load_run_model, run_vocabulary
-from kdtool.runs import VOCAB, Q, RunDir, plan_run, stops_safely
+from kdtool.runs import MODEL, VOCAB, Q, RunDir, plan_run, stops_safely
 from kdtool.selection import ModelSelector
 from kdtool.subsets import resolve_classes
 from kdtool.targets import SubstituteTeacher, Target
@@ -258,7 +260,16 @@ def train_teacher(
         model = init_model(cfg, dataset, console)
         target = build_method(cfg, info.num_classes)
         title = f"{cfg.smoothing} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
-        return fit(cfg, dataset, model, target, force, console, title=title, resume=resume)
+        return fit(cfg, dataset, model, target, force, console, _source_files(cfg), title, resume)
+
+
+def _source_files(cfg: TrainConfig) -> dict[str, Any]:
+    """What a teacher's config.json records of the files its method reads: their SHA-256 (``rerun`` checks it)."""
+    if cfg.smoothing == "prior":
+        return {"prior_artifact": {"path": cfg.prior, "sha256": sha256_file(cfg.prior)}}
+    if cfg.smoothing == "tfkd-self":
+        return {"teacher_run": {"path": cfg.teacher, "model_sha256": sha256_file(Path(cfg.teacher) / MODEL)}}
+    return {}
 
 
 def distill(

@@ -99,7 +99,6 @@ def train_teacher(
     ```
     """
     from kdtool.config import TrainConfig
-    from kdtool.pipeline import train_teacher as run_train_teacher
 
     cfg = TrainConfig(
         dataset=dataset,
@@ -151,12 +150,17 @@ def train_teacher(
         mlflow_experiment=mlflow_experiment,
         wandb_project=wandb_project,
     )
+    return run_command(ctx, cfg, opt.given_options(ctx), force, resume, seeds, train_run)
 
-    def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
-        run, rows = run_train_teacher(cfg, force, console, resume=resume)
-        report_run(run.path, rows)
 
-    return run_command(ctx, cfg, opt.given_options(ctx), force, resume, seeds, train_one)
+def train_run(cfg: TrainConfig, force: bool, resume: bool) -> None:
+    """Train the run folder ``cfg.out`` with the pipeline of its kind (train-teacher or distill), then print
+    its closing lines."""
+    from kdtool import pipeline
+
+    train = pipeline.distill if cfg.kind == "distill" else pipeline.train_teacher
+    run, rows = train(cfg, force, console, resume=resume)
+    report_run(run.path, rows)
 
 
 def report_run(path: Path, rows: list[dict[str, float]]) -> None:
