@@ -36,7 +36,8 @@ SCHEDULES = ("multistep", "cosine", "constant")
 SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior")
 # Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
-                          "selected_epoch", "epochs_run", "teacher_run", "q_artifact", "kept_classes"})  # fmt: skip
+                          "selected_epoch", "epochs_run", "teacher_run", "q_artifact", "prior_artifact",
+                          "kept_classes"})  # fmt: skip
 
 
 @dataclass(frozen=True)
