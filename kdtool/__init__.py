@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
+    "DISTKD": "kdtool.targets",
+    "DecoupledKD": "kdtool.targets",
     "FrozenTeacher": "kdtool.targets",
     "KnowledgeDistillation": "kdtool.targets",
     "LearnableLabelSmoothing": "kdtool.targets",
@@ -20,20 +22,28 @@ _LAZY = {
     "SparseLogits": "kdtool.qmatrix",
     "SubstituteTeacher": "kdtool.targets",
     "Target": "kdtool.targets",
+    "dist_loss": "kdtool.targets",
+    "dkd_loss": "kdtool.targets",
     "kd_loss": "kdtool.targets",
     "label_smoothing_loss": "kdtool.targets",
+    "standardize_logits": "kdtool.targets",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from kdtool.qmatrix import QMatrix, SparseLogits  # noqa: F401
     from kdtool.targets import (  # noqa: F401
+        DISTKD,
+        DecoupledKD,
         FrozenTeacher,
         KnowledgeDistillation,
         LearnableLabelSmoothing,
         SubstituteTeacher,
         Target,
+        dist_loss,
+        dkd_loss,
         kd_loss,
         label_smoothing_loss,
+        standardize_logits,
     )
 
 

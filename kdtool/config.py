@@ -23,6 +23,8 @@ from kdtool.models import check_model_name
 from kdtool.qmatrix import QMatrix
 from kdtool.runs import q_artifact_path
 from kdtool.selection import SELECT_CHOICES
+from kdtool.targets.dist import check_dist_options
+from kdtool.targets.dkd import check_dkd_options
 from kdtool.targets.focal import parse_focal_gamma
 from kdtool.targets.kd import check_kd_options
 from kdtool.targets.lls import parse_lls_terms
@@ -271,28 +273,64 @@ class TrainConfig:
             raise KdtoolError(f"config.json of a {record.get('kind', cls.kind)} run: {exc}") from None
 
 
-def _source(name: str) -> Applies:
-    return Applies("smoothing", lambda c: c.smoothing == name, "--teacher (kd)" if name == "kd"
-                   else "--substitute-q (LLS-ST)")  # fmt: skip
+# --kd-loss of a student taught by a teacher; kdtool.methods builds each (a test keeps the two lists equal)
+KD_LOSSES = ("kd", "dkd", "dist")
+# Defaults of --temperature and --beta (the cross-entropy weight) per student method: each paper's CIFAR-100
+# setting (KD: the LLS paper's β = 0, T = 1; KD with --logit-standardize: T = 2 as Sun et al.; DKD: CE + DKD at
+# T = 4; DIST: CE + DIST at T = 4); LLS-ST as KD.
+DEFAULT_TEMPERATURE = {"kd": 1.0, "kd+standardize": 2.0, "dkd": 4.0, "dist": 4.0, "lls-st": 1.0}
+DEFAULT_BETA = {"kd": 0.0, "dkd": 1.0, "dist": 1.0, "lls-st": 0.0}
+
+
+def _taught(c: Any) -> bool:
+    """A student taught by a teacher's logits (``--teacher``), not by a Q artifact."""
+    return c.substitute_q is None
+
+
+def _kd_loss(*names: str) -> Applies:
+    return Applies("kd_loss", lambda c: _taught(c) and c.kd_loss in names, "--kd-loss " + " and ".join(names))
+
+
+# A student's options: where its knowledge comes from, and the loss of each source.
+DISTILL_APPLIES: dict[str, Applies] = {
+    "teacher": Applies("smoothing", lambda c: c.teacher is not None, "--teacher"),
+    "substitute_q": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
+    "alpha": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
+    "kd_loss": Applies("smoothing", _taught, "--teacher"),
+    "logit_standardize": _kd_loss("kd", "dkd"),
+    "dkd_alpha": _kd_loss("dkd"),
+    "dkd_beta": _kd_loss("dkd"),
+    "dkd_warmup_epochs": _kd_loss("dkd"),
+    "dist_beta": _kd_loss("dist"),
+    "dist_gamma": _kd_loss("dist"),
+}
 
 
 @dataclass
 class DistillConfig(TrainConfig):
     """A student run: the shared options plus where the knowledge comes from and which data it sees.
 
-    The student architecture is ``model``; ``smoothing`` records the method (``kd`` or ``lls-st``).
+    The student architecture is ``model``; ``smoothing`` records the method: the ``kd_loss`` (``kd``,
+    ``dkd``, ``dist``) of a student taught by a teacher, ``lls-st`` for one taught by a Q artifact.
+    ``beta`` and ``temperature`` default per method (:data:`DEFAULT_BETA`, :data:`DEFAULT_TEMPERATURE`).
     """
 
     kind: ClassVar[str] = "distill"
-    applies: ClassVar[Mapping[str, Applies]] = {**APPLIES, "teacher": _source("kd"), "substitute_q": _source("lls-st"),
-                                                "alpha": _source("lls-st")}  # fmt: skip
+    applies: ClassVar[Mapping[str, Applies]] = {**APPLIES, **DISTILL_APPLIES}
 
     smoothing: str = "kd"
     teacher: str | None = None
     substitute_q: str | None = None
+    kd_loss: str = "kd"
+    logit_standardize: bool = False
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 8.0
+    dkd_warmup_epochs: int = 20
+    dist_beta: float = 2.0
+    dist_gamma: float = 2.0
     alpha: float | None = None
-    beta: float = 0.0
-    temperature: float = 1.0
+    beta: float | None = None
+    temperature: float | None = None
     classes: list[str] | None = None
     class_indices: list[int] | None = None
     sample_fraction: float = 1.0
@@ -302,14 +340,17 @@ class DistillConfig(TrainConfig):
 
     def describe_option(self, name: str) -> str:
         if name == "smoothing":  # a student's method is chosen by its source
-            return "distill --teacher" if self.smoothing == "kd" else "distill --substitute-q"
+            return "distill --substitute-q" if self.smoothing == "lls-st" else "distill --teacher"
+        if name == "kd_loss" and not _taught(self):
+            return "distill --substitute-q"
         return super().describe_option(name)
 
     def resolve(self) -> DistillConfig:
         """Validate the distillation options, then the shared ones; returns ``self``.
 
         LLS-ST's α defaults to the one its Q artifact records, read here so that the resolved
-        options (compared by ``--resume``, ``--seeds`` and ``sweep``) hold the value the run uses.
+        options (compared by ``--resume``, ``--seeds`` and ``sweep``) hold the value the run uses;
+        ``beta`` and ``temperature`` default per method.
         """
         if (self.teacher is None) == (self.substitute_q is None):
             raise KdtoolError("give exactly one of --teacher RUN (Hinton KD) or --substitute-q FILE (LLS-ST)")
@@ -317,8 +358,17 @@ class DistillConfig(TrainConfig):
             raise KdtoolError("--alpha is the LLS-ST mixing weight: it applies to --substitute-q only")
         if self.classes is not None and self.class_indices is not None:
             raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
+        if self.kd_loss not in KD_LOSSES:
+            raise KdtoolError(f"unknown --kd-loss {self.kd_loss!r}: choose one of {', '.join(KD_LOSSES)}")
+        self.smoothing = self.kd_loss if _taught(self) else "lls-st"
+        if self.beta is None:
+            self.beta = DEFAULT_BETA[self.smoothing]
+        if self.temperature is None:
+            standardized = self.smoothing == "kd" and self.logit_standardize
+            self.temperature = DEFAULT_TEMPERATURE["kd+standardize" if standardized else self.smoothing]
         check_kd_options(self.beta, self.temperature)
-        self.smoothing = "kd" if self.teacher is not None else "lls-st"
+        check_dkd_options(self.dkd_alpha, self.dkd_beta, self.dkd_warmup_epochs)
+        check_dist_options(self.dist_beta, self.dist_gamma)
         if self.substitute_q is not None:
             self.substitute_q = str(q_artifact_path(self.substitute_q))  # a run folder stands for its Q
             if self.alpha is None:
@@ -329,5 +379,5 @@ class DistillConfig(TrainConfig):
 
 def config_of_record(record: Mapping[str, Any]) -> TrainConfig:
     """The config of a run from its ``config.json``, as the command that wrote it built it."""
-    distilled = record.get("kind") == "distill" or record.get("smoothing") in ("kd", "lls-st")
+    distilled = record.get("kind") == "distill" or record.get("smoothing") in (*KD_LOSSES, "lls-st")
     return (DistillConfig if distilled else TrainConfig).from_record(record)

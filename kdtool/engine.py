@@ -127,6 +127,7 @@ class Trainer:
     def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> dict[str, float]:
         self.model.train()
         self.target.train()
+        self.target.on_epoch_start(epoch)
         device = self.train_loader.device
         # Sums stay on the device: one host sync per epoch, not one per step.
         loss_sum = torch.zeros((), device=device)

@@ -23,6 +23,9 @@ from kdtool.runmodel import load_run_model
 from kdtool.runs import MODEL, RunDir
 from kdtool.subsets import source_class_index
 from kdtool.targets import (
+    DISTKD,
+    DecoupledKD,
+    DistillationTarget,
     FocalLoss,
     FrozenTeacher,
     KnowledgeDistillation,
@@ -90,11 +93,22 @@ def build_method(cfg: TrainConfig, num_classes: int) -> Target:
     return METHODS[cfg.smoothing](cfg, num_classes)
 
 
+# --kd-loss name -> factory(config, frozen teacher network, teacher class index of the student's classes)
+KD_LOSSES: dict[str, Callable[[DistillConfig, FrozenTeacher | None, list[int] | None], DistillationTarget]] = {
+    "kd": lambda cfg, teacher, index: KnowledgeDistillation(teacher, cfg.beta, cfg.temperature, index,
+                                                            cfg.logit_standardize),
+    "dkd": lambda cfg, teacher, index: DecoupledKD(teacher, cfg.beta, cfg.dkd_alpha, cfg.dkd_beta, cfg.temperature,
+                                                   cfg.dkd_warmup_epochs, index, cfg.logit_standardize),
+    "dist": lambda cfg, teacher, index: DISTKD(teacher, cfg.beta, cfg.dist_beta, cfg.dist_gamma, cfg.temperature,
+                                               index),
+}  # fmt: skip
+
+
 def distillation_target(
     cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
-) -> tuple[KnowledgeDistillation | SubstituteTeacher, dict[str, Any]]:
-    """A student's target (Hinton KD from ``--teacher`` or LLS-ST from ``--substitute-q``), sliced to the
-    kept classes, and the provenance its ``config.json`` records."""
+) -> tuple[DistillationTarget | SubstituteTeacher, dict[str, Any]]:
+    """A student's target (``--kd-loss`` from ``--teacher``, or LLS-ST from ``--substitute-q``), sliced to
+    the kept classes, and the provenance its ``config.json`` records."""
     if cfg.teacher is not None:
         return _teacher_target(cfg, info, kept)
     return _substitute_target(cfg, info, kept)
@@ -102,14 +116,14 @@ def distillation_target(
 
 def _teacher_target(
     cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
-) -> tuple[KnowledgeDistillation, dict[str, Any]]:
+) -> tuple[DistillationTarget, dict[str, Any]]:
     teacher, teacher_cfg, teacher_info, run = frozen_teacher(cfg.teacher, cfg)
     trained_on = DatasetInfo.from_record(teacher_info)
     if trained_on.describe() != info.describe():
         raise KdtoolError(f"teacher run {run.path} was trained on {trained_on.describe()} but the student's dataset "
                           f"is {info.describe()}: they must agree")  # fmt: skip
     index = source_class_index(teacher_info["class_names"], info.class_names, kept, f"teacher run {run.path}")
-    target = KnowledgeDistillation(teacher, cfg.beta, cfg.temperature, index)
+    target = KD_LOSSES[cfg.kd_loss](cfg, teacher, index)
     record = {"teacher_run": {"path": str(run.path), "model_sha256": sha256_file(run.path / MODEL),
                               "model": teacher_cfg.model, "smoothing": teacher_cfg.smoothing}}  # fmt: skip
     return target, record

@@ -25,9 +25,28 @@ Student = Annotated[str, typer.Option(help="Student network: lenet5, alexnet, re
                                       "mobilenet_v2; text: bilstm, textcnn.", rich_help_panel=opt.METHOD)]  # fmt: skip
 Alpha = Annotated[float | None, typer.Option(help="LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).",
                                              rich_help_panel=SOURCE)]  # fmt: skip
-Beta = Annotated[float, typer.Option(help="Weight β in [0,1] of the hard-label cross-entropy.", rich_help_panel=SOURCE)]
-Temperature = Annotated[float, typer.Option(help="Softmax temperature T of teacher and student (soft term ×T²).",
-                                            rich_help_panel=SOURCE)]  # fmt: skip
+Beta = Annotated[float | None, typer.Option(help="Weight β in [0,1] of the hard-label cross-entropy (default: 0 "
+                                            "for kd and LLS-ST, 1 for dkd and dist).", rich_help_panel=SOURCE,
+                                            show_default=False)]  # fmt: skip
+Temperature = Annotated[float | None, typer.Option(help="Softmax temperature T of teacher and student, soft term ×T² "
+                                                   "(default: 1 for kd and LLS-ST, 2 for kd with "
+                                                   "--logit-standardize, 4 for dkd and dist).",
+                                                   rich_help_panel=SOURCE, show_default=False)]  # fmt: skip
+KD = "Distillation loss"
+KdLoss = Annotated[str, typer.Option(help="With --teacher: kd (Hinton), dkd (decoupled KD, Zhao et al. 2022) or dist "
+                                     "(DIST, Huang et al. 2022).", rich_help_panel=KD)]  # fmt: skip
+LogitStandardize = Annotated[bool, typer.Option("--logit-standardize", help="kd, dkd: z-score student and teacher "
+                                                "logits before the temperature (Sun et al. 2024).",
+                                                rich_help_panel=KD)]  # fmt: skip
+DkdAlpha = Annotated[float, typer.Option(help="dkd: weight α of the target-class term TCKD.", rich_help_panel=KD)]
+DkdBeta = Annotated[float, typer.Option(help="dkd: weight β of the non-target term NCKD (the paper tunes it per "
+                                        "teacher, 1-8).", rich_help_panel=KD)]  # fmt: skip
+DkdWarmupEpochs = Annotated[int, typer.Option(help="dkd: epochs over which the DKD term's weight rises linearly to 1.",
+                                              rich_help_panel=KD)]  # fmt: skip
+DistBeta = Annotated[float, typer.Option(help="dist: weight β of the inter-class (per sample) relation term.",
+                                         rich_help_panel=KD)]  # fmt: skip
+DistGamma = Annotated[float, typer.Option(help="dist: weight γ of the intra-class (per class) relation term.",
+                                          rich_help_panel=KD)]  # fmt: skip
 Classes = Annotated[str | None, typer.Option(help="Keep only these classes, by name, in this order: \"a,b,c\".",
                                              rich_help_panel=opt.DATA)]  # fmt: skip
 ClassIndices = Annotated[str | None, typer.Option(help="Keep only these classes, by index, in this order: 0,2,4.",
@@ -42,8 +61,15 @@ def distill(
     teacher: Teacher = None,
     substitute_q: SubstituteQ = None,
     alpha: Alpha = None,
-    beta: Beta = 0.0,
-    temperature: Temperature = 1.0,
+    beta: Beta = None,
+    temperature: Temperature = None,
+    kd_loss: KdLoss = "kd",
+    logit_standardize: LogitStandardize = False,
+    dkd_alpha: DkdAlpha = 1.0,
+    dkd_beta: DkdBeta = 8.0,
+    dkd_warmup_epochs: DkdWarmupEpochs = 20,
+    dist_beta: DistBeta = 2.0,
+    dist_gamma: DistGamma = 2.0,
     student: Student = "lenet5",
     out: opt.Out = Path("runs/student"),
     dataset: opt.Dataset = "fashion-mnist",
@@ -93,6 +119,10 @@ def distill(
     sample of class y is (1-α)e_y + α·softmax(Q[y]); no teacher network is run. The run folder is the same
     as train-teacher's (plus the Q used, for LLS-ST).
 
+    With --teacher, --kd-loss dkd trains with β·CE + w·T²·(α·TCKD + β_dkd·NCKD), w rising from 0 to 1 over
+    --dkd-warmup-epochs, and --kd-loss dist with β·CE + T²·(β_dist·inter + γ·intra) relation terms; their
+    defaults are each paper's CIFAR-100 setting (README: Distilling a student).
+
     **Examples**
 
     ```
@@ -101,6 +131,7 @@ def distill(
     kdtool distill --substitute-q artifacts/fmnist.q.safetensors --classes "T-shirt/top,Pullover,Coat,Shirt" \\
         --out runs/st-tops
     kdtool distill --teacher runs/fmnist-lls --sample-fraction 0.5 --seed 1 --out runs/st-half
+    kdtool distill --teacher runs/fmnist-lls --kd-loss dkd --dkd-beta 2 --out runs/st-dkd
     kdtool distill --substitute-q artifacts/fmnist.q.safetensors --seeds 0,1,2 --out runs/st   # runs/st/seed0 ...
     ```
     """
@@ -113,6 +144,13 @@ def distill(
         alpha=alpha,
         beta=beta,
         temperature=temperature,
+        kd_loss=kd_loss,
+        logit_standardize=logit_standardize,
+        dkd_alpha=dkd_alpha,
+        dkd_beta=dkd_beta,
+        dkd_warmup_epochs=dkd_warmup_epochs,
+        dist_beta=dist_beta,
+        dist_gamma=dist_gamma,
         model=student,
         out=str(out),
         dataset=dataset,

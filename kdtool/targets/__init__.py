@@ -8,18 +8,23 @@ run uses, and what it loads for it, is decided where the run is composed (:mod:`
 from __future__ import annotations
 
 from kdtool.targets.base import Target
+from kdtool.targets.dist import DISTKD, dist_loss
+from kdtool.targets.dkd import DecoupledKD, dkd_loss
 from kdtool.targets.focal import FocalLoss
 from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher, kd_loss
 from kdtool.targets.lls import LLS_TERMS, LearnableLabelSmoothing, parse_lls_terms
 from kdtool.targets.ols import OnlineLabelSmoothing
 from kdtool.targets.prior import PriorSmoothing
 from kdtool.targets.simple import LabelSmoothing, OneHot, label_smoothing_loss
-from kdtool.targets.teacher import FrozenTeacher, kl_divergence
+from kdtool.targets.teacher import DistillationTarget, FrozenTeacher, kl_divergence, standardize_logits
 from kdtool.targets.tfkd import TeacherFreeRegularization, TeacherFreeSelf
 from kdtool.targets.zipf import ZipfLabelSmoothing
 
 __all__ = [
+    "DISTKD",
     "LLS_TERMS",
+    "DecoupledKD",
+    "DistillationTarget",
     "FocalLoss",
     "FrozenTeacher",
     "KnowledgeDistillation",
@@ -33,8 +38,11 @@ __all__ = [
     "TeacherFreeRegularization",
     "TeacherFreeSelf",
     "ZipfLabelSmoothing",
+    "dist_loss",
+    "dkd_loss",
     "kd_loss",
     "kl_divergence",
     "label_smoothing_loss",
     "parse_lls_terms",
+    "standardize_logits",
 ]

@@ -3,7 +3,8 @@
 A method is a :class:`Target`: an ``nn.Module`` that turns a batch's logits and labels (and, for
 methods that need them, the batch's inputs) into the scalar loss to minimise. It may own
 parameters (LLS's ``Q``); the engine puts them in the same optimizer as the network. Methods
-that keep state across epochs override :meth:`on_epoch_end`. The engine knows nothing else.
+that depend on the epoch override :meth:`on_epoch_start` or :meth:`on_epoch_end`. The engine knows
+nothing else.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class Target(nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """Mean loss over the batch. ``inputs`` is the exact (augmented) batch the model saw."""
         raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before every training epoch (0-based; after a resume, first with the epoch it resumes at)."""
 
     def on_epoch_end(self, epoch: int) -> None:
         """Called once after every training epoch; stateless methods do nothing."""

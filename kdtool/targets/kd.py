@@ -11,6 +11,9 @@ KL differs from the paper's cross-entropy ``H(softmax(z_t/T), softmax(z_s/T))`` 
 teacher's entropy, a constant: the gradients are identical, and the loss is 0 when the student
 matches the teacher.
 
+With ``standardize`` (Sun et al., CVPR 2024) both logit vectors are z-scored before the temperature
+(:func:`~kdtool.targets.teacher.standardize_logits`); the cross-entropy keeps the raw student logits.
+
 For LLS-ST the teacher's logits are replaced by ``log t`` with the class-wise target
 ``t = (1-α)·e_y + α·softmax(Q[y])``; at T = 1 the student is trained towards ``t`` itself.
 """
@@ -27,15 +30,20 @@ from kdtool.errors import KdtoolError
 from kdtool.qmatrix import QMatrix
 from kdtool.targets.base import Target
 from kdtool.targets.simple import check_unit_interval
-from kdtool.targets.teacher import FrozenTeacher, kl_divergence
+from kdtool.targets.teacher import (
+    DistillationTarget,
+    FrozenTeacher,
+    check_temperature,
+    kl_divergence,
+    standardize_logits,
+)
 
 
 def check_kd_options(beta: float, temperature: float) -> None:
     """Raise a KdtoolError unless β ∈ [0, 1] and T > 0."""
     if not 0.0 <= beta <= 1.0:
         raise KdtoolError(f"--beta must be in [0, 1], got {beta}")
-    if not temperature > 0.0:
-        raise KdtoolError(f"--temperature must be positive, got {temperature}")
+    check_temperature(temperature)
 
 
 def kd_loss(
@@ -44,23 +52,28 @@ def kd_loss(
     labels: torch.Tensor,
     beta: float = 0.0,
     temperature: float = 1.0,
+    standardize: bool = False,
 ) -> torch.Tensor:
     """Hinton's distillation loss, batch mean (see the module docstring for the exact reduction).
 
     ``teacher_logits`` is a fixed target: it is detached, and may hold ``-inf`` for classes the
-    teacher gives no mass. ``labels`` only matter when ``beta`` > 0.
+    teacher gives no mass (not with ``standardize``). ``labels`` only matter when ``beta`` > 0.
     """
     check_kd_options(beta, temperature)
-    log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
-    log_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
+    soft_student, soft_teacher = student_logits.float(), teacher_logits.detach().float()
+    if standardize:
+        soft_student, soft_teacher = standardize_logits(soft_student), standardize_logits(soft_teacher)
+    log_p = F.log_softmax(soft_student / temperature, dim=1)
+    log_t = F.log_softmax(soft_teacher / temperature, dim=1)
     loss = (1.0 - beta) * temperature**2 * kl_divergence(log_t, log_p)
     if beta > 0.0:
         loss = loss + beta * F.cross_entropy(student_logits.float(), labels, reduction="none")
     return loss.mean()
 
 
-class KnowledgeDistillation(Target):
-    """Hinton KD: the teacher network, frozen (:class:`FrozenTeacher`), sees exactly the student's batch.
+class KnowledgeDistillation(DistillationTarget):
+    """Hinton KD (:func:`kd_loss`) from a frozen teacher network that sees exactly the student's batch, or
+    from teacher logits that come with the batch (``teacher=None``: a teacher cache).
 
     ``class_index`` (optional) picks the teacher outputs of the student's classes, in the
     student's order; the teacher's logits are sliced *before* the softmax.
@@ -70,30 +83,21 @@ class KnowledgeDistillation(Target):
 
     def __init__(
         self,
-        teacher: nn.Module | FrozenTeacher,
+        teacher: nn.Module | FrozenTeacher | None,
         beta: float = 0.0,
         temperature: float = 1.0,
         class_index: Sequence[int] | None = None,
+        standardize: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(teacher, class_index)
         check_kd_options(beta, temperature)
-        self.teacher = FrozenTeacher.wrap(teacher)
-        self.beta, self.temperature = float(beta), float(temperature)
-        index = None if class_index is None else torch.as_tensor(list(class_index), dtype=torch.long)
-        self.register_buffer("class_index", index, persistent=False)
+        self.beta, self.temperature, self.standardize = float(beta), float(temperature), bool(standardize)
 
-    def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The teacher's logits for the student's classes (no gradient)."""
-        logits = self.teacher(inputs)
-        return logits if self.class_index is None else logits[:, self.class_index]
-
-    def forward(self, logits, labels, inputs=None):
-        if inputs is None:
-            raise KdtoolError("knowledge distillation needs the input batch to run the teacher on")
-        return kd_loss(logits, self.teacher_logits(inputs), labels, self.beta, self.temperature)
+    def loss(self, student_logits, teacher_logits, labels):
+        return kd_loss(student_logits, teacher_logits, labels, self.beta, self.temperature, self.standardize)
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta}, temperature={self.temperature}"
+        return f"beta={self.beta}, temperature={self.temperature}, standardize={self.standardize}"
 
 
 class SubstituteTeacher(Target):
