@@ -96,14 +96,37 @@ def compile_unavailable(device: torch.device) -> str | None:
     return None
 
 
+def _compile_fallback_note(reason: str) -> str:
+    return f"--compile: torch.compile is unavailable here ({reason}); training runs eagerly"
+
+
 def maybe_compile(model: nn.Module, device: torch.device, note: Note) -> nn.Module:
     """``model`` compiled in place with ``torch.compile`` (its state_dict keys unchanged), or as it
-    was, with one line saying why, where torch.compile cannot run."""
+    was, with one line saying why, where torch.compile cannot run.
+
+    torch.compile is lazy: most of its failures (no working compiler, an unsupported operation, a
+    backend error) only show at the first forward. That first call is therefore guarded: if it
+    raises, the same one line is printed and the model goes back to its eager forward for good (and
+    the call is answered eagerly, so an error of the model itself still surfaces, from eager code)."""
     reason = compile_unavailable(device)
     if reason is not None:
-        note(f"--compile: torch.compile is unavailable here ({reason}); training runs eagerly")
+        note(_compile_fallback_note(reason))
         return model
     model.compile()
+    compiled = model._compiled_call_impl
+
+    def first_call(*args, **kwargs):
+        try:
+            out = compiled(*args, **kwargs)
+        except Exception as exc:
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            note(_compile_fallback_note(f"{type(exc).__name__} at its first call: {first_line}"[:300]))
+            model._compiled_call_impl = None  # nn.Module.__call__ then runs the eager forward
+            return model._call_impl(*args, **kwargs)
+        model._compiled_call_impl = compiled  # it worked: later calls go straight to the compiled code
+        return out
+
+    model._compiled_call_impl = first_call
     return model
 
 

@@ -24,10 +24,16 @@ read -r -a EXTRA <<< "${KDTOOL_EXTRA:-}"
 # table to OUT/compare.md (and prints it) and the curves and reliability diagram to PLOT.
 compare_methods() {
     local out="$1" plot="$2" method
+    local -a smoothing
     shift 2
     for method in onehot ls lls; do
-        "$KDTOOL" train-teacher --smoothing "$method" --epsilon 0.1 --alpha 0.1 "$@" --seeds "$SEEDS" \
-            --out "$out/$method" "${EXTRA[@]}"
+        # each method gets only its own option: kdtool refuses --epsilon or --alpha where they do not apply
+        case "$method" in
+            ls) smoothing=(--smoothing ls --epsilon 0.1) ;;
+            lls) smoothing=(--smoothing lls --alpha 0.1) ;;
+            *) smoothing=(--smoothing "$method") ;;
+        esac
+        "$KDTOOL" train-teacher "${smoothing[@]}" "$@" --seeds "$SEEDS" --out "$out/$method" "${EXTRA[@]}"
     done
     "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --format markdown | tee "$out/compare.md"
     "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --plot "$plot" --force

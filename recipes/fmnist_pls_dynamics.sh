@@ -29,8 +29,10 @@ LIMIT=(--limit-train 10000)
 mkdir -p "$OUT"
 [ -f "$PRIOR" ] || "$KDTOOL" make-prior semantic --dataset fashion-mnist --out "$PRIOR"
 
+# ε = 0.1 for LS and the prior is kdtool's default --epsilon: not passed, since the 1-hot runs of
+# the sweep would refuse it
 "$KDTOOL" sweep --lr 0.1,0.01,0.001,0.0001 --smoothing "onehot,ls,prior:$PRIOR" --seeds "$SEEDS" \
-    --schedule constant --weight-decay 0 --warmup-epochs 0 --epsilon 0.1 --dataset fashion-mnist \
+    --schedule constant --weight-decay 0 --warmup-epochs 0 --dataset fashion-mnist \
     --model lenet5 --epochs "$EPOCHS" "${LIMIT[@]}" "${EXTRA[@]}" --out "$OUT"
 
 "$KDTOOL" compare "$OUT" --group-by lr,smoothing --format markdown | tee "$OUT/compare.md"

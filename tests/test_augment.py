@@ -51,14 +51,22 @@ def test_mixup_mixes_each_image_with_its_partner():
 
 
 def test_cutmix_lambda_is_the_kept_area():
-    x = torch.zeros(4, 1, 16, 16)
-    x[0] = 1.0
+    # image i is filled with the value i + 1: every pixel of a mixed image tells where it came from
+    x = (torch.arange(4, dtype=torch.float32) + 1).view(4, 1, 1, 1).expand(4, 1, 16, 16)
+    mixed_images = 0
     for seed in range(5):
         batch = BatchMixer(("cutmix",))(x, torch.arange(4), gen(seed))
-        partner = batch.paired_labels.tolist().index(0)  # the image that received pieces of image 0
-        if partner != 0:
-            pasted = batch.inputs[partner].mean().item()
-            assert pasted == pytest.approx(1 - batch.lam.item())
+        lam = batch.lam.item()
+        for i, partner in enumerate(batch.paired_labels.tolist()):
+            image = batch.inputs[i, 0]
+            assert set(image.unique().tolist()) <= {i + 1.0, partner + 1.0}
+            if partner == i:  # mixed with itself: unchanged whatever the box
+                assert torch.equal(image, x[i, 0])
+                continue
+            assert (image == i + 1).float().mean().item() == pytest.approx(lam)  # λ is the kept area
+            assert (image == partner + 1).float().mean().item() == pytest.approx(1 - lam)
+            mixed_images += 0 < lam < 1
+    assert mixed_images >= 8  # most images of these 5 seeded batches got a non-empty box from another image
 
 
 def test_no_mixing_returns_the_batch_unchanged():

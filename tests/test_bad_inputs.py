@@ -1,4 +1,4 @@
-"""Bad input across commands: each case prints one clear line, exits 2 and leaves no new file."""
+"""Bad input across commands: each case prints one clear line naming its fault, exits 2 and leaves no new file."""
 
 import json
 import pickle
@@ -31,7 +31,8 @@ def q_file(path, logits, names, alpha="0.1", **meta):
 
 
 def make_inputs(base, teacher):
-    """Build every bad input; return {case: argv}. Paths live in ``base``."""
+    """Build every bad input; return {case: (argv, the phrase its one-line message must hold)}. Paths live
+    in ``base``."""
     good = base / "good.q.safetensors"
     QMatrix.load(teacher / "q.safetensors").save(good)
     truncated = base / "truncated.safetensors"
@@ -60,26 +61,74 @@ def make_inputs(base, teacher):
     blocker.write_text("x")
     out = str(base / "out")
     return {
-        "truncated safetensors": ["inspect-q", str(truncated)],
-        "pickle renamed .safetensors": ["inspect-q", str(pickled)],
-        "Q with NaN": ["distill", "--substitute-q", str(nan_q), *TINY, "--out", out],
-        "Q of the wrong K": ["distill", "--substitute-q", str(wrong_k), *TINY, "--out", out],
-        "class names that don't match": ["distill", "--substitute-q", str(renamed), *TINY, "--out", out],
-        "unknown class in --classes": ["transfer-q", str(good), "--classes", "Shirt,Blouse", "--out", out],
-        "alpha 0": ["train-teacher", "--alpha", "0", *TINY, "--out", out],
-        "alpha 1": ["distill", "--substitute-q", str(good), "--alpha", "1", *TINY, "--out", out],
-        "negative epochs": ["train-teacher", *TINY[:4], "--epochs", "-2", "--out", out],
-        "missing run folder": ["export-q", str(base / "no-such-run"), "--out", out],
-        "folder that is not a run": ["distill", "--teacher", str(not_a_run), *TINY, "--out", out],
-        "run folder of another kind": ["export-q", str(other_kind), "--out", out],
-        "unwritable output": ["transfer-q", str(good), "--top-n", "3", "--out", str(blocker / "q.safetensors")],
-        "existing output without --force": ["transfer-q", str(good), "--top-n", "3", "--out", str(existing)],
-        "existing run without --force": ["train-teacher", *TINY, "--out", str(teacher)],
-        "--resume with no checkpoint": ["train-teacher", *TINY, "--out", str(no_checkpoint), "--resume"],
-        "--resume of a folder that is not a run": ["train-teacher", *TINY, "--out", str(not_a_run), "--resume"],
-        "imagefolder with no images": ["train-teacher", "--dataset", f"imagefolder:{empty_images}", "--out", out],
-        "unknown dataset": ["train-teacher", "--dataset", "imagenet-9k", "--out", out],
-        "unknown sweep option": ["sweep", "--lr", "0.1,0.2", "--no-such-flag", "1", "--out", out],
+        "truncated safetensors": (["inspect-q", str(truncated)], "is not a readable safetensors file"),
+        "pickle renamed .safetensors": (["inspect-q", str(pickled)], "kdtool never unpickles"),
+        "Q with NaN": (["distill", "--substitute-q", str(nan_q), *TINY, "--out", out], "q_logits contains NaN"),
+        "Q of the wrong K": (
+            ["distill", "--substitute-q", str(wrong_k), *TINY, "--out", out],
+            "it has 5 classes, expected 10",
+        ),
+        "class names that don't match": (
+            ["distill", "--substitute-q", str(renamed), *TINY, "--out", out],
+            "its class 6 is 'Blouse', expected 'Shirt'",
+        ),
+        "unknown class in --classes": (
+            ["transfer-q", str(good), "--classes", "Shirt,Blouse", "--out", out],
+            "unknown class 'Blouse'",
+        ),
+        "alpha 0": (["train-teacher", "--alpha", "0", *TINY, "--out", out], "--alpha must be in (0, 1), got 0.0"),
+        "alpha 1": (
+            ["distill", "--substitute-q", str(good), "--alpha", "1", *TINY, "--out", out],
+            "--alpha must be in (0, 1), got 1.0",
+        ),
+        "negative epochs": (
+            ["train-teacher", *TINY[:4], "--epochs", "-2", "--out", out],
+            "--epochs must be positive, got -2",
+        ),
+        "missing run folder": (
+            ["export-q", str(base / "no-such-run"), "--out", out],
+            f"{base / 'no-such-run'} does not exist",
+        ),
+        "folder that is not a run": (
+            ["distill", "--teacher", str(not_a_run), *TINY, "--out", out],
+            f"{not_a_run} is not a complete kdtool run folder",
+        ),
+        "run folder of another kind": (
+            ["export-q", str(other_kind), "--out", out],
+            "does not describe a kdtool training run",
+        ),
+        "unwritable output": (
+            ["transfer-q", str(good), "--top-n", "3", "--out", str(blocker / "q.safetensors")],
+            f"{blocker} is not a writable folder",
+        ),
+        "existing output without --force": (
+            ["transfer-q", str(good), "--top-n", "3", "--out", str(existing)],
+            f"{existing} already exists: pass --force",
+        ),
+        "existing run without --force": (
+            ["train-teacher", *TINY, "--out", str(teacher)],
+            f"run folder {teacher} already exists: pass --force",
+        ),
+        "--resume with no checkpoint": (
+            ["train-teacher", *TINY, "--out", str(no_checkpoint), "--resume"],
+            "has no checkpoint to resume from",
+        ),
+        "--resume of a folder that is not a run": (
+            ["train-teacher", *TINY, "--out", str(not_a_run), "--resume"],
+            "nothing to resume",
+        ),
+        "imagefolder with no images": (
+            ["train-teacher", "--dataset", f"imagefolder:{empty_images}", "--out", out],
+            "no images found in",
+        ),
+        "unknown dataset": (
+            ["train-teacher", "--dataset", "imagenet-9k", "--out", out],
+            "unknown dataset 'imagenet-9k'",
+        ),
+        "unknown sweep option": (
+            ["sweep", "--lr", "0.1,0.2", "--no-such-flag", "1", "--out", out],
+            "unknown train-teacher option '--no-such-flag'",
+        ),
     }
 
 
@@ -91,12 +140,13 @@ def test_bad_input_suite(run_cli, tmp_path, teacher):
     cases = make_inputs(tmp_path, teacher)
     assert len(cases) >= 15
     messages = []
-    for case, argv in cases.items():
+    for case, (argv, phrase) in cases.items():
         before = snapshot(tmp_path, teacher)
         code, _, stderr = run_cli(*argv)
         assert code == 2, f"{case}: exit {code}, {stderr}"
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, f"{case}: {stderr}"
+        assert phrase in lines[0], f"{case}: expected {phrase!r} in {lines[0]!r}"  # not just any usage error
         assert snapshot(tmp_path, teacher) == before, f"{case} wrote or touched a file"
         messages.append(f"{case:40s} {lines[0]}")
     print("\n".join(messages))  # shown with pytest -s: the list of bad inputs and their messages

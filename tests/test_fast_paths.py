@@ -92,6 +92,53 @@ def test_compile_falls_back_to_eager_with_a_reason(monkeypatch):
     assert notes == ["--compile: torch.compile is unavailable here (no C++ compiler); training runs eagerly"]
 
 
+def test_compile_error_at_the_first_forward_falls_back_to_eager(monkeypatch):
+    """torch.compile is lazy: a compiler that fails only when first called must also end in eager mode
+    (stand-in for torch.compile: nothing is compiled here)."""
+    calls = []
+
+    def lazily_failing_compile(fn, *args, **kwargs):
+        def compiled(*a, **k):
+            calls.append("compiled")
+            raise RuntimeError("BackendCompilerFailed: inductor: g++ exited with 1\nlong traceback")
+
+        return compiled
+
+    monkeypatch.setattr(accel_module, "compile_unavailable", lambda device: None)
+    monkeypatch.setattr(torch, "compile", lazily_failing_compile)
+    notes = []
+    torch.manual_seed(0)
+    model = build_model("lenet5", 10, 1, 28)
+    x = torch.randn(4, 1, 28, 28)
+    expected = model._call_impl(x)  # the eager forward, bypassing the (patched) compiled one
+    assert maybe_compile(model, CPU, notes.append) is model and notes == []
+    first = model(x)  # the compiled call raises; answered eagerly
+    assert torch.equal(first, expected) and calls == ["compiled"]
+    assert notes == ["--compile: torch.compile is unavailable here (RuntimeError at its first call: "
+                     "BackendCompilerFailed: inductor: g++ exited with 1); training runs eagerly"]  # fmt: skip
+    first.sum().backward()  # the eager answer trains
+    assert torch.equal(model(x), expected) and calls == ["compiled"] and len(notes) == 1  # eager from now on
+
+
+def test_compile_that_works_at_the_first_forward_stays_compiled(monkeypatch):
+    calls = []
+
+    def working_compile(fn, *args, **kwargs):
+        def compiled(*a, **k):
+            calls.append("compiled")
+            return fn(*a, **k)
+
+        return compiled
+
+    monkeypatch.setattr(accel_module, "compile_unavailable", lambda device: None)
+    monkeypatch.setattr(torch, "compile", working_compile)
+    notes = []
+    model = maybe_compile(build_model("lenet5", 10, 1, 28), CPU, notes.append)
+    x = torch.randn(2, 1, 28, 28)
+    model(x), model(x)
+    assert calls == ["compiled", "compiled"] and notes == []
+
+
 def test_channels_last_and_frozen_teacher_keep_the_outputs():
     torch.manual_seed(0)
     model = build_model("resnet18", 10, 3, 32).eval()

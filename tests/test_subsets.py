@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from kdtool import QMatrix
 from kdtool.data import Dataset, DatasetInfo, Split
 from kdtool.errors import KdtoolError
 from kdtool.subsets import parse_name_list, resolve_classes
@@ -27,15 +26,6 @@ def test_resolve_by_name_and_index_keeps_order():
 def test_resolve_errors(kwargs, message):
     with pytest.raises(KdtoolError, match=message):
         resolve_classes(NAMES, **kwargs)
-
-
-def test_q_subset_slices_logits_then_softmax_over_kept():
-    logits = torch.arange(16, dtype=torch.float32).view(4, 4) / 7
-    q = QMatrix(logits, NAMES, 0.1, "toy", "lls")
-    sub = q.subset([2, 0])
-    assert sub.class_names == ["c", "a"] and sub.source == "subset"
-    expected = torch.softmax(logits[[2, 0]][:, [2, 0]], 1)
-    torch.testing.assert_close(sub.probabilities(), expected)
 
 
 def test_dataset_subset_relabels_in_given_order():
