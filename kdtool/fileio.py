@@ -70,13 +70,42 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def written_by_kdtool(path: str | os.PathLike) -> bool:
+    """Whether the file ``path`` is one kdtool writes: a safetensors file of a ``kdtool.*`` format (a Q
+    artifact), a figure drawn by its plotting (matplotlib's PNG, PDF or SVG, which name matplotlib) or a
+    page of ``kdtool report`` (its generator tag)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    if path.suffix == ".safetensors":
+        size = int.from_bytes(head[:8], "little")
+        try:
+            header = json.loads(head[8 : 8 + size]) if 0 < size <= len(head) - 8 else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        metadata = header.get("__metadata__") if isinstance(header, dict) else None
+        return isinstance(metadata, dict) and str(metadata.get("format", "")).startswith("kdtool.")
+    if path.suffix in (".png", ".pdf", ".svg"):
+        return b"matplotlib" in head.lower()
+    if path.suffix in (".html", ".htm"):  # a page of `kdtool report` (kdtool.htmlreport.GENERATOR)
+        return b'<meta name="generator" content="kdtool' in head
+    return False
+
+
 def check_output_file(path: str | os.PathLike, force: bool) -> Path:
-    """Fail early (before any work) if ``path`` cannot be written as a file; existing files need ``force``."""
+    """Fail early (before any work) if ``path`` cannot be written as a file. An existing file needs
+    ``force``, and is replaced only if kdtool wrote it (:func:`written_by_kdtool`)."""
     path = Path(path)
     if path.is_dir():
         raise KdtoolError(f"{path} is a folder, not a file")
     if path.exists() and not force:
         raise KdtoolError(f"{path} already exists: pass --force to replace it")
+    if path.exists() and not written_by_kdtool(path):
+        raise KdtoolError(f"{path} is not a file kdtool wrote: --force replaces only kdtool's own outputs; "
+                          f"choose another output path")  # fmt: skip
     parent = next((p for p in path.parents if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise KdtoolError(f"cannot write {path}: {parent} is not a writable folder")
