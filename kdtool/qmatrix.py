@@ -346,20 +346,25 @@ class QMatrix:
         alpha: float,
         dataset: str,
         extra: dict[str, str] | None = None,
+        temperature: float = 1.0,
     ) -> QMatrix:
-        """Q estimated from a network's outputs: ``Q[y] = mean of log_softmax(z)`` over the samples of class y.
+        """Q estimated from a network's outputs: ``Q[y] = mean of log_softmax(z/T)`` over the samples of class y.
 
-        ``softmax(Q[y])`` is then the normalised geometric mean of the network's predictions for class y.
+        ``softmax(Q[y])`` is then the normalised geometric mean of the network's predictions for class y at
+        temperature T (``temperature``); T > 1 spreads mass from the diagonal to the similar classes.
         """
+        if not temperature > 0:
+            raise KdtoolError(f"--temperature must be positive, got {temperature}")
         k = len(class_names)
-        log_probs = F.log_softmax(logits.detach().to("cpu", torch.float64), dim=1)
+        log_probs = F.log_softmax(logits.detach().to("cpu", torch.float64) / temperature, dim=1)
         labels = labels.detach().to("cpu", torch.long)
         counts = torch.bincount(labels, minlength=k)
         if (counts == 0).any():
             missing = class_names[int((counts == 0).nonzero()[0])]
             raise KdtoolError(f"class {missing!r} has no samples: cannot estimate its row of Q")
         sums = torch.zeros(k, k, dtype=torch.float64).index_add_(0, labels, log_probs)
-        info = {"estimator": "class-mean-log-prob", "samples": str(len(labels)), **(extra or {})}
+        info = {"estimator": "class-mean-log-prob", "temperature": f"{temperature:g}", "samples": str(len(labels)),
+                **(extra or {})}  # fmt: skip
         return cls((sums / counts[:, None]).float(), class_names, alpha, dataset, "teacher", info)
 
     # -- files -----------------------------------------------------------------------------

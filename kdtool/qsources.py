@@ -9,6 +9,11 @@ from kdtool.qmatrix import QMatrix
 from kdtool.runs import CONFIG, METRICS, MODEL, Q, RunDir, selected_row
 from kdtool.targets.simple import check_unit_interval
 
+# Temperature of a Q estimated from a network (export-q --from-teacher): a trained network's predictions on its
+# own training samples are nearly 1-hot, so at T = 1 softmax(Q[y]) keeps ~all its mass on y and LLS-ST from it
+# is nearly 1-hot training; T spreads that mass over the classes the network finds similar (README).
+TEACHER_Q_TEMPERATURE = 4.0
+
 
 def run_provenance(run: RunDir) -> dict[str, str]:
     """What a Q artifact records about the run it came from: path, method, model, data, hashes, accuracy."""
@@ -39,9 +44,11 @@ def learned_q(run: RunDir) -> QMatrix:
     return QMatrix.load(path).with_extra(run_provenance(run))
 
 
-def teacher_q(run: RunDir, alpha: float | None = None, device: str = "auto") -> QMatrix:
-    """Q estimated from any run's network: row y is the mean log-probability vector of the network
-    over the run's training samples of class y, without augmentation (see the README).
+def teacher_q(
+    run: RunDir, alpha: float | None = None, device: str = "auto", temperature: float = TEACHER_Q_TEMPERATURE
+) -> QMatrix:
+    """Q estimated from any run's network: row y is the mean of ``log_softmax(z/T)`` over the run's
+    training samples of class y, without augmentation (see the README).
 
     ``alpha`` (default: the run's ``alpha`` option) is stored as the Q's mixing weight for LLS-ST.
     """
@@ -50,4 +57,4 @@ def teacher_q(run: RunDir, alpha: float | None = None, device: str = "auto") -> 
     logits, labels, names = predict_run(run, "train", device)
     dataset = config.get("dataset_info", {}).get("name", config.get("dataset", "unknown"))
     extra = {**run_provenance(run), "split": "train", "augment": "false"}
-    return QMatrix.from_class_means(logits, labels, names, alpha, dataset, extra)
+    return QMatrix.from_class_means(logits, labels, names, alpha, dataset, extra, temperature)

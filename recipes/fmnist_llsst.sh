@@ -39,8 +39,8 @@ STUDENT=(--dataset fashion-mnist --student lenet5 --epochs "$EPOCHS" --seed 0 --
 # 2. Q artifacts
 mkdir -p "$Q"
 "$KDTOOL" export-q "$OUT/teacher-lls" --out "$Q/fmnist-lenet5-lls.q.safetensors" --force
-"$KDTOOL" export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 \
-    --out "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" --force
+"$KDTOOL" export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --temperature 1 \
+    --out "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" --force  # T = 1: as the shipped artifact
 "$KDTOOL" transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --classes "$TOPS" \
     --out "$Q/fmnist-lenet5-lls-tops.q.safetensors" --force
 "$KDTOOL" transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --top-n 3 --out "$Q/fmnist-lenet5-lls-top3.q.safetensors" --force

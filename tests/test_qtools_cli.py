@@ -51,22 +51,37 @@ def test_export_q_copies_the_learned_q_with_its_provenance(place):
     assert float(q.extra["run_test_acc"]) == pytest.approx(float(RunDir(place["lls"]).metrics()[-1]["test_acc"]))
 
 
-def test_export_q_from_teacher_is_the_class_mean_log_probability(run_cli, place, tmp_path):
+@pytest.mark.parametrize(("flags", "temperature"), [([], 4.0), (["--temperature", "1"], 1.0),
+                                                     (["--temperature", "2.5"], 2.5)])  # fmt: skip
+def test_export_q_from_teacher_is_the_class_mean_log_probability(run_cli, place, tmp_path, flags, temperature):
     out = tmp_path / "teacher.q.safetensors"
-    code, stdout, stderr = run_cli("export-q", place["onehot"], "--from-teacher", "--alpha", "0.3", "--out", out)
+    code, stdout, stderr = run_cli("export-q", place["onehot"], "--from-teacher", "--alpha", "0.3", *flags,
+                                   "--out", out)  # fmt: skip
     assert code == 0, stderr
     assert "source teacher" in stdout
     q = QMatrix.load(out)
     assert q.source == "teacher" and q.alpha == 0.3 and q.extra["run_smoothing"] == "onehot"
     assert q.extra["estimator"] == "class-mean-log-prob" and q.extra["samples"] == "256"
+    assert float(q.extra["temperature"]) == temperature
     # the same estimate, computed here without kdtool's loaders: normalise the raw training images by hand
     model, _, info = load_run_model(RunDir.open(place["onehot"]))
     train = load_dataset("fashion-mnist").limited(256, 128, seed=0).train
     mean, std = (torch.tensor(info[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
     with torch.no_grad():
-        log_p = torch.log_softmax(model((train.inputs.float() / 255 - mean) / std), dim=1)
+        log_p = torch.log_softmax(model((train.inputs.float() / 255 - mean) / std) / temperature, dim=1)
     expected = torch.stack([log_p[train.labels == c].mean(0) for c in range(10)])
     torch.testing.assert_close(q.logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_higher_temperature_moves_q_mass_off_the_diagonal(run_cli, place, tmp_path):
+    off_diagonal = []
+    for temperature in ("1", "4"):
+        out = tmp_path / f"t{temperature}.q.safetensors"
+        args = ("--from-teacher", "--temperature", temperature, "--out", out)
+        code, _, stderr = run_cli("export-q", place["onehot"], *args)
+        assert code == 0, stderr
+        off_diagonal.append(1 - QMatrix.load(out).probabilities().diag().mean().item())
+    assert off_diagonal[1] > off_diagonal[0]
 
 
 def test_inspect_q_with_heatmap_and_confusion(run_cli, place, tmp_path):
@@ -138,6 +153,11 @@ def test_existing_outputs_need_force(run_cli, place, tmp_path):
         (["export-q", "{onehot}", "--out", "{out}"], "learned no Q (smoothing=onehot)"),
         (["export-q", "{lls}", "--alpha", "0.2", "--out", "{out}"], "--alpha applies only with --from-teacher"),
         (["export-q", "{onehot}", "--from-teacher", "--alpha", "1.5", "--out", "{out}"], "--alpha must be in (0, 1)"),
+        (["export-q", "{lls}", "--temperature", "2", "--out", "{out}"], "used with --from-teacher only"),
+        (
+            ["export-q", "{onehot}", "--from-teacher", "--temperature", "0", "--out", "{out}"],
+            "--temperature must be positive",
+        ),
         (["export-q", "{lls}"], "Missing option '--out'"),
         (["transfer-q", "{q}", "--classes", "Shirt,Jacket", "--out", "{out}"], "unknown class 'Jacket'"),
         (["transfer-q", "{q}", "--classes", "Shirt,Shirt", "--out", "{out}"], "listed twice"),

@@ -64,14 +64,22 @@ def export_q(
         float | None,
         typer.Option(help="With --from-teacher: the α stored in the artifact (default: the run's --alpha)."),
     ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="With --from-teacher: temperature T of the network's log-probabilities, log_softmax(z/T) "
+            "(default: 4; T = 1 leaves a trained network's Q nearly 1-hot).",
+            show_default=False,
+        ),
+    ] = None,
     device: opt.Device = "auto",
     force: Force = False,
 ) -> None:
     """Write a run's Q as a standalone artifact, with the run's provenance in its metadata.
 
     Without --from-teacher the run must be an LLS run, and its learned Q is copied. With --from-teacher
-    any run works: row y of Q is the mean log-probability vector the trained network gives the run's
-    training images of class y (no augmentation).
+    any run works: row y of Q is the mean of log_softmax(z/T) the trained network gives the run's
+    training images of class y (no augmentation), at temperature T (--temperature).
 
     **Examples**
 
@@ -79,17 +87,21 @@ def export_q(
     kdtool export-q runs/fmnist-lls --out artifacts/fmnist.q.safetensors
     kdtool export-q runs/fmnist-onehot --from-teacher --out artifacts/fmnist-from-teacher.q.safetensors
     kdtool export-q runs/c100-ls --from-teacher --alpha 0.2 --out artifacts/c100.q.safetensors --force
+    kdtool export-q runs/fmnist-onehot --from-teacher --temperature 2 --out artifacts/fmnist-t2.q.safetensors
     ```
     """
-    from kdtool.qsources import learned_q, teacher_q
+    from kdtool.qsources import TEACHER_Q_TEMPERATURE, learned_q, teacher_q
     from kdtool.runs import RunDir
 
     if alpha is not None and not from_teacher:
         raise KdtoolError("--alpha applies only with --from-teacher (a learned Q keeps the α it was trained with)")
-    opt.refuse_unused(ctx, {"device": (from_teacher, "with --from-teacher")})
+    opt.refuse_unused(ctx, {name: (from_teacher, "with --from-teacher") for name in ("device", "temperature")})
     check_output_file(out, force)
     run_dir = RunDir.open(run)
-    q = teacher_q(run_dir, alpha, device) if from_teacher else learned_q(run_dir)
+    if from_teacher:
+        q = teacher_q(run_dir, alpha, device, TEACHER_Q_TEMPERATURE if temperature is None else temperature)
+    else:
+        q = learned_q(run_dir)
     _write(q, out)
     _written(q, out)
 
