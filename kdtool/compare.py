@@ -11,7 +11,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import pandas as pd
 
 from kdtool.display import Column
 from kdtool.errors import KdtoolError
-from kdtool.plots import is_percent
+from kdtool.plots import GroupCurve, is_percent
 from kdtool.runs import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS
 
 DEFAULT_GROUP_BY = ("smoothing",)
@@ -235,6 +235,30 @@ def best_runs(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, s
     pick = "idxmax" if higher_is_better(metric) else "idxmin"
     return {group_name(label): getattr(rows[f"selected_{metric}"], pick)()
             for label, rows in frame.groupby(list(group_by), sort=False)}  # fmt: skip
+
+
+def calibrated_groups(
+    runs: RunSet, group_by: Sequence[str], metric: str, device: str, note: Callable[[str], None]
+) -> list[GroupCurve]:
+    """Per group: its curve of ``metric`` and the calibration of its best run by ``metric`` (see
+    :func:`best_runs`), that run's network evaluated on its test set on ``device``. A best run without
+    weights is left out of the calibration, and ``note`` says so."""
+    from kdtool.metrics import calibration_bins
+    from kdtool.pipeline import predict_run
+    from kdtool.runs import RunDir
+
+    members = groups(runs, group_by)
+    best = best_runs(runs, group_by, metric)
+    result = []
+    for name, curve in curves(runs, group_by, metric).items():
+        calibration = None
+        if (Path(best[name]) / MODEL).is_file():
+            logits, labels, _ = predict_run(RunDir(best[name]), "test", device)
+            calibration = calibration_bins(logits, labels)
+        else:
+            note(f"{best[name]} has no {MODEL}: group {name} is left out of the reliability diagram")
+        result.append(GroupCurve(name, len(members[name]), curve, best[name], calibration))
+    return result
 
 
 def _split(value_column: str) -> tuple[str, str]:

@@ -159,13 +159,13 @@ class GroupCurve:
     calibration: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
 
 
-def _figure(width: float, height: float, columns: int = 1):
+def _figure(width: float, height: float, columns: int = 1, rows: int = 1):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, columns)
+    return fig, fig.subplots(rows, columns)
 
 
 def plot_comparison(groups: list[GroupCurve], metric: str, path: str | os.PathLike, title: str = "") -> None:
@@ -186,29 +186,100 @@ def comparison_figure(groups: list[GroupCurve], metric: str, title: str = ""):
         runs = f"{group.runs} run{'s' if group.runs != 1 else ''}"
         curves.plot(epochs, group.curve["mean"] * scale, color=colour, marker=".", label=f"{group.name} ({runs})")
         curves.fill_between(epochs, group.curve["min"] * scale, group.curve["max"] * scale, color=colour, alpha=0.2)
-        if group.calibration is not None:
-            count, confidence, hits = group.calibration
-            seen = count > 0
-            reliability.plot(100 * confidence[seen] / count[seen], 100 * hits[seen] / count[seen], marker="o",
-                             color=colour, label=f"{group.name}: {group.best_run}")  # fmt: skip
     curves.set_xlabel("epoch")
     integer_epochs(curves)
     curves.set_ylabel(metric_label(metric))
     curves.set_title(title or f"{metric} per epoch: mean over runs, band = min to max")
     curves.grid(alpha=0.3)
     curves.legend()
-    reliability.plot([0, 100], [0, 100], linestyle="--", color="grey", label="perfect calibration")
-    reliability.set_xlim(0, 100)
-    reliability.set_ylim(0, 100)
-    reliability.set_xlabel("confidence: mean max-probability of the bin (%)")
-    reliability.set_ylabel("accuracy of the bin (%)")
-    reliability.set_title("reliability of each group's best run (test set, 15 bins)")
-    reliability.grid(alpha=0.3)
-    reliability.legend(fontsize=8, loc="upper left")
+    _draw_reliability(reliability, groups, colours)
     return fig
 
 
+def reliability_figure(groups: list[GroupCurve]):
+    """The reliability diagram of :func:`comparison_figure` alone (accuracy against confidence per bin, in %)."""
+    fig, ax = _figure(6.4, 5.6)
+    _draw_reliability(ax, groups, method_colours(g.name for g in groups))
+    return fig
+
+
+def _draw_reliability(ax, groups: list[GroupCurve], colours: dict[str, str]) -> None:
+    """Each group's best run, a line of its colour and a marker of its own (readable without colour)."""
+    for group, marker in zip(groups, _MARKERS * len(groups), strict=False):
+        if group.calibration is not None:
+            count, confidence, hits = group.calibration
+            seen = count > 0
+            ax.plot(100 * confidence[seen] / count[seen], 100 * hits[seen] / count[seen], marker=marker,
+                    color=colours[group.name], label=f"{group.name}: {group.best_run}")  # fmt: skip
+    ax.plot([0, 100], [0, 100], linestyle="--", color="grey", label="perfect calibration")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("confidence: mean max-probability of the bin (%)")
+    ax.set_ylabel("accuracy of the bin (%)")
+    ax.set_title("reliability of each group's best run (test set, 15 bins)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+
+
+# Panels of :func:`curves_figure`: a title and the metrics.csv columns drawn in it.
+CURVE_PANELS = (
+    ("accuracy", ("train_acc", "val_acc", "test_acc")),
+    ("loss and NLL", ("train_loss", "val_nll", "test_nll")),
+    ("ECE", ("val_ece", "test_ece")),
+    ("macro-F1", ("val_macro_f1", "test_macro_f1")),
+    ("learning rate", ("lr",)),
+    ("gradient norm", ("grad_norm",)),
+)
+# Line styles by split and markers by group: lines stay apart in print and without colour vision.
+_SPLIT_STYLES = {"train": ":", "val": "--", "test": "-"}
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def curves_figure(curves: dict[str, dict[str, pd.DataFrame]]):
+    """Learning curves in the panels of :data:`CURVE_PANELS` (those with data): per metric (``curves[metric]``)
+    and group (``[group]``) the mean per epoch over the group's runs, a min–max band where they differ. A
+    group has its colour of :func:`method_colours` and its own marker; a split (train, val, test) its line style."""
+    panels = [(title, [m for m in metrics if m in curves]) for title, metrics in CURVE_PANELS]
+    panels = [(title, metrics) for title, metrics in panels if metrics]
+    groups = list(dict.fromkeys(g for per_group in curves.values() for g in per_group))
+    colours, markers = method_colours(groups), dict(zip(groups, _MARKERS * len(groups), strict=False))
+    rows = (len(panels) + 1) // 2
+    fig, axes = _figure(11.0, 3.4 * rows, columns=2, rows=rows)
+    axes = list(axes.flat)
+    for ax, (title, metrics) in zip(axes, panels, strict=False):
+        for metric in metrics:
+            scale = 100.0 if is_percent(metric) else 1.0
+            for group, curve in curves[metric].items():
+                epochs = curve.index.to_numpy()
+                label = f"{group} · {metric}" if len(groups) > 1 else metric
+                ax.plot(epochs, curve["mean"] * scale, color=colours[group], marker=markers[group], markersize=4,
+                        linestyle=_SPLIT_STYLES.get(metric.split("_")[0], "-"), label=label)  # fmt: skip
+                if (curve["min"] != curve["max"]).any():
+                    band = curve["min"] * scale, curve["max"] * scale
+                    ax.fill_between(epochs, *band, color=colours[group], alpha=0.15)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric_label(metrics[0]) if len(metrics) == 1 else _unit_label(metrics))
+        integer_epochs(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def _unit_label(metrics: list[str]) -> str:
+    """The unit shared by a panel's metrics: ``%`` for accuracies, nats for losses."""
+    label = metric_label(metrics[-1])
+    return label[label.index("(") :] if "(" in label else ""
+
+
 def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: str | os.PathLike, title: str) -> None:
+    """Write :func:`confusion_figure` to ``path`` (PNG, PDF or SVG by its extension)."""
+    save_figure(confusion_figure(confusion, class_names, title), path)
+
+
+def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str):
     """The confusion matrix with class names on both axes, coloured by the share of each true class
     (row-normalised); small matrices also show each cell's count."""
     k = len(class_names)
@@ -229,7 +300,7 @@ def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: str | 
             for j in range(k):
                 colour = text_colour(image.cmap(image.norm(rates[i, j])))
                 ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7, color=colour)
-    save_figure(fig, path)
+    return fig
 
 
 def plot_dynamics(curves: dict[float, dict[str, dict[str, pd.DataFrame]]], path: str | os.PathLike) -> None:

@@ -47,10 +47,10 @@ WANDB_DIR = "wandb"
 
 # What `config.json` says a folder is: one kind per command that writes a run folder.
 RUN_KINDS = ("train-teacher", "distill")
-# Every entry kdtool writes in a run folder (confusion pictures are `kdtool evaluate`'s; `.NAME.*.tmp`
-# are the temporary files of an atomic write that a killed process left behind).
+# Every entry kdtool writes in a run folder (confusion pictures are `kdtool evaluate`'s, report pages
+# `kdtool report`'s; `.NAME.*.tmp` are the temporary files of an atomic write that a killed process left behind).
 RUN_ENTRIES = (CONFIG, METRICS, MODEL, Q, VOCAB, CHECKPOINT_DIR, TRACKING, TENSORBOARD_DIR, WANDB_DIR,
-               "confusion*.png", "confusion*.pdf", "confusion*.svg", ".*.tmp")  # fmt: skip
+               "confusion*.png", "confusion*.pdf", "confusion*.svg", "report*.html", ".*.tmp")  # fmt: skip
 # Options that may differ between a run and its continuation: they do not change the result.
 RESULT_FREE_OPTIONS = frozenset({"device", "eval_batch_size", "out", "log", "mlflow_uri", "mlflow_experiment",
                                  "wandb_project"})  # fmt: skip

@@ -1,4 +1,5 @@
-"""``kdtool compare`` and ``kdtool evaluate``: mean ± std over seeds, curves, and a run's test report."""
+"""``kdtool compare``, ``kdtool report`` and ``kdtool evaluate``: mean ± std over seeds, curves, an HTML page
+of a run or of a comparison, and a run's test report."""
 
 from __future__ import annotations
 
@@ -121,25 +122,68 @@ def compare(
 def _plot(found, group_keys: list[str], metric: str, path: Path, device: str) -> None:
     """Curves of every group and the calibration of each group's best run, evaluated on its test set."""
     from kdtool import compare as cmp
-    from kdtool.metrics import calibration_bins
-    from kdtool.pipeline import predict_run
-    from kdtool.plots import GroupCurve, plot_comparison
-    from kdtool.runs import MODEL, RunDir
+    from kdtool.plots import plot_comparison
 
-    members = cmp.groups(found, group_keys)
-    best = cmp.best_runs(found, group_keys, metric)
-    groups = []
-    for name, curve in cmp.curves(found, group_keys, metric).items():
-        calibration = None
-        if (Path(best[name]) / MODEL).is_file():
-            logits, labels, _ = predict_run(RunDir(best[name]), "test", device)
-            calibration = calibration_bins(logits, labels)
-        else:
-            notes.print(f"{best[name]} has no {MODEL}: group {name} is left out of the reliability diagram")
-        groups.append(GroupCurve(name, len(members[name]), curve, best[name], calibration))
+    groups = cmp.calibrated_groups(found, group_keys, metric, device, notes.print)
     path.parent.mkdir(parents=True, exist_ok=True)
     plot_comparison(groups, metric, path)
     console.print(f"plot written to {path}", soft_wrap=True)
+
+
+ReportOut = Annotated[Path, typer.Option(help="HTML file to write: one self-contained page (figures inline, nothing "
+                                        "fetched), to open in a browser or send as an attachment.")]  # fmt: skip
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    runs: Runs,
+    out: ReportOut = Path("report.html"),
+    group_by: GroupBy = "smoothing",
+    metric: Metric = "test_acc,test_nll,test_ece",
+    device: opt.Device = "auto",
+    force: Force = False,
+) -> None:
+    """Write one self-contained HTML page about a run, or about several runs compared.
+
+    For one run: its command and resolved options, its result at the selected and at the last epoch, its
+    teacher or Q source, the curves (accuracy, loss, NLL, ECE, learning rate, gradient norm), the per-epoch
+    table, the reliability diagram and the confusion matrix on its test set, and for a run with a Q the Q
+    heatmap and each class's most similar classes. For several runs: grouped as compare groups them
+    (--group-by), mean ± std at the selected and at the last epoch, the overlaid curves, and the reliability
+    diagram of each group's best run. The test-set figures run the networks (--device).
+
+    **Examples**
+
+    ```
+    kdtool report runs/lls --out runs/lls/report.html
+    kdtool report runs/fmnist-lls-vs-ls/*/seed* --out report.html
+    kdtool report runs/alpha --group-by alpha --metric test_acc,test_macro_f1 --out alpha.html
+    ```
+    """
+    from kdtool import compare as cmp
+    from kdtool import htmlreport
+    from kdtool.distributed import check_device
+    from kdtool.fileio import atomic_write_text, check_output_file
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise KdtoolError(f"report writes an HTML page: --out must end in .html (got {out.name!r})")
+    check_output_file(out, force)
+    check_device(device)
+    paths = cmp.find_runs(runs)
+    if len(paths) == 1:
+        opt.refuse_unused(ctx, {"group_by": (False, "with several runs"), "metric": (False, "with several runs")})
+        page = htmlreport.run_page(paths[0], device)
+    else:
+        found = cmp.load_runs(paths)
+        if found.unfinished:
+            notes.print(f"left out {len(found.unfinished)} unfinished runs: {', '.join(found.unfinished)}")
+        group_keys = cmp.check_group_keys(found, group_by.split(","))
+        page = htmlreport.group_page(found, group_keys, cmp.check_metrics(found, metric.split(",")), device,
+                                     notes.print)  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, page)
+    console.print(f"report written to {out}", soft_wrap=True)
 
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder made by train-teacher or distill.", metavar="RUN",
