@@ -79,12 +79,15 @@ def test_bad_set_is_one_line_exit_2_and_writes_nothing(run_cli, tmp_path, teache
     assert not (tmp_path / "x").exists()
 
 
-def test_a_changed_teacher_file_is_refused(run_cli, tmp_path, teacher):
+def test_a_student_reruns_from_its_teacher_and_a_changed_teacher_file_is_refused(run_cli, tmp_path, teacher):
     copy = tmp_path / "teacher"
     shutil.copytree(teacher, copy)
     student = tmp_path / "student"
     code, _, stderr = run_cli("distill", "--teacher", copy, *TINY, "--device", "cpu", "--out", student)
     assert code == 0, stderr
+    code, _, stderr = run_cli("rerun", student, "--out", tmp_path / "same")  # the teacher as it was: rerun
+    assert code == 0, stderr
+    assert metrics(tmp_path / "same") == metrics(student) and options(tmp_path / "same") == options(student)
     (copy / "model.safetensors").write_bytes((teacher / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
     code, _, stderr = run_cli("rerun", student, "--out", tmp_path / "again")
     assert code == 2 and len(stderr.strip().splitlines()) == 1

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from kdtool.cli import options as opt
-from kdtool.cli.app import app, console, parse_int_list
+from kdtool.cli.app import app, parse_int_list
 from kdtool.cli.runner import run_command
-from kdtool.cli.train import report_run
+from kdtool.cli.train import train_run
 from kdtool.subsets import parse_name_list
-
-if TYPE_CHECKING:
-    from kdtool.config import TrainConfig
 
 SOURCE = "Distillation"
 
@@ -136,7 +133,6 @@ def distill(
     ```
     """
     from kdtool.config import DistillConfig
-    from kdtool.pipeline import distill as run_distill
 
     cfg = DistillConfig(
         teacher=opt.as_text(teacher),
@@ -190,8 +186,4 @@ def distill(
         wandb_project=wandb_project,
     )
 
-    def train_one(cfg: TrainConfig, force: bool, resume: bool) -> None:
-        run, rows = run_distill(cfg, force, console, resume=resume)
-        report_run(run.path, rows)
-
-    return run_command(ctx, cfg, opt.given_options(ctx, {"student": "model"}), force, resume, seeds, train_one)
+    return run_command(ctx, cfg, opt.given_options(ctx, {"student": "model"}), force, resume, seeds, train_run)
