@@ -45,16 +45,23 @@ def test_tensorboard_logs_every_metric_once_per_epoch_across_a_resume(run_cli, t
     assert "options/text_summary" in events.Tags()["tensors"]
 
 
-def test_mlflow_params_and_metrics_read_back_from_a_sqlite_store(run_cli, tmp_path, monkeypatch):
+def test_mlflow_params_and_metrics_read_back_from_a_sqlite_store(run_cli, tmp_path, monkeypatch, interrupt_at_epoch):
     from mlflow import MlflowClient
 
     monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts in ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "ls"
-    code, _, stderr = run_cli("train-teacher", *TINY, "--smoothing", "ls", "--log", "mlflow", "--mlflow-uri", uri,
-                              "--mlflow-experiment", "tests", "--out", out)  # fmt: skip
+    args = ("train-teacher", *TWO_EPOCHS, "--smoothing", "ls", "--log", "mlflow", "--mlflow-uri", uri,
+            "--mlflow-experiment", "tests", "--out", out)  # fmt: skip
+    interrupt_at_epoch(1)
+    assert run_cli(*args)[0] == 130
+    first = json.loads((out / "trackers.json").read_text())["mlflow"]["run_id"]
+    assert MlflowClient(tracking_uri=uri).get_run(first).info.status == "KILLED"
+    interrupt_at_epoch(None)
+    code, _, stderr = run_cli(*args, "--resume")
     assert code == 0, stderr
     state = json.loads((out / "trackers.json").read_text())["mlflow"]
+    assert state["run_id"] == first  # the resumed run continues the same MLflow run
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(state["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == "ls"
@@ -62,10 +69,12 @@ def test_mlflow_params_and_metrics_read_back_from_a_sqlite_store(run_cli, tmp_pa
     config = json.loads((out / "config.json").read_text())
     assert run.data.params["smoothing"] == "ls" and run.data.params["epsilon"] == str(config["epsilon"])
     assert run.data.params["mlflow_uri"] == uri and "alpha" not in run.data.params
-    (row,) = metrics_rows(out)
+    rows = metrics_rows(out)
     for column in logged_columns(out):
-        (metric,) = client.get_metric_history(run.info.run_id, column)
-        assert metric.step == 1 and metric.value == pytest.approx(float(row[column])), column
+        history = sorted(client.get_metric_history(run.info.run_id, column), key=lambda m: m.step)
+        assert [m.step for m in history] == [1, 2], column  # each epoch once across the resume
+        for metric, row in zip(history, rows, strict=True):
+            assert metric.value == pytest.approx(float(row[column])), column
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.json", "metrics.csv", "model.safetensors"} <= artifacts
 
