@@ -129,7 +129,9 @@ TRACKING = "Tracking"
 Log = Annotated[str, typer.Option(help="Experiment trackers, a comma list: csv (metrics.csv, always written), "
                                   "tensorboard (event files in OUT/tensorboard), mlflow, wandb (its files in "
                                   "OUT/wandb; WANDB_MODE=offline works without network). Each but csv is an "
-                                  'optional extra: pip install "kdtool[NAME]".', rich_help_panel=TRACKING)]  # fmt: skip
+                                  'optional extra: pip install "kdtool[NAME]". Under torchrun write '
+                                  "`torchrun ... -m kdtool -- train-teacher --log ...`.",
+                                  rich_help_panel=TRACKING)]  # fmt: skip
 MlflowUri = Annotated[str | None, typer.Option(help="--log mlflow: tracking store, a server URL or sqlite:///FILE "
                                                "(default: MLflow's, MLFLOW_TRACKING_URI if set).",
                                                rich_help_panel=TRACKING, show_default=False)]  # fmt: skip
