@@ -3,6 +3,11 @@
 import csv
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +151,21 @@ def test_trackers_do_not_make_another_run():
     logged = TrainConfig(log="mlflow,tensorboard", mlflow_uri="sqlite:///m.db").resolve()
     assert logged.log == "csv,tensorboard,mlflow"
     assert first_difference(plain, logged.to_dict()) is None  # --resume and --seeds accept another --log
+
+
+@pytest.mark.slow  # two torchrun processes: about 15 s on 2 CPU cores
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_under_torchrun_only_rank_0_logs(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        # `--`: torchrun's parser would take --log for an abbreviation of its --log-dir
+        [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "kdtool", "--",
+         "train-teacher", *TWO_EPOCHS, "--batch-size", "32", "--device", "cpu", "--log", "tensorboard", "--out", out],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert [s.step for s in events.Scalars("test_acc")] == [1, 2]
