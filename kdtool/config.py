@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from kdtool.accel import check_amp
 from kdtool.data.augment import parse_augment
+from kdtool.data.registry import stored_image_size
 from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
 from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.distributed import check_device
@@ -32,6 +34,7 @@ from kdtool.targets.simple import check_unit_interval
 from kdtool.targets.tfkd import check_tfkd_options
 from kdtool.targets.zipf import check_zipf_options
 from kdtool.trackers import check_installed, parse_log
+from kdtool.zoo import HUB, is_zoo_name, zoo_data_config
 
 SCHEDULES = ("multistep", "cosine", "constant")
 # --smoothing of train-teacher; kdtool.methods builds each (a test keeps the two lists equal)
@@ -39,7 +42,9 @@ SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zip
 # Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
                           "selected_epoch", "epochs_run", "teacher_run", "q_artifact", "prior_artifact",
-                          "kept_classes"})  # fmt: skip
+                          "kept_classes", "model_input", "pretrained_weights", "imported_weights"})  # fmt: skip
+# --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
+INPUT_NORMS = ("model", "dataset")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ _TEXT = Applies("dataset", _is_text, "text datasets (goemotions, goemotions-ekma
 _TORCHVISION = Applies("dataset", lambda c: c.dataset in TORCHVISION_SETS,
                        "the torchvision datasets (" + ", ".join(TORCHVISION_SETS) + ")")  # fmt: skip
 _MULTISTEP = Applies("schedule", lambda c: c.schedule == "multistep", "--schedule multistep")
+_ZOO = Applies("model", lambda c: is_zoo_name(c.model), "timm: and torchvision: models")
 
 
 def _logs_to(tracker: str) -> Applies:
@@ -94,6 +100,9 @@ APPLIES: dict[str, Applies] = {
     ),
     "image_size": Applies("dataset", lambda c: c.dataset.startswith("imagefolder:"), "imagefolder:PATH datasets"),
     "augment": Applies("dataset", lambda c: not _is_text(c), "image datasets"),
+    "pretrained": _ZOO,
+    "input_size": _ZOO,
+    "input_norm": _ZOO,
     "vocab_size": _TEXT,
     "max_len": _TEXT,
     "embed_dim": _TEXT,
@@ -132,6 +141,9 @@ class TrainConfig:
     embed_dim: int = 128  # text models: embedding size
     hidden_size: int = 128  # text models: LSTM units per direction / CNN filters per width
     word_vectors: str | None = None  # text models: GloVe-format file initialising the embedding
+    pretrained: str | None = None  # zoo models: weights file (or "hub") the network starts from
+    input_size: int | None = None  # zoo models: square input size (default: the weights', else the data's)
+    input_norm: str | None = None  # zoo models: "model" or "dataset" statistics (default: model when pretrained)
     epsilon: float = 0.1
     alpha: float | None = 0.1
     lls_terms: str = "all"
@@ -172,6 +184,7 @@ class TrainConfig:
         """Validate every option and fill the derived defaults; returns ``self``."""
         self.check_method()
         check_model_name(self.model)
+        self.resolve_model_input()
         if self.epochs <= 0:
             raise KdtoolError(f"--epochs must be positive, got {self.epochs}")
         if self.batch_size <= 0:
@@ -226,6 +239,34 @@ class TrainConfig:
         if any(m <= 0 for m in self.milestones):
             raise KdtoolError(f"--milestones must be positive epochs, got {self.milestones}")
         return self
+
+    def starts_from_weights(self) -> bool:
+        """Whether the network starts from trained weights (whose data config then is its default input)."""
+        return self.pretrained is not None
+
+    def resolve_model_input(self) -> None:
+        """A zoo model's ``--pretrained`` file, input size and normalisation: by default its weights' own data
+        config when it starts from weights, else the dataset's (a network trained from scratch has none)."""
+        if not is_zoo_name(self.model):
+            return
+        if _is_text(self):
+            raise KdtoolError(f"model {self.model!r} reads images but {self.dataset} is text")
+        if self.pretrained is not None and self.pretrained != HUB:
+            path = Path(self.pretrained).expanduser()
+            if not path.is_file():
+                raise KdtoolError(f"--pretrained {self.pretrained}: no such file (give a weights file, or "
+                                  f"--pretrained {HUB} for the zoo's download)")  # fmt: skip
+            self.pretrained = str(path)
+        if self.input_norm is None:
+            self.input_norm = "model" if self.starts_from_weights() else "dataset"
+        if self.input_norm not in INPUT_NORMS:
+            raise KdtoolError(f"unknown --input-norm {self.input_norm!r}: choose one of {', '.join(INPUT_NORMS)}")
+        if self.input_size is None:
+            own = self.starts_from_weights()
+            data_size = stored_image_size(self.dataset, self.image_size)
+            self.input_size = zoo_data_config(self.model).size if own else data_size
+        if self.input_size <= 0:
+            raise KdtoolError(f"--input-size must be a positive number of pixels, got {self.input_size}")
 
     def check_method(self) -> None:
         if self.smoothing not in SMOOTHING_METHODS:
@@ -343,6 +384,8 @@ class DistillConfig(TrainConfig):
             return "distill --substitute-q" if self.smoothing == "lls-st" else "distill --teacher"
         if name == "kd_loss" and not _taught(self):
             return "distill --substitute-q"
+        if name == "model":  # a student's network is its --student
+            return f"--student {self.model}"
         return super().describe_option(name)
 
     def resolve(self) -> DistillConfig:

@@ -1,9 +1,9 @@
-"""Model registry: every network kdtool trains, sized by the dataset (image shape or vocabulary) and K."""
+"""Model registry: every network kdtool trains, sized by the dataset (image shape or vocabulary) and K: kdtool's
+own (:data:`MODELS`) and the ``timm:`` and ``torchvision:`` zoos (:mod:`kdtool.zoo`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 
 import torch
 from torch import nn
@@ -11,6 +11,7 @@ from torch import nn
 from kdtool.data.dataset import DatasetInfo
 from kdtool.errors import KdtoolError
 from kdtool.text_models import TEXT_MODELS
+from kdtool.zoo import ZOOS, build_zoo_model, check_zoo_name, is_zoo_name, torchvision_models
 
 
 class LeNet5(nn.Module):
@@ -65,18 +66,11 @@ def _flat_features(features: nn.Module, in_channels: int, image_size: int) -> in
         return int(features(torch.zeros(1, in_channels, image_size, image_size)).shape[1])
 
 
-def _torchvision_models() -> ModuleType:
-    # torchvision takes seconds to import (its ops pull in torch._dynamo): only when one of its nets is built
-    from torchvision import models
-
-    return models
-
-
 def _cifar_resnet(depth: int) -> Callable[[int, int, int], nn.Module]:
     """torchvision's ResNet with a CIFAR stem (3×3 stride-1 first conv, no max-pool) for small images."""
 
     def build(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-        net = getattr(_torchvision_models(), f"resnet{depth}")(weights=None, num_classes=num_classes)
+        net = getattr(torchvision_models(), f"resnet{depth}")(weights=None, num_classes=num_classes)
         if image_size <= 64:
             net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
@@ -88,7 +82,7 @@ def _cifar_resnet(depth: int) -> Callable[[int, int, int], nn.Module]:
 
 
 def _mobilenet_v2(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    net = _torchvision_models().mobilenet_v2(weights=None, num_classes=num_classes)
+    net = torchvision_models().mobilenet_v2(weights=None, num_classes=num_classes)
     stem = net.features[0][0]
     stride = 1 if image_size <= 64 else 2  # keep resolution on small images
     net.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, stride=stride, padding=1, bias=False)
@@ -106,12 +100,26 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v2": _mobilenet_v2,
     **TEXT_MODELS,
 }
+# one line per model of MODELS, for `kdtool models` (a test keeps the two in step)
+DESCRIPTIONS = {
+    "lenet5": "LeNet-5 (ReLU, max-pooling), 28–32 px images",
+    "alexnet": "small AlexNet for 28–32 px images (5 convolutions, 2 hidden FC layers)",
+    "resnet18": "ResNet-18 with a CIFAR stem on images up to 64 px (torchvision's stem above)",
+    "resnet34": "ResNet-34 with a CIFAR stem on images up to 64 px (torchvision's stem above)",
+    "resnet50": "ResNet-50 with a CIFAR stem on images up to 64 px (torchvision's stem above)",
+    "mobilenet_v2": "MobileNetV2, stride-1 stem on images up to 64 px",
+    "bilstm": "text: embedding, bidirectional LSTM, max-pooling over time",
+    "textcnn": "text: embedding, convolutions of widths 3, 4, 5, max-pooling (Kim 2014)",
+}
 
 
 def check_model_name(name: str) -> None:
-    """Refuse a model name kdtool cannot build (one line naming the choices)."""
-    if name not in MODELS:
-        raise KdtoolError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    """Refuse a model name kdtool cannot build (one line naming the choices, or close zoo names)."""
+    if is_zoo_name(name):
+        check_zoo_name(name)
+    elif name not in MODELS:
+        zoos = " or ".join(f"{z}:NAME" for z in ZOOS)
+        raise KdtoolError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}, {zoos} (kdtool models)")
 
 
 def build_model(
@@ -134,4 +142,6 @@ def build_model(
         if info.kind != "image":
             raise KdtoolError(f"model {name!r} reads images but {info.name} is text: use {' or '.join(TEXT_MODELS)}")
         num_classes, in_channels, image_size = info.num_classes, info.channels, info.image_size
+    if is_zoo_name(name):
+        return build_zoo_model(name, num_classes, in_channels, image_size)
     return MODELS[name](num_classes, in_channels, image_size)

@@ -24,13 +24,14 @@ from kdtool.fileio import sha256_file
 from kdtool.methods import build_method, distillation_target
 from kdtool.qmatrix import QMatrix
 from kdtool.report import HEATMAP_MAX_CLASSES, q_heatmap_png
-from kdtool.runmodel import build_run_model, load_run_model, run_vocabulary
+from kdtool.runmodel import build_run_model, load_run_model, model_input, pretrained_run_model, run_vocabulary
 from kdtool.runs import MODEL, VOCAB, Q, RunDir, plan_run, stops_safely
 from kdtool.selection import ModelSelector
 from kdtool.subsets import resolve_classes
 from kdtool.targets import SubstituteTeacher, Target
 from kdtool.text_models import load_word_vectors
 from kdtool.trackers import RunInfo, Trackers, parse_log
+from kdtool.zoo import HUB
 
 # Trackers get the Q heatmap of an LLS run every this many epochs, and the kept Q at the end.
 Q_IMAGE_EVERY = 5
@@ -51,8 +52,13 @@ def select_data(full: Dataset, cfg: TrainConfig, kept: list[int] | None, fractio
 
 
 def init_model(cfg: TrainConfig, dataset: Dataset, console: Console) -> nn.Module:
-    """A freshly initialised network for a run; a text model's embedding comes from ``--word-vectors`` if given."""
-    model = build_run_model(cfg, dataset.info)
+    """A freshly initialised network for a run; a zoo model starts from ``--pretrained`` weights and a text
+    model's embedding from ``--word-vectors`` if given."""
+    if cfg.pretrained is not None:
+        model, report = pretrained_run_model(cfg, dataset.info)
+        console.print(f"{cfg.model} from --pretrained {cfg.pretrained}: {report.describe()}", soft_wrap=True)
+    else:
+        model = build_run_model(cfg, dataset.info)
     if cfg.word_vectors is not None:
         found = load_word_vectors(model, dataset_vocabulary(dataset), cfg.word_vectors)
         console.print(f"word vectors for {found} of {dataset.info.vocab_size} vocabulary entries "
@@ -133,6 +139,8 @@ def fit(
     else:
         run = RunDir.create(cfg.out, force) if env.is_main else RunDir(cfg.out)
         if env.is_main:
+            if dataset.info.kind == "image":  # what the network reads: the dataset's batches or, adapted, its own
+                record = {**(record or {}), "model_input": model_input(cfg, dataset.info).to_record()}
             facts = {**(record or {}), "dataset_info": dataset_record(dataset), "device_used": str(device),
                      "world_size": env.world_size}  # fmt: skip
             run.write_config(cfg.kind, cfg.to_dict(), facts)
@@ -264,12 +272,16 @@ def train_teacher(
 
 
 def _source_files(cfg: TrainConfig) -> dict[str, Any]:
-    """What a teacher's config.json records of the files its method reads: their SHA-256 (``rerun`` checks it)."""
+    """What a run's config.json records of the files its network and method read: their SHA-256 (``rerun``
+    checks it)."""
+    sources: dict[str, Any] = {}
+    if cfg.pretrained not in (None, HUB):
+        sources["pretrained_weights"] = {"path": cfg.pretrained, "sha256": sha256_file(cfg.pretrained)}
     if cfg.smoothing == "prior":
-        return {"prior_artifact": {"path": cfg.prior, "sha256": sha256_file(cfg.prior)}}
+        sources["prior_artifact"] = {"path": cfg.prior, "sha256": sha256_file(cfg.prior)}
     if cfg.smoothing == "tfkd-self":
-        return {"teacher_run": {"path": cfg.teacher, "model_sha256": sha256_file(Path(cfg.teacher) / MODEL)}}
-    return {}
+        sources["teacher_run"] = {"path": cfg.teacher, "model_sha256": sha256_file(Path(cfg.teacher) / MODEL)}
+    return sources
 
 
 def distill(
@@ -294,6 +306,7 @@ def distill(
             kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
         dataset = select_data(full, cfg, kept, cfg.sample_fraction)
         target, record = distillation_target(cfg, full.info, kept)
+        record.update(_source_files(cfg))
         if kept is not None:
             record["kept_classes"] = kept
         seed_everything(cfg.seed)  # after the teacher is built: the student's initialisation depends on the seed only

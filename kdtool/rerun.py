@@ -129,11 +129,16 @@ def _defaulted(cfg: TrainConfig) -> list[str]:
 
 def check_sources(record: Mapping[str, Any], cfg: TrainConfig) -> None:
     """Refuse (one line) when a source file the rerun reads again is not the one the run read: a teacher's
-    ``model.safetensors``, a Q artifact or a prior whose SHA-256 differs from ``config.json``'s (or is gone)."""
+    ``model.safetensors``, a Q artifact, a prior or pretrained weights whose SHA-256 differs from
+    ``config.json``'s (or is gone)."""
     teacher = record.get("teacher_run")
     if isinstance(teacher, dict) and teacher.get("model_sha256") and getattr(cfg, "teacher", None) == teacher["path"]:
         _check_file(Path(teacher["path"]) / MODEL, teacher["model_sha256"], "teacher run")
-    for fact, option in (("q_artifact", "substitute_q"), ("prior_artifact", "prior")):
+    for fact, option in (
+        ("q_artifact", "substitute_q"),
+        ("prior_artifact", "prior"),
+        ("pretrained_weights", "pretrained"),
+    ):
         source = record.get(fact)
         if isinstance(source, dict) and source.get("sha256") and getattr(cfg, option, None) == source["path"]:
             _check_file(Path(source["path"]), source["sha256"], fact.replace("_", " "))

@@ -18,8 +18,7 @@ SOURCE = "Distillation"
 Teacher = Annotated[Path | None, typer.Option(help="Run folder of the teacher (Hinton KD).", rich_help_panel=SOURCE)]
 SubstituteQ = Annotated[Path | None, typer.Option(help="Q artifact used instead of a teacher (LLS-ST).",
                                                   rich_help_panel=SOURCE)]  # fmt: skip
-Student = Annotated[str, typer.Option(help="Student network: lenet5, alexnet, resnet18, resnet34, resnet50, "
-                                      "mobilenet_v2; text: bilstm, textcnn.", rich_help_panel=opt.METHOD)]  # fmt: skip
+Student = Annotated[str, typer.Option(help="Student network: " + opt.MODEL_NAMES, rich_help_panel=opt.METHOD)]
 Alpha = Annotated[float | None, typer.Option(help="LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).",
                                              rich_help_panel=SOURCE)]  # fmt: skip
 Beta = Annotated[float | None, typer.Option(help="Weight β in [0,1] of the hard-label cross-entropy (default: 0 "
@@ -68,6 +67,9 @@ def distill(
     dist_beta: DistBeta = 2.0,
     dist_gamma: DistGamma = 2.0,
     student: Student = "lenet5",
+    pretrained: opt.Pretrained = None,
+    input_size: opt.InputSize = None,
+    input_norm: opt.InputNorm = None,
     out: opt.Out = Path("runs/student"),
     dataset: opt.Dataset = "fashion-mnist",
     data_root: opt.DataRoot = None,
@@ -164,6 +166,9 @@ def distill(
         embed_dim=embed_dim,
         hidden_size=hidden_size,
         word_vectors=opt.as_text(word_vectors),
+        pretrained=pretrained,
+        input_size=input_size,
+        input_norm=input_norm,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

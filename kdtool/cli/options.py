@@ -53,8 +53,20 @@ HiddenSize = Annotated[int, typer.Option(help="bilstm: LSTM units per direction;
 WordVectors = Annotated[Path | None, typer.Option(help="GloVe-format text file ('word v1 ... vd' a line) that "
                                                   "initialises the embedding.", rich_help_panel=TEXT)]  # fmt: skip
 
-Model = Annotated[str, typer.Option(help="lenet5, alexnet, resnet18, resnet34, resnet50, mobilenet_v2; "
-                                    "text: bilstm, textcnn.", rich_help_panel=METHOD)]  # fmt: skip
+MODEL_NAMES = ("lenet5, alexnet, resnet18, resnet34, resnet50, mobilenet_v2; text: bilstm, textcnn; any timm:NAME "
+               "or torchvision:NAME (kdtool models lists them).")  # fmt: skip
+Model = Annotated[str, typer.Option(help=MODEL_NAMES, rich_help_panel=METHOD)]
+ZOO = "Zoo models (timm:, torchvision:)"
+Pretrained = Annotated[str | None, typer.Option(help="Start from pretrained weights: a safetensors or PyTorch "
+                                                "state-dict file (head resized, first convolution adapted), or "
+                                                "'hub' for the zoo's own download.", metavar="FILE|hub",
+                                                rich_help_panel=ZOO, show_default=False)]  # fmt: skip
+InputSize = Annotated[int | None, typer.Option(help="Square size the network reads; batches are resized on the "
+                                               "device (default: the pretrained weights' own size, else the "
+                                               "data's).", rich_help_panel=ZOO, show_default=False)]  # fmt: skip
+InputNorm = Annotated[str | None, typer.Option(help="Normalise inputs by the model's own mean/std or the "
+                                               "dataset's: model or dataset (default: model when pretrained).",
+                                               rich_help_panel=ZOO, show_default=False)]  # fmt: skip
 Smoothing = Annotated[str, typer.Option(help="Training method: onehot, ls, lls, ols, tfkd-reg, tfkd-self (--teacher), "
                                         "zipf, focal (--focal-gamma) or prior (--prior).",
                                         rich_help_panel=METHOD)]  # fmt: skip

@@ -16,6 +16,19 @@ DATASET_NAMES = (
 )  # fmt: skip
 
 
+def _unknown(spec: str) -> KdtoolError:
+    return KdtoolError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASET_NAMES)}")
+
+
+def stored_image_size(spec: str, image_size: int = 64) -> int:
+    """The square size a dataset's images are stored at (``image_size`` for ``imagefolder:``), without loading it."""
+    if spec.startswith("imagefolder:"):
+        return image_size
+    if spec in TORCHVISION_SETS:
+        return TORCHVISION_SETS[spec][2]
+    raise KdtoolError(f"{spec} is not an image dataset") if is_text_dataset(spec) else _unknown(spec)
+
+
 def load_dataset(
     spec: str,
     data_root: str | os.PathLike | None = None,
@@ -40,4 +53,4 @@ def load_dataset(
         return load_embedded_fashion_mnist()
     if spec in TORCHVISION_SETS:
         return load_torchvision(spec, data_root, download)
-    raise KdtoolError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASET_NAMES)}")
+    raise _unknown(spec)
