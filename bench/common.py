@@ -35,6 +35,7 @@ from kdtool.engine import Trainer, seed_everything
 from kdtool.models import LeNet5
 from kdtool.pipeline import make_loaders
 from kdtool.targets import Target
+from kdtool.teachercache import TeacherCache
 
 MIB = 2**20
 
@@ -236,12 +237,20 @@ def lenet5() -> LeNet5:
 
 class KdtoolEpochs:
     """kdtool training epochs as the CLI runs them: the engine under one live display for the whole
-    run (rendered into a buffer as if to a terminal), one call per epoch. Use it as a context manager:
-    while it is open the display holds stdout, as it does in the CLI."""
+    run (rendered into a buffer as if to a terminal), one call per epoch; the training batches replay
+    ``teacher_cache`` where given. Use it as a context manager: while it is open the display holds
+    stdout, as it does in the CLI."""
 
-    def __init__(self, dataset: Dataset, model: torch.nn.Module, target: Target, cfg: TrainConfig) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        model: torch.nn.Module,
+        target: Target,
+        cfg: TrainConfig,
+        teacher_cache: TeacherCache | None = None,
+    ) -> None:
         cfg.resolve()
-        train, test = make_loaders(dataset, cfg, torch.device(cfg.device))
+        train, test = make_loaders(dataset, cfg, torch.device(cfg.device), teacher_cache=teacher_cache)
         self.trainer = Trainer(model, target, train, test, cfg)
         console = Console(file=io.StringIO(), force_terminal=True, width=120)
         self.display = EpochDisplay(console, "bench", cfg.epochs, len(train))

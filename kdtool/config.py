@@ -41,8 +41,9 @@ SCHEDULES = ("multistep", "cosine", "constant")
 SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior")
 # Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
-                          "selected_epoch", "epochs_run", "teacher_run", "q_artifact", "prior_artifact",
-                          "kept_classes", "model_input", "pretrained_weights", "imported_weights"})  # fmt: skip
+                          "selected_epoch", "epochs_run", "teacher_run", "teacher_cache_file", "q_artifact",
+                          "prior_artifact", "kept_classes", "model_input", "pretrained_weights",
+                          "imported_weights"})  # fmt: skip
 # --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
 INPUT_NORMS = ("model", "dataset")
 
@@ -324,7 +325,7 @@ DEFAULT_BETA = {"kd": 0.0, "dkd": 1.0, "dist": 1.0, "lls-st": 0.0}
 
 
 def _taught(c: Any) -> bool:
-    """A student taught by a teacher's logits (``--teacher``), not by a Q artifact."""
+    """A student taught by a teacher's logits (``--teacher`` or ``--teacher-cache``), not by a Q artifact."""
     return c.substitute_q is None
 
 
@@ -335,9 +336,10 @@ def _kd_loss(*names: str) -> Applies:
 # A student's options: where its knowledge comes from, and the loss of each source.
 DISTILL_APPLIES: dict[str, Applies] = {
     "teacher": Applies("smoothing", lambda c: c.teacher is not None, "--teacher"),
+    "teacher_cache": Applies("smoothing", lambda c: c.teacher_cache is not None, "--teacher-cache"),
     "substitute_q": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
     "alpha": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
-    "kd_loss": Applies("smoothing", _taught, "--teacher"),
+    "kd_loss": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
     "logit_standardize": _kd_loss("kd", "dkd"),
     "dkd_alpha": _kd_loss("dkd"),
     "dkd_beta": _kd_loss("dkd"),
@@ -361,6 +363,7 @@ class DistillConfig(TrainConfig):
 
     smoothing: str = "kd"
     teacher: str | None = None
+    teacher_cache: str | None = None
     substitute_q: str | None = None
     kd_loss: str = "kd"
     logit_standardize: bool = False
@@ -381,7 +384,8 @@ class DistillConfig(TrainConfig):
 
     def describe_option(self, name: str) -> str:
         if name == "smoothing":  # a student's method is chosen by its source
-            return "distill --substitute-q" if self.smoothing == "lls-st" else "distill --teacher"
+            sources = (("--substitute-q", self.substitute_q), ("--teacher-cache", self.teacher_cache))
+            return "distill " + next((flag for flag, value in sources if value is not None), "--teacher")
         if name == "kd_loss" and not _taught(self):
             return "distill --substitute-q"
         if name == "model":  # a student's network is its --student
@@ -395,9 +399,10 @@ class DistillConfig(TrainConfig):
         options (compared by ``--resume``, ``--seeds`` and ``sweep``) hold the value the run uses;
         ``beta`` and ``temperature`` default per method.
         """
-        if (self.teacher is None) == (self.substitute_q is None):
-            raise KdtoolError("give exactly one of --teacher RUN (Hinton KD) or --substitute-q FILE (LLS-ST)")
-        if self.teacher is not None and self.alpha is not None:
+        if sum(source is not None for source in (self.teacher, self.teacher_cache, self.substitute_q)) != 1:
+            raise KdtoolError("give exactly one of --teacher RUN (KD), --teacher-cache FILE (KD from a teacher "
+                              "cache) or --substitute-q FILE (LLS-ST)")  # fmt: skip
+        if _taught(self) and self.alpha is not None:
             raise KdtoolError("--alpha is the LLS-ST mixing weight: it applies to --substitute-q only")
         if self.classes is not None and self.class_indices is not None:
             raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")

@@ -134,8 +134,8 @@ class Trainer:
         correct = torch.zeros((), device=device)
         grad_norm_sum = torch.zeros((), device=device)
         generator = self.train_loader.augment_generator(epoch)
-        for x, y in self.train_loader.epoch(epoch, generator):
-            batch = self.mixer(self.accel.inputs(x), y, generator)
+        for x, y, teacher_logits in self.train_loader.training_batches(epoch, generator):
+            batch = self.mixer(self.accel.inputs(x), y, generator, teacher_logits)
             with self.accel.autocast():
                 logits = self.model(batch.inputs)
                 loss = batch.loss(self.target, logits)

@@ -40,6 +40,7 @@ from kdtool.targets import (
     TeacherFreeSelf,
     ZipfLabelSmoothing,
 )
+from kdtool.teachercache import TeacherCache
 
 
 def frozen_teacher(path: str, cfg: TrainConfig) -> tuple[FrozenTeacher, TrainConfig, dict[str, Any], RunDir]:
@@ -105,13 +106,28 @@ KD_LOSSES: dict[str, Callable[[DistillConfig, FrozenTeacher | None, list[int] | 
 
 
 def distillation_target(
-    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None
+    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None, cache: TeacherCache | None = None
 ) -> tuple[DistillationTarget | SubstituteTeacher, dict[str, Any]]:
-    """A student's target (``--kd-loss`` from ``--teacher``, or LLS-ST from ``--substitute-q``), sliced to
-    the kept classes, and the provenance its ``config.json`` records."""
+    """A student's target (``--kd-loss`` from ``--teacher`` or from the ``--teacher-cache`` loaded as
+    ``cache``, or LLS-ST from ``--substitute-q``), sliced to the kept classes, and the provenance its
+    ``config.json`` records."""
     if cfg.teacher is not None:
         return _teacher_target(cfg, info, kept)
+    if cache is not None:
+        return _cached_teacher_target(cfg, info, kept, cache)
     return _substitute_target(cfg, info, kept)
+
+
+def _cached_teacher_target(
+    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None, cache: TeacherCache
+) -> tuple[DistillationTarget, dict[str, Any]]:
+    """No teacher network: the batches bring the cached logits (:class:`kdtool.data.replay.ReplayLoader`)."""
+    index = source_class_index(cache.class_names, info.class_names, kept, f"teacher cache {cache.path}")
+    target = KD_LOSSES[cfg.kd_loss](cfg, None, index)
+    record = {"teacher_cache_file": {"sha256": sha256_file(cache.path), "teacher_run": cache.teacher_run,
+                                     "teacher_sha256": cache.teacher_sha256, "views": cache.views,
+                                     "top_k": cache.top_k}}  # fmt: skip
+    return target, record
 
 
 def _teacher_target(

@@ -15,6 +15,7 @@ from kdtool.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from kdtool.config import DistillConfig, TrainConfig
 from kdtool.data import BatchLoader, Dataset, ImageBatchTransform, load_dataset
 from kdtool.data.augment import parse_augment
+from kdtool.data.replay import ReplayLoader
 from kdtool.data.text import Vocabulary, dataset_vocabulary, trim_to_longest
 from kdtool.display import EpochDisplay
 from kdtool.distributed import DistEnv, barrier, init_from_env, is_main_process, max_divergence, select_device, shutdown
@@ -29,6 +30,7 @@ from kdtool.runs import MODEL, VOCAB, Q, RunDir, plan_run, stops_safely
 from kdtool.selection import ModelSelector
 from kdtool.subsets import resolve_classes
 from kdtool.targets import SubstituteTeacher, Target
+from kdtool.teachercache import TeacherCache, data_options
 from kdtool.text_models import load_word_vectors
 from kdtool.trackers import RunInfo, Trackers, parse_log
 from kdtool.zoo import HUB
@@ -73,12 +75,23 @@ def _transform(dataset: Dataset, augment: tuple[str, ...]):
 
 
 def make_loaders(
-    dataset: Dataset, cfg: TrainConfig, device: torch.device, env: DistEnv = DistEnv()
+    dataset: Dataset,
+    cfg: TrainConfig,
+    device: torch.device,
+    env: DistEnv = DistEnv(),
+    teacher_cache: TeacherCache | None = None,
 ) -> tuple[BatchLoader, BatchLoader]:
-    """The shuffled, augmented training loader (this rank's part under torchrun) and the ordered test loader."""
+    """The shuffled, augmented training loader (this rank's part under torchrun; replaying ``teacher_cache``'s
+    views and logits where given) and the ordered test loader."""
     augment = parse_augment(cfg.augment)
-    train = BatchLoader(dataset.train, cfg.batch_size, _transform(dataset, augment), device, shuffle=True,
-                        augment=bool(augment), seed=cfg.seed, rank=env.rank, world_size=env.world_size)  # fmt: skip
+    common = {"shuffle": True, "augment": bool(augment), "seed": cfg.seed, "rank": env.rank,
+              "world_size": env.world_size}  # fmt: skip
+    transform = _transform(dataset, augment)
+    if teacher_cache is None:
+        train = BatchLoader(dataset.train, cfg.batch_size, transform, device, **common)
+    else:
+        rows = teacher_cache.rows_of(dataset.train.sample_ids())
+        train = ReplayLoader(dataset.train, cfg.batch_size, transform, device, teacher_cache, rows, **common)
     return train, evaluation_loader(dataset, "test", cfg.eval_batch_size, device)
 
 
@@ -104,8 +117,10 @@ def fit(
     record: dict[str, Any] | None = None,
     title: str = "",
     resume: bool = False,
+    teacher_cache: TeacherCache | None = None,
 ) -> tuple[RunDir, list[dict[str, float]]]:
-    """Train ``model`` with ``target`` and write the complete run folder ``cfg.out``.
+    """Train ``model`` with ``target`` and write the complete run folder ``cfg.out`` (the training batches
+    replaying ``teacher_cache``, where given).
 
     Under torchrun the model is wrapped in DistributedDataParallel and only rank 0 prints, writes
     and reports to the ``--log`` trackers. A checkpoint is written after every epoch; ``resume``
@@ -121,7 +136,7 @@ def fit(
     if env.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
-    train_loader, test_loader = make_loaders(dataset, cfg, device, env)
+    train_loader, test_loader = make_loaders(dataset, cfg, device, env, teacher_cache)
     val_loader = None
     if dataset.validation is not None:
         val_loader = evaluation_loader(dataset, "validation", cfg.eval_batch_size, device)
@@ -287,9 +302,10 @@ def _source_files(cfg: TrainConfig) -> dict[str, Any]:
 def distill(
     cfg: DistillConfig, force: bool, console: Console, resume: bool = False
 ) -> tuple[RunDir, list[dict[str, float]]]:
-    """``kdtool distill``: a student from a teacher run (Hinton KD) or from a Q artifact alone (LLS-ST).
+    """``kdtool distill``: a student from a teacher run or its teacher cache (KD, DKD, DIST) or from a Q
+    artifact alone (LLS-ST).
 
-    Options, teacher or Q, class names and the output folder are all checked before the run folder
+    Options, teacher, cache or Q, class names and the output folder are all checked before the run folder
     is created. Data: optional class subset (relabelled in the given order), then a stratified
     sample fraction of the training split, then ``--limit-train/--limit-test``. An LLS-ST run saves
     the Q it used (sliced to the class subset) as ``q.safetensors``.
@@ -305,7 +321,8 @@ def distill(
         if cfg.classes is not None or cfg.class_indices is not None:
             kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
         dataset = select_data(full, cfg, kept, cfg.sample_fraction)
-        target, record = distillation_target(cfg, full.info, kept)
+        cache = None if cfg.teacher_cache is None else checked_teacher_cache(cfg, full, dataset)
+        target, record = distillation_target(cfg, full.info, kept, cache)
         record.update(_source_files(cfg))
         if kept is not None:
             record["kept_classes"] = kept
@@ -313,7 +330,21 @@ def distill(
         info = dataset.info
         model = init_model(cfg, dataset, console)
         title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
-        run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume)
+        run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume,
+                        teacher_cache=cache)  # fmt: skip
         if isinstance(target, SubstituteTeacher) and is_main_process():
             target.q.save(run.path / Q)
         return run, rows
+
+
+def checked_teacher_cache(cfg: DistillConfig, full: Dataset, dataset: Dataset) -> TeacherCache:
+    """``--teacher-cache``, loaded and checked against the run's data: the dataset ``full`` (its name,
+    classes and training samples under ``--limit-train``), the data options, and every training sample
+    of ``dataset`` (the student's selection of ``full``) among the cached ones."""
+    cache = TeacherCache.load(cfg.teacher_cache)
+    text = full.info.kind == "text"
+    options = data_options(cfg.dataset, cfg.image_size, cfg.augment, cfg.limit_train, cfg.seed, text)
+    num_train = len(full.limited(cfg.limit_train, None, cfg.seed).train)
+    cache.check_matches(options, full.info.name, list(full.info.class_names), num_train)
+    cache.rows_of(dataset.train.sample_ids())
+    return cache

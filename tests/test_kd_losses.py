@@ -230,6 +230,7 @@ def test_plain_kd_records_todays_defaults(run_cli, teacher, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert (config["smoothing"], config["kd_loss"], config["beta"], config["temperature"]) == ("kd", "kd", 0.0, 1.0)
     assert config["logit_standardize"] is False and "dkd_beta" not in config and "dist_beta" not in config
+    assert "teacher_cache" not in config and "substitute_q" not in config
 
 
 def test_the_engine_tells_dkd_the_epoch(run_cli, teacher, tmp_path, monkeypatch):

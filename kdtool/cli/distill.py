@@ -16,6 +16,9 @@ from kdtool.subsets import parse_name_list
 SOURCE = "Distillation"
 
 Teacher = Annotated[Path | None, typer.Option(help="Run folder of the teacher (Hinton KD).", rich_help_panel=SOURCE)]
+TeacherCache = Annotated[Path | None, typer.Option(help="Teacher cache (kdtool cache-teacher) replayed instead of "
+                                                   "running the teacher: KD losses only.", rich_help_panel=SOURCE,
+                                                   show_default=False)]  # fmt: skip
 SubstituteQ = Annotated[Path | None, typer.Option(help="Q artifact used instead of a teacher (LLS-ST).",
                                                   rich_help_panel=SOURCE)]  # fmt: skip
 Student = Annotated[str, typer.Option(help="Student network: " + opt.MODEL_NAMES, rich_help_panel=opt.METHOD)]
@@ -29,8 +32,8 @@ Temperature = Annotated[float | None, typer.Option(help="Softmax temperature T o
                                                    "--logit-standardize, 4 for dkd and dist).",
                                                    rich_help_panel=SOURCE, show_default=False)]  # fmt: skip
 KD = "Distillation loss"
-KdLoss = Annotated[str, typer.Option(help="With --teacher: kd (Hinton), dkd (decoupled KD, Zhao et al. 2022) or dist "
-                                     "(DIST, Huang et al. 2022).", rich_help_panel=KD)]  # fmt: skip
+KdLoss = Annotated[str, typer.Option(help="With a teacher or its cache: kd (Hinton), dkd (decoupled KD, Zhao et al. "
+                                     "2022) or dist (DIST, Huang et al. 2022).", rich_help_panel=KD)]  # fmt: skip
 LogitStandardize = Annotated[bool, typer.Option("--logit-standardize", help="kd, dkd: z-score student and teacher "
                                                 "logits before the temperature (Sun et al. 2024).",
                                                 rich_help_panel=KD)]  # fmt: skip
@@ -55,6 +58,7 @@ SampleFraction = Annotated[float, typer.Option(help="Train on this fraction of e
 def distill(
     ctx: typer.Context,
     teacher: Teacher = None,
+    teacher_cache: TeacherCache = None,
     substitute_q: SubstituteQ = None,
     alpha: Alpha = None,
     beta: Beta = None,
@@ -111,14 +115,16 @@ def distill(
     force: opt.Force = False,
     resume: opt.Resume = False,
 ) -> Any:
-    """Train a student from a teacher run (Hinton KD) or from a Q artifact alone (LLS-ST).
+    """Train a student from a teacher run or its cache (KD, DKD, DIST) or from a Q artifact alone (LLS-ST).
 
-    Give exactly one of --teacher and --substitute-q. The loss is β·CE(e_y, p) + (1-β)·T²·KL(teacher ‖ student)
-    at temperature T, KL summed over classes then averaged over the batch. LLS-ST's teacher output for a
-    sample of class y is (1-α)e_y + α·softmax(Q[y]); no teacher network is run. The run folder is the same
-    as train-teacher's (plus the Q used, for LLS-ST).
+    Give exactly one of --teacher, --teacher-cache and --substitute-q. A teacher cache (kdtool cache-teacher)
+    replays, in epoch e, view e mod V of every sample with exactly the augmentation it was cached with, and its
+    logits stand for the teacher's: no teacher network is built. The loss is
+    β·CE(e_y, p) + (1-β)·T²·KL(teacher ‖ student) at temperature T, KL summed over classes then averaged over
+    the batch. LLS-ST's teacher output for a sample of class y is (1-α)e_y + α·softmax(Q[y]); no teacher
+    network is run. The run folder is the same as train-teacher's (plus the Q used, for LLS-ST).
 
-    With --teacher, --kd-loss dkd trains with β·CE + w·T²·(α·TCKD + β_dkd·NCKD), w rising from 0 to 1 over
+    With a teacher, --kd-loss dkd trains with β·CE + w·T²·(α·TCKD + β_dkd·NCKD), w rising from 0 to 1 over
     --dkd-warmup-epochs, and --kd-loss dist with β·CE + T²·(β_dist·inter + γ·intra) relation terms; their
     defaults are each paper's CIFAR-100 setting (README: Distilling a student).
 
@@ -138,6 +144,7 @@ def distill(
 
     cfg = DistillConfig(
         teacher=opt.as_text(teacher),
+        teacher_cache=opt.as_text(teacher_cache),
         substitute_q=opt.as_text(substitute_q),
         alpha=alpha,
         beta=beta,

@@ -1,7 +1,9 @@
 """Batched input augmentations beyond crop/flip: Cutout, RandAugment, Mixup and CutMix.
 
 Everything works on a whole batch on the training device and draws every random choice from the
-loader's per-epoch generator, so epochs replay exactly and no step waits for the host.
+loader's per-epoch generator, so epochs replay exactly and no step waits for the host. The per-image
+augmentations draw their choices first (``*_draw``) and then apply them (``*_at``, ``*_apply``), so a
+teacher cache can store the choices and replay them (:meth:`~kdtool.data.loader.ImageBatchTransform.apply`).
 
 - ``cutout`` (DeVries & Taylor 2017): one square of side ⌊size/2⌋ per image, centred anywhere
   (clipped at the border), set to 0 after normalisation, i.e. to the dataset's mean colour.
@@ -11,22 +13,24 @@ loader's per-epoch generator, so epochs replay exactly and no step waits for the
   one pairing (a permutation) per batch; CutMix pastes one box of area ≈ (1−λ) and sets λ to the
   exact kept area. With both, each batch uses one of them, chosen with probability ½. The loss of a
   mixed batch is λ·loss(labels) + (1−λ)·loss(paired labels) (:class:`MixedBatch`), so every method
-  works unchanged, and LLS's Q gets gradient through both labels' rows.
+  works unchanged, and LLS's Q gets gradient through both labels' rows. Teacher logits that come
+  with a batch (a teacher cache) are mixed like the inputs: λ·z + (1−λ)·paired z.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from kdtool.errors import KdtoolError
 
-# A method's loss, as kdtool.targets.Target implements it: (logits, labels, inputs) -> scalar.
-LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+# A method's loss, as kdtool.targets.Target implements it: (logits, labels, inputs) -> scalar; distillation
+# targets also take the batch's ``teacher_logits=`` where they come with it (a teacher cache).
+LossFunction = Callable[..., torch.Tensor]
 
 STANDARD = "standard"
 EXTRAS = ("cutout", "mixup", "cutmix", "randaugment")
@@ -55,16 +59,28 @@ def parse_augment(spec: str | bool) -> tuple[str, ...]:
 
 
 # -- Cutout --------------------------------------------------------------------------------------
-def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero one ``size``×``size`` square per image, centred uniformly at random, clipped at the border."""
-    b, _, h, w = images.shape
-    cy = torch.randint(0, h, (b, 1, 1), generator=generator, device=images.device)
-    cx = torch.randint(0, w, (b, 1, 1), generator=generator, device=images.device)
+def cutout_draw(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The squares' centres of a B×C×H×W batch: B×2 (row, column), uniform over the image."""
+    b, _, h, w = shape
+    cy = torch.randint(0, h, (b, 1, 1), generator=generator, device=device)
+    cx = torch.randint(0, w, (b, 1, 1), generator=generator, device=device)
+    return torch.cat([cy.view(b, 1), cx.view(b, 1)], dim=1)
+
+
+def cutout_at(images: torch.Tensor, size: int, centres: torch.Tensor) -> torch.Tensor:
+    """Zero one ``size``×``size`` square per image around its ``centres`` row (B×2), clipped at the border."""
+    _, _, h, w = images.shape
+    cy, cx = centres[:, 0, None, None], centres[:, 1, None, None]
     rows = torch.arange(h, device=images.device)[None, :, None]
     cols = torch.arange(w, device=images.device)[None, None, :]
     half = size // 2
     inside = (rows >= cy - half) & (rows < cy - half + size) & (cols >= cx - half) & (cols < cx - half + size)
     return images.masked_fill(inside[:, None], 0.0)
+
+
+def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero one ``size``×``size`` square per image, centred uniformly at random, clipped at the border."""
+    return cutout_at(images, size, cutout_draw(images.shape, generator, images.device))
 
 
 # -- RandAugment ---------------------------------------------------------------------------------
@@ -151,16 +167,30 @@ OPS: dict[str, Op] = {
 }
 
 
+def rand_augment_draw(batch: int, generator: torch.Generator, device: torch.device, num_ops: int = 2) -> torch.Tensor:
+    """Each image's choices for ``num_ops`` rounds: B×(2·num_ops), per round the operation (index into
+    :data:`OPS`) and whether its sign is negative (1) or positive (0)."""
+    drawn = []
+    for _ in range(num_ops):
+        drawn.append(torch.randint(0, len(OPS), (batch,), generator=generator, device=device))
+        drawn.append((torch.rand(batch, generator=generator, device=device) < 0.5).long())
+    return torch.stack(drawn, dim=1)
+
+
 def rand_augment(
     images: torch.Tensor, generator: torch.Generator, num_ops: int = 2, magnitude: int = 9
 ) -> torch.Tensor:
     """RandAugment on a uint8 N×C×H×W batch: ``num_ops`` rounds, each image drawing its own operation."""
+    return rand_augment_apply(images, rand_augment_draw(images.shape[0], generator, images.device, num_ops), magnitude)
+
+
+def rand_augment_apply(images: torch.Tensor, choices: torch.Tensor, magnitude: int = 9) -> torch.Tensor:
+    """RandAugment on a uint8 N×C×H×W batch with the choices of :func:`rand_augment_draw`."""
     level = magnitude / 30.0
     x = images.float()
-    b = x.shape[0]
-    for _ in range(num_ops):
-        op = torch.randint(0, len(OPS), (b,), generator=generator, device=x.device)
-        sign = torch.where(torch.rand(b, generator=generator, device=x.device) < 0.5, -1.0, 1.0)
+    rounds = choices.long().reshape(x.shape[0], -1, 2)
+    for op, negative in zip(rounds[:, :, 0].T, rounds[:, :, 1].T, strict=True):
+        sign = torch.where(negative.bool(), -1.0, 1.0)
         # Group the images by operation so each runs once on its own images: one host sync per round.
         order = op.argsort(stable=True)
         counts = torch.bincount(op, minlength=len(OPS)).tolist()
@@ -173,13 +203,24 @@ def rand_augment(
 # -- Mixup / CutMix ------------------------------------------------------------------------------
 @dataclass
 class Batch:
-    """A training batch as the engine sees it: the loss is the method's loss on the labels."""
+    """A training batch as the engine sees it: the loss is the method's loss on the labels.
+
+    ``teacher_logits``: the teacher's logits for these very inputs where they come with the data (a
+    teacher cache replays them), passed on to the method; None where a method computes its own.
+    """
 
     inputs: torch.Tensor
     labels: torch.Tensor
+    teacher_logits: torch.Tensor | None = field(default=None, kw_only=True)
 
     def loss(self, target: LossFunction, logits: torch.Tensor) -> torch.Tensor:
-        return target(logits, self.labels, self.inputs)
+        return self.loss_for(target, logits, self.labels)
+
+    def loss_for(self, target: LossFunction, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The method's loss of ``logits`` against ``labels`` (and the batch's teacher logits, if any)."""
+        if self.teacher_logits is None:
+            return target(logits, labels, self.inputs)
+        return target(logits, labels, self.inputs, teacher_logits=self.teacher_logits)
 
     def hits(self, logits: torch.Tensor) -> torch.Tensor:
         """Number of correct predictions (a device tensor)."""
@@ -194,7 +235,7 @@ class MixedBatch(Batch):
     lam: torch.Tensor
 
     def loss(self, target: LossFunction, logits: torch.Tensor) -> torch.Tensor:
-        paired = target(logits, self.paired_labels, self.inputs)
+        paired = self.loss_for(target, logits, self.paired_labels)
         return self.lam * super().loss(target, logits) + (1.0 - self.lam) * paired
 
     def hits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -224,19 +265,30 @@ class BatchMixer:
     def __init__(self, modes: tuple[str, ...] = ()) -> None:
         self.modes = tuple(m for m in MIXERS if m in modes)
 
-    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None) -> Batch:
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None,
+        teacher_logits: torch.Tensor | None = None,
+    ) -> Batch:
         if not self.modes:
-            return Batch(inputs, labels)
+            return Batch(inputs, labels, teacher_logits=teacher_logits)
         device = inputs.device
         order = torch.randperm(inputs.shape[0], generator=generator, device=device)
         paired_labels = labels[order]
         lam = torch.rand((), generator=generator, device=device)
         if "cutmix" not in self.modes:
-            return MixedBatch(lam * inputs + (1.0 - lam) * inputs[order], labels, paired_labels, lam)
-        box = cutmix_box(inputs.shape, lam, generator)
-        pasted, box_lam = torch.where(box, inputs[order], inputs), 1.0 - box.float().mean()
-        if "mixup" not in self.modes:
-            return MixedBatch(pasted, labels, paired_labels, box_lam)
-        use_cutmix = torch.rand((), generator=generator, device=device) < 0.5
-        mixed = torch.where(use_cutmix, pasted, lam * inputs + (1.0 - lam) * inputs[order])
-        return MixedBatch(mixed, labels, paired_labels, torch.where(use_cutmix, box_lam, lam))
+            mixed = lam * inputs + (1.0 - lam) * inputs[order]
+        else:
+            box = cutmix_box(inputs.shape, lam, generator)
+            pasted, box_lam = torch.where(box, inputs[order], inputs), 1.0 - box.float().mean()
+            if "mixup" not in self.modes:
+                mixed, lam = pasted, box_lam
+            else:
+                use_cutmix = torch.rand((), generator=generator, device=device) < 0.5
+                mixed = torch.where(use_cutmix, pasted, lam * inputs + (1.0 - lam) * inputs[order])
+                lam = torch.where(use_cutmix, box_lam, lam)
+        if teacher_logits is not None:  # the teacher's view of the mixed inputs: its logits mixed alike
+            teacher_logits = lam * teacher_logits + (1.0 - lam) * teacher_logits[order]
+        return MixedBatch(mixed, labels, paired_labels, lam, teacher_logits=teacher_logits)

@@ -50,16 +50,22 @@ class DatasetInfo:
 @dataclass
 class Split:
     """One split as tensors: ``inputs`` (uint8 N×C×H×W images, or int64 N×L right-padded token ids)
-    and ``labels`` (int64, N)."""
+    and ``labels`` (int64, N). ``ids`` (int64, N): each sample's index in the split as the dataset
+    loaded it, before any subset (None: this is that split, 0..N−1); a teacher cache is keyed by them."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
+    ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def sample_ids(self) -> torch.Tensor:
+        """Each sample's index in the split as loaded (see the class docstring)."""
+        return torch.arange(len(self)) if self.ids is None else self.ids
+
     def take(self, index: torch.Tensor) -> Split:
-        return Split(self.inputs[index], self.labels[index])
+        return Split(self.inputs[index], self.labels[index], self.sample_ids()[index])
 
     def random_subset(self, n: int, seed: int) -> Split:
         """The first ``n`` samples of a seeded permutation (all of them if ``n`` ≥ len)."""
@@ -94,8 +100,8 @@ class Dataset:
         remap[torch.as_tensor(indices)] = torch.arange(len(indices))
 
         def restrict(split: Split) -> Split:
-            keep = remap[split.labels] >= 0
-            return Split(split.inputs[keep], remap[split.labels[keep]])
+            kept = split.take((remap[split.labels] >= 0).nonzero().flatten())
+            return replace(kept, labels=remap[kept.labels])
 
         info = replace(self.info, class_names=tuple(self.info.class_names[i] for i in indices))
         validation = None if self.validation is None else restrict(self.validation)

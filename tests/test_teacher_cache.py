@@ -1,0 +1,319 @@
+"""The teacher cache: its top-k compression, its file, its exact replay of views and logits, the data
+checks, and ``cache-teacher`` / ``distill --teacher-cache`` end to end."""
+
+import json
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from kdtool.accel import frozen_for_inference
+from kdtool.cachebuild import build_teacher_cache, view_generator
+from kdtool.config import DistillConfig, TrainConfig
+from kdtool.data import Dataset, DatasetInfo, ImageBatchTransform, Split, load_dataset
+from kdtool.data.augment import BatchMixer, MixedBatch
+from kdtool.data.replay import ReplayLoader
+from kdtool.errors import KdtoolError
+from kdtool.pipeline import checked_teacher_cache, make_loaders, select_data, train_teacher
+from kdtool.runmodel import load_run_model
+from kdtool.runs import RunDir
+from kdtool.targets import FrozenTeacher, KnowledgeDistillation
+from kdtool.teachercache import TeacherCache, compress_logits, data_options
+from tests.conftest import TINY
+
+LIMIT = ("--limit-train", "256")
+
+
+# -- top-k compression ----------------------------------------------------------------------------
+
+
+def test_all_classes_are_stored_exactly():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 6) * 3
+    indices, values, rest = compress_logits(logits, 6)
+    dense = torch.empty(5, 6).scatter_(1, indices, values)
+    assert torch.equal(dense, logits) and torch.isinf(rest).all()
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 5])
+def test_top_k_keeps_the_k_largest_exactly_and_the_rest_mass(top_k):
+    torch.manual_seed(1)
+    logits = torch.randn(7, 8) * 4
+    indices, values, rest = compress_logits(logits, top_k)
+    dense = rest[:, None].expand(-1, 8).clone().scatter_(1, indices, values)
+    kept = torch.zeros(7, 8, dtype=torch.bool).scatter_(1, indices, True)
+    assert torch.equal(dense[kept], logits[kept])  # the top-k logits, bit for bit
+    assert torch.equal(logits.topk(top_k, 1).indices.sort(1).values, indices.sort(1).values)
+    p, q = F.softmax(logits, 1), F.softmax(dense, 1)
+    torch.testing.assert_close(q[kept], p[kept])  # the softmax normaliser is unchanged...
+    torch.testing.assert_close((q * ~kept).sum(1), (p * ~kept).sum(1))  # ...so is the rest's total mass
+    others = dense[~kept].view(7, 8 - top_k)
+    assert torch.equal(others, others[:, :1].expand_as(others))  # one logit stands for every other class
+
+
+# -- the file -------------------------------------------------------------------------------------
+
+
+def toy_cache(views=2, n=6, k=3, top_k=3, params=2) -> TeacherCache:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(views * n, k, generator=g)
+    indices, values, rest = compress_logits(logits, top_k)
+    return TeacherCache(
+        torch.randint(0, 9, (views, n, params), generator=g), indices.view(views, n, top_k),
+        values.view(views, n, top_k), rest.view(views, n), torch.arange(n) * 2, [f"c{i}" for i in range(k)],
+        "toy", data_options("toy", 8, "standard", None, 0, False), "runs/t", "ab" * 32,
+    )  # fmt: skip
+
+
+def test_a_cache_file_round_trips_and_records_its_facts(tmp_path):
+    cache = toy_cache(top_k=2)
+    cache.save(tmp_path / "c.safetensors")
+    loaded = TeacherCache.load(tmp_path / "c.safetensors")
+    for name in ("aug_params", "topk_indices", "sample_index"):
+        assert torch.equal(getattr(loaded, name).long(), getattr(cache, name).long())
+    assert torch.equal(loaded.topk_logits, cache.topk_logits) and torch.equal(loaded.rest_logit, cache.rest_logit)
+    assert (loaded.views, loaded.num_samples, loaded.top_k, loaded.num_classes) == (2, 6, 2, 3)
+    assert loaded.aug_params.dtype == torch.int16 and loaded.topk_indices.dtype == torch.int16
+    assert loaded.data_options == cache.data_options and loaded.path == str(tmp_path / "c.safetensors")
+    rows = torch.tensor([4, 0])
+    torch.testing.assert_close(loaded.teacher_logits(1, rows), cache.teacher_logits(1, rows))
+
+
+def test_damaged_or_foreign_files_are_refused_in_one_line(tmp_path):
+    import pickle
+
+    from safetensors.torch import save_file
+
+    (tmp_path / "pickle.safetensors").write_bytes(pickle.dumps({"a": 1}))
+    cache = toy_cache()
+    meta = cache.metadata()
+    tensors = {"aug_params": cache.aug_params.short(), "topk_indices": cache.topk_indices.short(),
+               "topk_logits": cache.topk_logits, "rest_logit": cache.rest_logit,
+               "sample_index": cache.sample_index}  # fmt: skip
+    save_file(tensors, str(tmp_path / "qformat.safetensors"), metadata={**meta, "format": "kdtool.q/1"})
+    save_file({**tensors, "topk_logits": tensors["topk_logits"].clone().fill_(float("nan"))},
+              str(tmp_path / "nan.safetensors"), metadata=meta)  # fmt: skip
+    save_file({**tensors, "rest_logit": tensors["rest_logit"][:1]}, str(tmp_path / "shape.safetensors"), metadata=meta)
+    for name, message in (("pickle", "never unpickles"), ("qformat", "unknown format"), ("nan", "NaN"),
+                          ("shape", "rest_logit has shape"), ("missing", "does not exist")):  # fmt: skip
+        with pytest.raises(KdtoolError, match=message) as info:
+            TeacherCache.load(tmp_path / f"{name}.safetensors")
+        assert "\n" not in str(info.value)
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny 1-hot LeNet-5 teacher run (1 epoch on 256 images)."""
+    out = tmp_path_factory.mktemp("cache-teacher") / "teacher"
+    cfg = TrainConfig(smoothing="onehot", limit_train=256, limit_test=128, epochs=1, batch_size=64, out=str(out))
+    train_teacher(cfg, False, Console(quiet=True))
+    return out
+
+
+def replay_loader(cache):
+    """The replay of a cache of the 256-image Fashion-MNIST limit, standard augmentation."""
+    data = load_dataset("fashion-mnist").limited(256, None, 0)
+    transform = ImageBatchTransform.for_dataset(data.info, ("standard",))
+    rows = cache.rows_of(data.train.sample_ids())
+    return ReplayLoader(data.train, 64, transform, torch.device("cpu"), cache, rows), data, transform
+
+
+def test_replay_with_all_classes_gives_the_live_teachers_loss_for_every_view(teacher):
+    views = 3
+    cache = build_teacher_cache(RunDir.open(teacher), views=views, limit_train=256, batch_size=100, device="cpu")
+    network, _, _ = load_run_model(RunDir.open(teacher))
+    live = KnowledgeDistillation(FrozenTeacher(frozen_for_inference(network, channels_last=True)), temperature=2.0)
+    cached = KnowledgeDistillation(None, temperature=2.0)
+    loader, data, transform = replay_loader(cache)
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    seen = []
+    for epoch in range(views + 1):
+        for x, y, teacher_logits in loader.training_batches(epoch):
+            logits = student(x)
+            torch.testing.assert_close(cached(logits, y, teacher_logits=teacher_logits), live(logits, y, x),
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+        # every sample of the epoch augmented exactly as the cache's view (epoch mod V) drew it
+        order = torch.cat(list(loader.batch_indices(epoch)))
+        x_epoch = torch.cat([x for x, _ in loader.epoch(epoch)])
+        drawn = transform.draw(data.train.inputs.shape, view_generator(0, epoch % views), torch.device("cpu"))
+        assert torch.equal(x_epoch, transform.apply(data.train.inputs[order], drawn[order]))
+        seen.append(x_epoch[order.argsort()])
+    assert not torch.equal(seen[0], seen[1]) and torch.equal(seen[0], seen[views])  # views cycle
+
+
+def test_an_unaugmented_cache_holds_the_teachers_logits_of_the_plain_images(teacher):
+    cache = build_teacher_cache(RunDir.open(teacher), augment="none", limit_train=256, device="cpu")
+    assert cache.views == 1 and cache.aug_params.shape == (1, 256, 0)
+    network, _, _ = load_run_model(RunDir.open(teacher))
+    _, data, _ = replay_loader(cache)
+    plain = ImageBatchTransform.for_dataset(data.info, ())
+    with torch.no_grad():
+        expected = network(plain(data.train.inputs, None))
+    torch.testing.assert_close(cache.teacher_logits(0, torch.arange(256)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_mixing_mixes_the_teacher_logits_with_the_same_pairs_and_weight():
+    torch.manual_seed(2)
+    x, y, t = torch.randn(6, 1, 4, 4), torch.arange(6), torch.randn(6, 3)
+    for modes in (("mixup",), ("cutmix",), ("mixup", "cutmix")):
+        batch = BatchMixer(modes)(x, y, torch.Generator().manual_seed(5), t)
+        assert isinstance(batch, MixedBatch)
+        order = torch.tensor([y.tolist().index(p) for p in batch.paired_labels.tolist()])
+        torch.testing.assert_close(batch.teacher_logits, batch.lam * t + (1 - batch.lam) * t[order])
+        again = BatchMixer(modes)(x, y, torch.Generator().manual_seed(5))  # the same draws without a cache
+        assert torch.equal(again.inputs, batch.inputs) and again.teacher_logits is None
+        passed = []
+
+        def target(logits, labels, inputs, teacher_logits=None, passed=passed):
+            passed.append(teacher_logits)
+            return torch.zeros(())
+
+        batch.loss(target, x)
+        assert len(passed) == 2 and all(p is batch.teacher_logits for p in passed)
+
+
+def synthetic(n=40, k=4):
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8), torch.arange(n) % k)
+    info = DatasetInfo("synthetic", tuple(f"c{i}" for i in range(k)), 1, 8, (0.5,), (0.25,))
+    return Dataset(info, split, split)
+
+
+def test_class_and_sample_subsets_find_their_samples_and_slice_the_classes(tmp_path):
+    full = synthetic()
+    logits = torch.randn(1, 40, 4)
+    indices, values, rest = compress_logits(logits[0], 4)
+    options = data_options("fashion-mnist", 8, "none", None, 0, False)
+    names = list(full.info.class_names)
+    cache = TeacherCache(torch.zeros(1, 40, 0, dtype=torch.long), indices[None], values[None], rest[None],
+                         torch.arange(40), names, "synthetic", options, "t", "0" * 64)  # fmt: skip
+    cache.save(tmp_path / "c.safetensors")
+    cfg = DistillConfig(teacher_cache=str(tmp_path / "c.safetensors"), augment="none", classes=["c3", "c1"],
+                        sample_fraction=0.5, batch_size=4, val_fraction=0.25)  # fmt: skip
+    cfg.resolve()
+    dataset = select_data(full, cfg, [3, 1], cfg.sample_fraction).with_validation(cfg.val_fraction, cfg.seed)
+    loaded = checked_teacher_cache(cfg, full, dataset)
+    train, _ = make_loaders(dataset, cfg, torch.device("cpu"), teacher_cache=loaded)
+    target = KnowledgeDistillation(None, class_index=[3, 1])
+    ids = dataset.train.sample_ids()
+    for idx, (x, _, t) in zip(train.batch_indices(0), train.training_batches(0), strict=True):
+        assert torch.equal(t, logits[0, ids[idx]])  # each sample's own cached logits
+        assert torch.equal(target.teacher_logits(x, t), logits[0, ids[idx]][:, [3, 1]])
+        assert set((full.train.labels[ids[idx]]).tolist()) <= {1, 3}
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cache_file(teacher, tmp_path_factory):
+    from kdtool.cli import main
+
+    out = tmp_path_factory.mktemp("cache") / "teacher.cache.safetensors"
+    with pytest.raises(SystemExit) as info:
+        main(["cache-teacher", str(teacher), "--views", "2", *LIMIT, "--out", str(out)])
+    assert info.value.code == 0
+    return out
+
+
+def test_cache_teacher_writes_what_it_says(cache_file, teacher):
+    cache = TeacherCache.load(cache_file)
+    assert (cache.views, cache.num_samples, cache.top_k) == (2, 256, 10) and cache.aug_params.shape[2] == 2
+    assert cache.data_options == {"dataset": "fashion-mnist", "image_size": None, "augment": "standard",
+                                  "limit_train": 256, "seed": 0}  # fmt: skip
+    assert cache.teacher_run == str(teacher) and len(cache.teacher_sha256) == 64
+
+
+@pytest.mark.parametrize("args", [[], ["--kd-loss", "dkd", "--augment", "standard,mixup"],
+                                  ["--kd-loss", "dist", "--augment", "standard,cutmix"]])  # fmt: skip
+def test_distill_from_a_cache_builds_no_teacher(run_cli, cache_file, tmp_path, monkeypatch, args):
+    def no_teacher(*a, **k):
+        raise AssertionError("a cached teacher must not be built")
+
+    monkeypatch.setattr("kdtool.methods.load_run_model", no_teacher)
+    out = tmp_path / "st"
+    code, _, stderr = run_cli("distill", "--teacher-cache", cache_file, *args, *TINY, "--out", out)
+    assert code == 0, stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["teacher_cache"] == str(cache_file) and "teacher" not in config
+    assert config["teacher_cache_file"]["views"] == 2 and config["teacher_cache_file"]["top_k"] == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--limit-train", "128"], "made with --limit-train 256, this run has --limit-train 128"),
+        (["--no-augment", *LIMIT], "made with --augment standard, this run has --augment none"),
+        (["--seed", "1", *LIMIT], "made with --seed 0, this run has --seed 1"),
+        (["--classes", "Shirt,Coat", *LIMIT], "holds no views of"),
+        (["--teacher", "{teacher}", *LIMIT], "give exactly one of"),
+        (["--alpha", "0.1", *LIMIT], "--alpha"),
+    ],
+)
+def test_a_cache_for_other_data_is_refused_in_one_line(run_cli, cache_file, teacher, tmp_path, args, message):
+    args = [a.format(teacher=teacher) for a in args]
+    out = tmp_path / "never"
+    code, _, stderr = run_cli("distill", "--teacher-cache", cache_file, *args, "--epochs", "1", "--out", out)
+    assert code == 2 and message in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_cache_of_another_dataset_classes_or_size_is_refused():
+    cache = toy_cache()
+    options = dict(cache.data_options)
+    cache.check_matches(options, "toy", ["c0", "c1", "c2"], 6)
+    for args, message in (
+        ((options, "mnist", ["c0", "c1", "c2"], 6), "was made on toy, this run's data is mnist"),
+        ((options, "toy", ["c0", "c2", "c1"], 6), "has classes"),
+        ((options, "toy", ["c0", "c1", "c2"], 7), "holds 6 training samples, this run's data has 7"),
+        (({**options, "image_size": 32}, "toy", ["c0", "c1", "c2"], 6), "made with no --image-size"),
+    ):
+        with pytest.raises(KdtoolError, match=message):
+            cache.check_matches(*args)
+    with pytest.raises(KdtoolError, match="holds no views of 1 of this run's 2 training samples"):
+        cache.rows_of(torch.tensor([2, 3]))  # the cache holds the even samples 0..10
+    assert cache.rows_of(torch.tensor([10, 0])).tolist() == [5, 0]
+
+
+def test_cache_teacher_refuses_bad_options(run_cli, teacher, tmp_path):
+    out = tmp_path / "c.safetensors"
+    for args, message in ((["--no-augment", "--views", "3"], "--views must be at least 1, and 1 without"),
+                          (["--top-k", "11"], "--top-k must be between 1 and the 10 classes"),
+                          (["--top-k", "0"], "--top-k must be between")):  # fmt: skip
+        code, _, stderr = run_cli("cache-teacher", teacher, *args, *LIMIT, "--out", out)
+        assert code == 2 and message in stderr, stderr
+    assert not out.exists()
+
+
+def write_text_folder(folder, n_train=60, n_test=30):
+    """A three-class toy corpus: one cue word per text gives its label away."""
+    words = {"joy": ["love", "great"], "anger": ["hate", "worst"], "fear": ["scared", "afraid"]}
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        lines = [f"{label}\tso {rng.choice(words[label])} it is" for label in list(words) * math.ceil(n / 3)][:n]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_text_has_one_unaugmented_view_and_class_subsets_work(run_cli, tmp_path):
+    data = ("--dataset", f"text:{write_text_folder(tmp_path / 'emo')}")
+    small = ("--epochs", "1", "--batch-size", "16", "--hidden-size", "4", "--embed-dim", "8")
+    assert run_cli("train-teacher", *data, "--model", "textcnn", "--smoothing", "onehot", *small,
+                   "--out", tmp_path / "t")[0] == 0  # fmt: skip
+    code, _, stderr = run_cli("cache-teacher", tmp_path / "t", "--augment", "standard", "--out", tmp_path / "c")
+    assert code == 2 and "text has no augmentation" in stderr
+    assert run_cli("cache-teacher", tmp_path / "t", "--out", tmp_path / "c.safetensors")[0] == 0
+    cache = TeacherCache.load(tmp_path / "c.safetensors")
+    assert cache.views == 1 and cache.aug_params.shape == (1, 60, 0) and cache.data_options["augment"] == "none"
+    code, _, stderr = run_cli("distill", "--teacher-cache", tmp_path / "c.safetensors", *data, "--student", "textcnn",
+                              *small, "--classes", "fear,joy", "--out", tmp_path / "st")  # fmt: skip
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "st" / "config.json").read_text())["dataset_info"]["class_names"] == ["fear", "joy"]
