@@ -152,6 +152,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(model, inplace=False)
+        fused = fuse(model, inplace=False)
     except Exception:  # tracing fails in many ways on data-dependent code; the unfolded model is exact
         return model
+    for hook in model._forward_pre_hooks.values():  # tracing keeps forward() only: keep an input adapter
+        fused.register_forward_pre_hook(hook)
+    return fused

@@ -425,7 +425,51 @@ class DistillConfig(TrainConfig):
         return self
 
 
+# The options an imported network's run has (kdtool import): its data, network, input and weights file.
+IMPORT_OPTIONS = ("dataset", "model", "smoothing", "out", "data_root", "download", "image_size", "limit_test",
+                  "input_size", "input_norm", "weights", "seed", "device", "eval_batch_size")  # fmt: skip
+
+
+@dataclass
+class ImportConfig(TrainConfig):
+    """A network trained elsewhere (``kdtool import``): ``weights`` of ``model``, evaluated on ``dataset``.
+
+    It starts from its weights, so a zoo model reads its own data config by default; no training option
+    applies (``smoothing`` is ``import``, the method column of ``compare``).
+    """
+
+    kind: ClassVar[str] = "import"
+
+    smoothing: str = "import"
+    weights: str = ""
+
+    def check_method(self) -> None:
+        """An imported network has no training method."""
+
+    def starts_from_weights(self) -> bool:
+        return True
+
+    def resolve(self) -> ImportConfig:
+        """Validate the data, model, input and weights file; returns ``self``."""
+        if _is_text(self):
+            raise KdtoolError("kdtool import takes image networks: text models need the vocabulary they were "
+                              "trained with")  # fmt: skip
+        path = Path(self.weights).expanduser()
+        if not path.is_file():
+            raise KdtoolError(f"--weights {self.weights}: no such file")
+        self.weights = str(path)
+        super().resolve()
+        return self
+
+
+_TRAINED = Applies("kind", lambda c: False, "training commands (train-teacher, distill)")
+ImportConfig.applies = {**APPLIES, **{f.name: _TRAINED for f in dataclasses.fields(ImportConfig)
+                                      if f.name not in IMPORT_OPTIONS}}  # fmt: skip
+
+
 def config_of_record(record: Mapping[str, Any]) -> TrainConfig:
     """The config of a run from its ``config.json``, as the command that wrote it built it."""
+    if record.get("kind") == "import":
+        return ImportConfig.from_record(record)
     distilled = record.get("kind") == "distill" or record.get("smoothing") in (*KD_LOSSES, "lls-st")
     return (DistillConfig if distilled else TrainConfig).from_record(record)

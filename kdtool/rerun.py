@@ -51,6 +51,8 @@ def rerun_config(path: str | Path, out: str | Path, changes: Mapping[str, str]) 
     if record is None:
         RunDir.open(path)  # says what the path is instead: missing, a file, a folder of seed runs ...
         raise KdtoolError(f"{path} is not a kdtool run folder: rerun needs its config.json")
+    if record.get("kind") == "import":
+        raise KdtoolError(f"{path} is an imported network, not a trained run: import it again with kdtool import")
     cfg = config_of_record(record)
     for name in _defaulted(cfg):
         setattr(cfg, name, _default(cfg, name))

@@ -46,7 +46,7 @@ TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 
 # What `config.json` says a folder is: one kind per command that writes a run folder.
-RUN_KINDS = ("train-teacher", "distill")
+RUN_KINDS = ("train-teacher", "distill", "import")
 # Every entry kdtool writes in a run folder (confusion pictures are `kdtool evaluate`'s, report pages
 # `kdtool report`'s; `.NAME.*.tmp` are the temporary files of an atomic write that a killed process left behind).
 RUN_ENTRIES = (CONFIG, METRICS, MODEL, Q, VOCAB, CHECKPOINT_DIR, TRACKING, TENSORBOARD_DIR, WANDB_DIR,

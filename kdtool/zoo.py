@@ -164,8 +164,8 @@ def _create_timm(arch: str, num_classes: int, channels: int, size: int, **pretra
     return _timm().create_model(arch, num_classes=num_classes, in_chans=channels, **sized, **pretrained)
 
 
-def _torchvision_layers(model: nn.Module) -> tuple[str, str]:
-    """Names of a torchvision network's first convolution and of its classifier head (the last linear layer)."""
+def input_and_head_layers(model: nn.Module) -> tuple[str, str]:
+    """Names of a network's first convolution and of its classifier head (its last linear layer)."""
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     return convs[0], linears[-1]
@@ -178,7 +178,7 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def _create_torchvision(arch: str, num_classes: int, channels: int) -> nn.Module:
     model = torchvision_models().get_model(arch, weights=None, num_classes=num_classes)
-    first, _ = _torchvision_layers(model)
+    first, _ = input_and_head_layers(model)
     conv = model.get_submodule(first)
     if conv.in_channels != channels:  # the zoo's stem, reading the dataset's channels
         _set_module(model, first, nn.Conv2d(channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
@@ -265,6 +265,20 @@ def _misfit(weights: str | os.PathLike, name: str, exc: Exception) -> KdtoolErro
     return KdtoolError(f"weights file {weights} does not fit {name}: {text[:200]}{'...' if len(text) > 200 else ''}")
 
 
+def check_fits(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], name: str,
+               weights: str | os.PathLike, replaceable: set[str] = frozenset()) -> None:  # fmt: skip
+    """Refuse (one line, with counts and an example each) weights ``state`` that are not a state dict of the
+    network ``name`` (whose own is ``own``): tensors missing or foreign, or of another shape outside
+    ``replaceable``."""
+    missing = [k for k in own if k not in state and k not in replaceable]
+    foreign = [k for k in state if k not in own]
+    misshapen = [k for k in state if k in own and state[k].shape != own[k].shape and k not in replaceable]
+    if missing or foreign or misshapen:
+        problems = [f"{len(v)} {what} (e.g. {v[0]!r})" for v, what in ((missing, f"tensors of {name} missing"),
+                    (foreign, "tensors not in it"), (misshapen, "of another shape")) if v]  # fmt: skip
+        raise KdtoolError(f"weights file {weights} does not fit {name}: {', '.join(problems)}")
+
+
 def _torchvision_pretrained(arch: str, name: str, num_classes: int, channels: int,
                             weights: str) -> tuple[nn.Module, LoadReport]:  # fmt: skip
     """A torchvision network from a state dict: its head and a first convolution of another shape are skipped
@@ -279,16 +293,9 @@ def _torchvision_pretrained(arch: str, name: str, num_classes: int, channels: in
     else:
         state = read_state_dict(weights)
     model = _create_torchvision(arch, num_classes, channels)
-    first, head = _torchvision_layers(model)
+    first, head = input_and_head_layers(model)
     own = model.state_dict()
-    replaceable = {k for k in own if k.startswith((f"{first}.", f"{head}."))}
-    missing = [k for k in own if k not in state and k not in replaceable]
-    foreign = [k for k in state if k not in own]
-    misshapen = [k for k in state if k in own and state[k].shape != own[k].shape and k not in replaceable]
-    if missing or foreign or misshapen:
-        problems = [f"{len(v)} {what} (e.g. {v[0]!r})" for v, what in ((missing, f"tensors of {name} missing"),
-                    (foreign, "tensors not in it"), (misshapen, "of another shape")) if v]  # fmt: skip
-        raise KdtoolError(f"weights file {weights} does not fit {name}: {', '.join(problems)}")
+    check_fits(state, own, name, weights, {k for k in own if k.startswith((f"{first}.", f"{head}."))})
     loadable = {k: v for k, v in state.items() if v.shape == own[k].shape}
     model.load_state_dict(loadable, strict=False)
     return model, LoadReport(len(loadable), tuple(k for k in state if k not in loadable))
@@ -305,16 +312,3 @@ def load_pretrained(name: str, num_classes: int, channels: int, size: int,
     else:
         model, report = _torchvision_pretrained(arch, name, num_classes, channels, weights)
     return _check_input_size(model, name, channels, size), report
-
-
-def first_conv_channels(name: str, state: Mapping[str, torch.Tensor]) -> int | None:
-    """The input channels the weights ``state`` of the zoo network ``name`` read (None if not found)."""
-    zoo, _, arch = name.partition(":")
-    if zoo == "timm":
-        cfg = _timm().models.get_pretrained_cfg(arch)
-        convs = (cfg.first_conv if cfg is not None else None) or ()
-        first = convs if isinstance(convs, str) else next(iter(convs), None)
-    else:
-        first, _ = _torchvision_layers(torchvision_models().get_model(arch, weights=None))
-    weight = state.get(f"{first}.weight") if first else None
-    return int(weight.shape[1]) if weight is not None and weight.ndim == 4 else None

@@ -192,3 +192,69 @@ def test_hub_weights_offline_fail_in_one_line_naming_the_source(run_cli, tmp_pat
     stderr = one_line_error(run_cli, "train-teacher", "--model", "torchvision:resnet18", "--pretrained", "hub",
                             *TINY, "--out", tmp_path / "r")  # fmt: skip
     assert "could not download the pretrained weights of torchvision:resnet18 from https://" in stderr
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """An RGB timm network for Fashion-MNIST's 10 classes, saved as a user's state dict, and its imported run."""
+    from kdtool.cli import main
+
+    folder = tmp_path_factory.mktemp("import")
+    torch.save(timm.create_model("resnet10t", num_classes=10).state_dict(), folder / "mine.pth")
+    with pytest.raises(SystemExit) as done:
+        main(["import", "--model", TIMM, "--weights", str(folder / "mine.pth"), "--input-size", "32",
+              "--limit-test", "200", "--out", str(folder / "run")])  # fmt: skip
+    assert done.value.code == 0
+    return folder
+
+
+def test_an_imported_network_is_a_run_that_evaluate_and_distill_take(run_cli, imported, tmp_path):
+    run = imported / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["kind"] == "import" and config["smoothing"] == "import" and "epochs" not in config
+    # RGB weights on grey images: the network reads 3 channels at its input size, the images are repeated
+    assert config["model_input"]["channels"] == 3 and config["model_input"]["size"] == 32
+    assert config["imported_weights"]["sha256"] and config["input_norm"] == "model"
+    rows = RunDir(run).metrics()
+    assert len(rows) == 1 and rows[0]["selected"] == "1"
+    code, stdout, _ = run_cli("evaluate", run, "--out", tmp_path / "confusion.png")
+    assert code == 0 and f"{float(rows[0]['test_acc']):.2%}" in stdout  # the same accuracy from the run folder
+    code, stdout, stderr = run_cli("distill", "--teacher", run, "--student", "lenet5", *TINY, "--out", tmp_path / "s")
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["teacher_run"]["model"] == TIMM
+    assert "imported network" in one_line_error(run_cli, "rerun", run, "--out", tmp_path / "again")
+
+
+def test_import_refuses_a_head_of_another_size_and_weights_of_another_network(run_cli, tmp_path, weights):
+    out = tmp_path / "r"
+    stderr = one_line_error(run_cli, "import", "--model", TIMM, "--weights", weights / "resnet10t.pth", "--out", out)
+    assert "has 1000 outputs but fashion-mnist has 10 classes" in stderr
+    stderr = one_line_error(run_cli, "import", "--model", TORCHVISION, "--weights", weights / "resnet10t.pth",
+                            "--out", out)  # fmt: skip
+    assert f"does not fit {TORCHVISION}" in stderr
+    stderr = one_line_error(run_cli, "import", "--model", TIMM, "--weights", tmp_path / "none.pth", "--out", out)
+    assert "no such file" in stderr
+    assert not out.exists()
+
+
+def test_a_64px_teacher_teaches_a_28px_student_on_the_same_batches(run_cli, tmp_path):
+    from kdtool.config import DistillConfig
+    from kdtool.methods import frozen_teacher
+
+    teacher = tmp_path / "teacher"
+    code, _, stderr = run_cli("train-teacher", "--model", TIMM, "--input-size", "64", "--input-norm", "model",
+                              *TINY, "--out", teacher)  # fmt: skip
+    assert code == 0, stderr
+    frozen, _, _, _ = frozen_teacher(str(teacher), DistillConfig(teacher=str(teacher), device="cpu"))
+    network, _, _ = load_run_model(RunDir(teacher))
+    data = ModelInput(1, 28, (0.286,), (0.353,))
+    reads = ModelInput.from_record(RunDir(teacher).config()["model_input"])
+    assert reads.size == 64 and reads.mean != data.mean  # resized and normalised for the teacher
+    batch = torch.randn(4, 1, 28, 28)
+    network._forward_pre_hooks.clear()  # the bare network, fed the converted batch by hand
+    with torch.no_grad():
+        expected = network(convert_batch(batch, data, reads))
+    assert torch.allclose(frozen(batch), expected, atol=1e-4)
+    code, stdout, stderr = run_cli("distill", "--teacher", teacher, "--student", "lenet5", *TINY,
+                                   "--out", tmp_path / "student")  # fmt: skip
+    assert code == 0 and "test accuracy" in stdout, stderr
