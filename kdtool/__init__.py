@@ -24,12 +24,14 @@ _LAZY = {
     "Target": "kdtool.targets",
     "dist_loss": "kdtool.targets",
     "dkd_loss": "kdtool.targets",
+    "fit": "kdtool.api",
     "kd_loss": "kdtool.targets",
     "label_smoothing_loss": "kdtool.targets",
     "standardize_logits": "kdtool.targets",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from kdtool.api import fit  # noqa: F401
     from kdtool.qmatrix import QMatrix, SparseLogits  # noqa: F401
     from kdtool.targets import (  # noqa: F401
         DISTKD,

@@ -113,8 +113,14 @@ DESCRIPTIONS = {
 }
 
 
+# kdtool.fit records a user's own module as python:CLASS; kdtool cannot rebuild it from that name
+PYTHON_PREFIX = "python:"
+
+
 def check_model_name(name: str) -> None:
     """Refuse a model name kdtool cannot build (one line naming the choices, or close zoo names)."""
+    if name.startswith(PYTHON_PREFIX):
+        return
     if is_zoo_name(name):
         check_zoo_name(name)
     elif name not in MODELS:
@@ -133,6 +139,9 @@ def build_model(
     text models; image models ignore them.
     """
     check_model_name(name)
+    if name.startswith(PYTHON_PREFIX):
+        raise KdtoolError(f"{name} is a module of your own (trained by kdtool.fit): kdtool cannot build it; load "
+                          f"the run's model.safetensors into it with load_state_dict")  # fmt: skip
     info = num_classes if isinstance(num_classes, DatasetInfo) else None
     if name in TEXT_MODELS:
         if info is None or info.kind != "text":

@@ -68,9 +68,15 @@ def init_model(cfg: TrainConfig, dataset: Dataset, console: Console) -> nn.Modul
     return model
 
 
+def _unchanged(inputs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return inputs
+
+
 def _transform(dataset: Dataset, augment: tuple[str, ...]):
     if dataset.info.kind == "text":  # no augmentation; each batch is cut to its longest text
         return trim_to_longest
+    if dataset.info.kind == "tensor":  # kdtool.fit's tensors: the model reads them as they are
+        return _unchanged
     return ImageBatchTransform.for_dataset(dataset.info, augment=augment)
 
 

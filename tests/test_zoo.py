@@ -258,3 +258,58 @@ def test_a_64px_teacher_teaches_a_28px_student_on_the_same_batches(run_cli, tmp_
     code, stdout, stderr = run_cli("distill", "--teacher", teacher, "--student", "lenet5", *TINY,
                                    "--out", tmp_path / "student")  # fmt: skip
     assert code == 0 and "test accuracy" in stdout, stderr
+
+
+class TinyNet(torch.nn.Module):
+    """A user's own module: kdtool knows nothing of it."""
+
+    def __init__(self, inputs: int = 12, classes: int = 3) -> None:
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(inputs, 16), torch.nn.ReLU(),
+                                          torch.nn.Linear(16, classes))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.float())
+
+
+def random_points(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    return torch.randn(n, 12, generator=g) + 2 * torch.nn.functional.one_hot(labels, 12), labels
+
+
+def test_kdtool_fit_trains_any_module_with_lls_kd_and_llsst_into_run_folders(tmp_path):
+    import kdtool
+
+    train, test = random_points(300, 0), random_points(100, 1)
+    run, rows = kdtool.fit(TinyNet(), train=train, test=test, method="lls", epochs=2, out=tmp_path / "lls",
+                           batch_size=32, lr=0.05, alpha=0.2, device="cpu", quiet=True)  # fmt: skip
+    assert len(rows) == 2 and {"config.json", "metrics.csv", "model.safetensors", "q.safetensors"} <= {
+        p.name for p in run.path.iterdir()
+    }
+    config = run.config()
+    assert config["model"] == "python:TinyNet" and config["alpha"] == 0.2 and config["augment"] == "none"
+    assert config["dataset_info"]["class_names"] == ["0", "1", "2"]
+    student, _ = kdtool.fit(TinyNet(), train=train, test=test, teacher=TinyNet(), method="dkd", epochs=1,
+                            out=tmp_path / "kd", device="cpu", quiet=True)  # fmt: skip
+    assert student.config()["kd_loss"] == "dkd" and student.config()["teacher"] == "python:TinyNet"
+    st, _ = kdtool.fit(TinyNet(), train=train, test=test, substitute_q=run.path, epochs=1, out=tmp_path / "st",
+                       device="cpu", quiet=True)  # fmt: skip
+    assert st.config()["smoothing"] == "lls-st" and (st.path / "q.safetensors").is_file()
+
+
+def test_kdtool_fit_reads_images_from_a_dataloader_and_refuses_what_it_cannot_use(tmp_path):
+    import kdtool
+    from kdtool.errors import KdtoolError
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g), torch.arange(64) % 2
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=16)
+    run, _ = kdtool.fit(TinyNet(64, 2), train=loader, test=(images, labels), method="ls", epochs=1,
+                        out=tmp_path / "img", device="cpu", quiet=True, class_names=["a", "b"])  # fmt: skip
+    info = run.config()["dataset_info"]
+    assert info["kind"] == "image" and info["image_size"] == 8 and run.config()["augment"] == "standard"
+    with pytest.raises(KdtoolError, match="unexpected keyword argument 'alhpa'"):
+        kdtool.fit(TinyNet(), train=random_points(30, 0), test=random_points(10, 1), out=tmp_path / "x", alhpa=0.1)
+    with pytest.raises(KdtoolError, match="cannot build it"):
+        load_run_model(run)
