@@ -8,6 +8,8 @@
 #   KDTOOL_OUT=DIR          folder receiving the recipe's runs and reports
 #   KDTOOL_EXTRA="FLAGS"    extra flags for every training command, e.g. "--limit-train 256 --limit-test 128"
 #   KDTOOL_SEEDS=LIST       seeds of the multi-seed recipes (default 0,1,2)
+#   MODEL=NAME              the network of the paper recipes (and imagefolder_finetune_lls.sh's teacher):
+#                           any --model name, e.g. MODEL=timm:resnet18 or MODEL=torchvision:mobilenet_v3_small
 
 if [ -z "${KDTOOL_SKIP_INSTALL:-}" ]; then
     python3 -m venv .venv

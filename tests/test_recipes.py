@@ -93,6 +93,31 @@ def test_tinyimagenet_recipe_on_a_tiny_imagefolder(tmp_path):
     assert [(r[0], r[1]) for r in markdown_rows(out / "compare.md")] == [("onehot", "1"), ("ls", "1"), ("lls", "1")]
 
 
+@pytest.mark.slow
+def test_imagefolder_finetune_recipe_on_a_tiny_imagefolder(tmp_path):
+    import timm
+    import torch
+    from PIL import Image
+
+    data = tmp_path / "photos"
+    for split, per_class in (("train", 6), ("val", 2)):
+        for c, colour in enumerate(((200, 30, 30), (30, 200, 30), (30, 30, 200))):
+            folder = data / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (12, 12), tuple(v - 10 * i for v in colour)).save(folder / f"{i}.jpg")
+    weights = tmp_path / "resnet10t.pth"  # what a user downloads: the zoo's 1000-class state dict
+    torch.save(timm.create_model("resnet10t").state_dict(), weights)
+    out = tmp_path / "ft"
+    done = run_tiny("imagefolder_finetune_lls.sh", out, str(data), str(weights), MODEL="timm:resnet10t",
+                    IMAGE_SIZE="16", KDTOOL_EXTRA="--batch-size 6")  # fmt: skip
+    assert "84 tensors loaded, 2 skipped (fc.weight, fc.bias)" in done.stdout
+    teacher = json.loads((out / "teacher-lls" / "config.json").read_text())
+    assert teacher["input_size"] == 176 and teacher["pretrained_weights"]["path"] == str(weights)
+    assert sorted((r[0], r[1]) for r in markdown_rows(out / "compare.md")) == [
+        ("kd", "mobilenet_v2"), ("lls", "timm:resnet10t"), ("lls-st", "mobilenet_v2")]  # fmt: skip
+
+
 PAPER_SIZED = ["cifar10_alexnet.sh", "cifar100_resnet18.sh", "fmnist_alexnet.sh", "svhn_lenet.sh"]
 # the GPU-sized recipes: too long to run here even in a tiny mode, so their commands are checked without training
 GPU_RECIPES = [*PAPER_SIZED, "tinyimagenet_resnet18.sh", "cifar100_pls_dynamics.sh"]
@@ -109,7 +134,7 @@ with open(os.environ["KDTOOL_ARGV_LOG"], "a") as fh:
 def recipe_args(recipe: str, tmp_path: Path) -> list[str]:
     """The positional arguments a recipe needs (its data folder), made under ``tmp_path``."""
     text = (ROOT / "recipes" / recipe).read_text()
-    if "usage: bash recipes/tinyimagenet" in text:
+    if "usage: bash recipes/tinyimagenet" in text or "usage: bash recipes/imagefolder_finetune" in text:
         from PIL import Image
 
         for split in ("train", "val"):
