@@ -65,6 +65,36 @@ def test_fmnist_llsst_recipe_in_tiny_mode(tmp_path):
     assert (out / "st-tops" / "confusion-test.png").is_file()
 
 
+def markdown_tables(path: Path) -> list[list[list[str]]]:
+    """Every markdown table of a file, as its body rows (lists of cells)."""
+    tables, current = [], None
+    for line in [*path.read_text().splitlines(), ""]:
+        if line.startswith("| "):
+            current = [] if current is None else current
+            current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif current is not None:
+            tables.append(current[2:])
+            current = None
+    return tables
+
+
+@pytest.mark.slow  # about 2 minutes on two shared CPU cores: 2 AlexNet teachers, 2 caches, 16 students
+def test_fmnist_kd_benchmark_recipe_in_tiny_mode(tmp_path):
+    out = tmp_path / "kdb"
+    run_tiny("fmnist_kd_benchmark.sh", out, KDTOOL_SEEDS="0,1")
+    students, relative = markdown_tables(out / "benchmark.md")
+    assert [row[0] for row in students] == ["onehot", "kd", "dkd", "dist", "kd", "kd", "lls-st", "lls-st"]
+    assert [row[1] for row in students][1:6] == ["False", "False", "-", "True", "False"]  # KD + logit standardisation
+    assert students[5][2] == "1" and students[6][3].endswith("lls.q.safetensors")  # the cache's views; the Q
+    assert all(row[4] == "2" and "±" in row[5] for row in students)  # two seeds each, mean ± std
+    assert [row[0] for row in relative] == ["onehot", "kd", "dkd", "dist", "kd-ls", "kd-cache", "llsst-lls",
+                                            "llsst-onehot"] and relative[1][2] == "1.00"  # fmt: skip
+    assert sorted(p.name for p in (out / "caches").iterdir()) == ["seed0.cache.safetensors", "seed1.cache.safetensors"]
+    assert sorted(p.name for p in (out / "kd-cache").iterdir()) == ["seed0", "seed1"]
+    cache_run = json.loads((out / "kd-cache" / "seed1" / "config.json").read_text())
+    assert cache_run["teacher_cache"].endswith("seed1.cache.safetensors") and cache_run["seed"] == 1
+
+
 @pytest.mark.slow
 def test_fmnist_lls_ablation_recipe_in_tiny_mode(tmp_path):
     out = tmp_path / "ablation"

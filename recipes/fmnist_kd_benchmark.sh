@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The KD methods users compare against, and LLS-ST, on the embedded Fashion-MNIST (CPU-sized):
+#   1. one teacher network clearly stronger than the student, the small AlexNet (5.7M parameters, vs
+#      LeNet-5's 0.06M), trained twice: 1-hot and LLS (α = 0.1), seed 0;
+#   2. Q artifacts: the LLS teacher's learned Q, and a Q estimated from the 1-hot teacher (export-q
+#      --from-teacher at its default temperature, T = 4); one teacher cache of the 1-hot teacher per
+#      seed (a view per student epoch, all 10 logits: exact);
+#   3. LeNet-5 students, seeds $KDTOOL_SEEDS (0,1,2), each method at kdtool's defaults except DKD and DIST,
+#      which use their papers' ImageNet setting (T = 1): at the CIFAR-100 defaults (T = 4, β_dkd = 8,
+#      β = γ = 2) their terms have 10-20× the gradient of the cross-entropy, and a LeNet-5 (no BatchNorm)
+#      at lr 0.1 diverged in its first epoch (training loss 1e10 and 1e26 in a 3-epoch probe);
+#        onehot       no teacher, 1-hot cross-entropy
+#        kd           Hinton KD from the 1-hot teacher (β = 0, T = 1)
+#        dkd          decoupled KD, CE + DKD with α = β = 0.5, T = 1, warm-up 1 epoch
+#        dist         DIST, CE + DIST with β = γ = 1, T = 1
+#        kd-ls        KD with logit standardisation (T = 2)
+#        kd-cache     KD from the teacher cache: no teacher network runs
+#        llsst-lls    LLS-ST from the LLS teacher's Q (α = 0.1)
+#        llsst-onehot LLS-ST from the 1-hot teacher's Q (T = 4, α = 0.1)
+#   4. $OUT/benchmark.md: kdtool compare's table (test accuracy, NLL, ECE: mean ± std over the seeds,
+#      at the selected and at the last epoch; seconds per epoch) and each method's seconds per epoch
+#      relative to KD's.
+# Every run: 10 epochs (batch 128, SGD momentum 0.9, weight decay 5e-4, lr 0.1 with a 1-epoch warm-up,
+# ×0.1 at epochs 5 and 7) on a seeded 8,000 of the 60,000 training images (--limit-train: a live AlexNet
+# teacher costs about 0.3-0.6 s per batch on one CPU thread), tested on all 10,000 test images (the
+# teachers on 2,000). The KD-family students run the teacher on every batch; the cached, LLS-ST and 1-hot
+# students never do.
+#
+# Time (OMP_NUM_THREADS=1, 2 shared CPU cores), estimated from per-batch timings, not measured at this
+# size: the teachers 25-50 minutes, the 12 live-teacher students 40-75, the three caches 10-20, the 12
+# other students about 6: 1.3-2.5 hours in all.
+#
+# Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/kdbench KDTOOL_SEEDS=0 \
+#     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/fmnist_kd_benchmark.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source recipes/common.sh
+
+EPOCHS="${KDTOOL_EPOCHS:-10}"
+OUT="${KDTOOL_OUT:-runs/fmnist-kd-benchmark}"
+LIMIT=8000
+for ((i = 0; i + 1 < ${#EXTRA[@]}; i++)); do  # a --limit-train in KDTOOL_EXTRA is the caches' limit too
+    if [ "${EXTRA[$i]}" = "--limit-train" ]; then LIMIT="${EXTRA[$((i + 1))]}"; fi
+done
+DATA=(--dataset fashion-mnist --epochs "$EPOCHS" --limit-train "$LIMIT")
+TEACHER=(--model alexnet "${DATA[@]}" --limit-test 2000 --seed 0 --force "${EXTRA[@]}")
+STUDENT=(--student lenet5 "${DATA[@]}" --seeds "$SEEDS" --force "${EXTRA[@]}")
+
+# 1. teachers
+"$KDTOOL" train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"
+"$KDTOOL" train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"
+
+# 2. Q artifacts and teacher caches (a cache holds the --limit-train samples its --seed picked: one per seed)
+mkdir -p "$OUT/q" "$OUT/caches"
+"$KDTOOL" export-q "$OUT/teacher-lls" --out "$OUT/q/lls.q.safetensors" --force
+"$KDTOOL" export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --out "$OUT/q/onehot.q.safetensors" --force
+for seed in ${SEEDS//,/ }; do
+    "$KDTOOL" cache-teacher "$OUT/teacher-onehot" --views "$EPOCHS" --limit-train "$LIMIT" --seed "$seed" \
+        --out "$OUT/caches/seed$seed.cache.safetensors" --force
+done
+
+# 3. students
+"$KDTOOL" train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --seeds "$SEEDS" --force "${EXTRA[@]}" \
+    --out "$OUT/onehot"
+"$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"
+"$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 --temperature 1 \
+    --dkd-warmup-epochs 1 "${STUDENT[@]}" --out "$OUT/dkd"
+"$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss dist --dist-beta 1 --dist-gamma 1 --temperature 1 \
+    "${STUDENT[@]}" --out "$OUT/dist"
+"$KDTOOL" distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" --out "$OUT/kd-ls"
+for seed in ${SEEDS//,/ }; do
+    "$KDTOOL" distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" --student lenet5 "${DATA[@]}" \
+        --seeds "$seed" --force "${EXTRA[@]}" --out "$OUT/kd-cache"
+done
+"$KDTOOL" distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"
+"$KDTOOL" distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-onehot"
+
+# 4. the table: groups told apart by method, logit standardisation, cache and Q artifact
+METHODS=(onehot kd dkd dist kd-ls kd-cache llsst-lls llsst-onehot)
+GROUP_BY=smoothing,logit_standardize,teacher_cache_file.views,q_artifact.path
+"$KDTOOL" compare "$OUT/teacher-onehot" "$OUT/teacher-lls" --format markdown | tee "$OUT/teachers.md"
+{
+    echo "LeNet-5 students of an AlexNet teacher on Fashion-MNIST: $LIMIT training images, epochs: $EPOCHS, seeds $SEEDS"
+    echo
+    "$KDTOOL" compare "${METHODS[@]/#/$OUT/}" --group-by "$GROUP_BY" --format markdown
+    echo
+    echo "| method | s/epoch | relative to KD |"
+    echo "| :-- | --: | --: |"
+    for method in "${METHODS[@]}"; do
+        "$KDTOOL" compare "$OUT/$method" --format csv | awk -F, -v m="$method" '
+            NR == 1 { for (i = 1; i <= NF; i++) if ($i == "epoch_seconds_mean") col = i }
+            NR == 2 { print m "," $col }'
+    done | awk -F, '$1 == "kd" { kd = $2 } { name[NR] = $1; s[NR] = $2 }
+        END { for (i = 1; i <= NR; i++) printf "| %s | %.1f | %.2f |\n", name[i], s[i], (kd > 0 ? s[i] / kd : 0) }'
+} | tee "$OUT/benchmark.md"
