@@ -19,6 +19,7 @@ _LAZY = {
     "KnowledgeDistillation": "kdtool.targets",
     "LearnableLabelSmoothing": "kdtool.targets",
     "QMatrix": "kdtool.qmatrix",
+    "RowLazySGD": "kdtool.lazysgd",
     "SparseLogits": "kdtool.qmatrix",
     "SubstituteTeacher": "kdtool.targets",
     "Target": "kdtool.targets",
@@ -32,6 +33,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from kdtool.api import fit  # noqa: F401
+    from kdtool.lazysgd import RowLazySGD  # noqa: F401
     from kdtool.qmatrix import QMatrix, SparseLogits  # noqa: F401
     from kdtool.targets import (  # noqa: F401
         DISTKD,

@@ -29,7 +29,7 @@ from kdtool.targets.dist import check_dist_options
 from kdtool.targets.dkd import check_dkd_options
 from kdtool.targets.focal import parse_focal_gamma
 from kdtool.targets.kd import check_kd_options
-from kdtool.targets.lls import parse_lls_terms
+from kdtool.targets.lls import Q_UPDATES, parse_lls_terms
 from kdtool.targets.simple import check_unit_interval
 from kdtool.targets.tfkd import check_tfkd_options
 from kdtool.targets.zipf import check_zipf_options
@@ -82,6 +82,7 @@ APPLIES: dict[str, Applies] = {
     "alpha": _method("lls"),
     "lls_terms": _method("lls"),
     "q_weight_decay": _method("lls"),
+    "q_update": _method("lls"),
     "teacher": _method("tfkd-self"),
     "tfkd_temperature": _method("tfkd-reg", "tfkd-self"),
     "tfkd_weight": _method("tfkd-reg", "tfkd-self"),
@@ -149,6 +150,7 @@ class TrainConfig:
     alpha: float | None = 0.1
     lls_terms: str = "all"
     q_weight_decay: float | None = None
+    q_update: str = "auto"  # LLS: how Q is updated, dense, sparse (only the batch's rows) or auto (by K)
     teacher: str | None = None
     tfkd_temperature: float = 20.0
     tfkd_weight: float = 0.1
@@ -198,6 +200,8 @@ class TrainConfig:
         if self.alpha is not None:  # None: an LLS-ST run whose α comes from its Q artifact
             check_unit_interval("--alpha", self.alpha)
         self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
+        if self.q_update not in Q_UPDATES:
+            raise KdtoolError(f"unknown --q-update {self.q_update!r}: choose one of {', '.join(Q_UPDATES)}")
         self.augment = ",".join(parse_augment(self.augment)) or "none"
         resolve_text_options(self)
         check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)

@@ -2,7 +2,8 @@
 
 The engine sees a model, a :class:`~kdtool.targets.Target` and two loaders. It never asks which
 method it trains: the target turns logits into a loss and may own parameters (put in the same
-optimizer as the network, with their own weight decay).
+optimizer as the network, with their own weight decay; row-lazily updated where the target says
+their gradients are row-sparse, see :mod:`kdtool.lazysgd`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from torch import nn
 from kdtool.accel import Accel
 from kdtool.data import BatchLoader
 from kdtool.data.augment import BatchMixer, parse_augment
-from kdtool.distributed import DistEnv, all_reduce_sum, average_gradients, select_device
+from kdtool.distributed import DistEnv, all_reduce_sum, select_device
+from kdtool.lazysgd import RowLazySGD
 from kdtool.metrics import classification_metrics
+from kdtool.rowgrads import average_method_gradients
 from kdtool.targets import Target
 
 StepCallback = Callable[[], None]
@@ -53,12 +56,22 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(model: nn.Module, target: Target, cfg: TrainingOptions) -> torch.optim.Optimizer:
-    """SGD over the network and the method's own parameters (LLS's Q), as the paper trains them."""
+    """SGD over the network and the method's own parameters (LLS's Q), as the paper trains them.
+
+    A method with row-sparse gradients (LLS's Q with sparse updates) gets the same SGD, row-lazily
+    (:class:`~kdtool.lazysgd.RowLazySGD`), through which it reads them, up to date."""
+    if target.lazy_rows is not None:
+        target.lazy_rows.sync()  # rows an earlier optimizer of this method left behind
     groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
     method_params = [p for p in target.parameters() if p.requires_grad]
     if method_params:
-        groups.append({"params": method_params, "weight_decay": cfg.q_weight_decay})
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        lazy = {"row_lazy": True} if target.row_sparse else {}
+        groups.append({"params": method_params, "weight_decay": cfg.q_weight_decay, **lazy})
+    if not target.row_sparse:
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    optimizer = RowLazySGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    target.lazy_rows = optimizer
+    return optimizer
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainingOptions) -> float:
@@ -141,7 +154,7 @@ class Trainer:
                 loss = batch.loss(self.target, logits)
             self.optimizer.zero_grad(set_to_none=True)
             self._backward(loss)
-            average_gradients(self.target.parameters(), self.dist_env)
+            average_method_gradients(self.target.parameters(), self.dist_env)
             norm = gradient_norm(self.model)
             grad_norm_sum += norm if self.scaler is None else norm.nan_to_num(0.0, 0.0, 0.0)  # skipped fp16 step: 0
             self._optimizer_step()
@@ -150,6 +163,10 @@ class Trainer:
             correct += batch.hits(logits.detach())
             if on_step is not None:
                 on_step()
+        if isinstance(self.optimizer, RowLazySGD):
+            # every row up to date, at the same step on every rank: what follows (checkpoint, model
+            # selection, export) reads Q, and rows brought up to date at other steps differ in the last bits
+            self.optimizer.sync()
         for name in self.target.epoch_accumulators:
             all_reduce_sum(getattr(self.target, name), self.dist_env)
         self.target.on_epoch_end(epoch)

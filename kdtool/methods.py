@@ -70,7 +70,7 @@ def _prior(cfg: TrainConfig, num_classes: int) -> Target:
 METHODS: dict[str, Callable[[TrainConfig, int], Target]] = {
     "onehot": lambda cfg, k: OneHot(),
     "ls": lambda cfg, k: LabelSmoothing(cfg.epsilon),
-    "lls": lambda cfg, k: LearnableLabelSmoothing(k, cfg.alpha, cfg.lls_terms),
+    "lls": lambda cfg, k: LearnableLabelSmoothing(k, cfg.alpha, cfg.lls_terms, cfg.q_update),
     "ols": lambda cfg, k: OnlineLabelSmoothing(k),
     "tfkd-reg": lambda cfg, k: TeacherFreeRegularization(
         k, cfg.tfkd_temperature, cfg.tfkd_weight, cfg.tfkd_multiplier, cfg.tfkd_correct_prob

@@ -289,6 +289,9 @@ def train_teacher(
         model = init_model(cfg, dataset, console)
         target = build_method(cfg, info.num_classes)
         title = f"{cfg.smoothing} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
+        if cfg.smoothing == "lls":  # what --q-update chose (auto: by the number of classes)
+            title += f" · Q updates {'sparse' if target.row_sparse else 'dense'} (--q-update {cfg.q_update}, " \
+                     f"K = {info.num_classes})"  # fmt: skip
         return fit(cfg, dataset, model, target, force, console, _source_files(cfg), title, resume)
 
 

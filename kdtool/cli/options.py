@@ -81,6 +81,10 @@ LlsTerms = Annotated[
 ]
 QWeightDecay = Annotated[float | None, typer.Option(help="LLS: weight decay of Q (default: --weight-decay).",
                                                     rich_help_panel=METHOD)]  # fmt: skip
+QUpdate = Annotated[str, typer.Option(help="LLS: how Q is updated: dense (all K² entries every step), sparse (only "
+                                      "the rows of the batch's labels, the others caught up exactly when read: the "
+                                      "same training, per-step cost O(batch × K)) or auto (sparse from 1,000 "
+                                      "classes).", rich_help_panel=METHOD)]  # fmt: skip
 SelfTeacher = Annotated[Path | None, typer.Option("--teacher", help="tfkd-self: run folder of a trained copy of "
                                                   "the student.", rich_help_panel=METHOD)]  # fmt: skip
 TfkdTemperature = Annotated[float, typer.Option(help="TF-KD: temperature τ of teacher and student.",

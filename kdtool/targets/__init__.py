@@ -12,7 +12,7 @@ from kdtool.targets.dist import DISTKD, dist_loss
 from kdtool.targets.dkd import DecoupledKD, dkd_loss
 from kdtool.targets.focal import FocalLoss
 from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher, kd_loss
-from kdtool.targets.lls import LLS_TERMS, LearnableLabelSmoothing, parse_lls_terms
+from kdtool.targets.lls import LLS_TERMS, LearnableLabelSmoothing, parse_lls_terms, resolve_q_update
 from kdtool.targets.ols import OnlineLabelSmoothing
 from kdtool.targets.prior import PriorSmoothing
 from kdtool.targets.simple import LabelSmoothing, OneHot, label_smoothing_loss
@@ -44,5 +44,6 @@ __all__ = [
     "kl_divergence",
     "label_smoothing_loss",
     "parse_lls_terms",
+    "resolve_q_update",
     "standardize_logits",
 ]

@@ -9,8 +9,22 @@ nothing else.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
+
+
+class LazyRows(Protocol):
+    """What updates a method's row-sparse parameters lazily (:class:`kdtool.lazysgd.RowLazySGD`)."""
+
+    def rows(self, param: nn.Parameter, index: torch.Tensor) -> torch.Tensor:
+        """The rows ``index`` of ``param`` brought up to date, as a new tensor."""
+        ...
+
+    def sync(self, param: nn.Parameter | None = None) -> None:
+        """Every row of ``param`` up to date."""
+        ...
 
 
 class Target(nn.Module):
@@ -19,6 +33,10 @@ class Target(nn.Module):
     name: str = ""
     # Buffers summed over all processes (torchrun) before on_epoch_end, e.g. OLS's per-class sums.
     epoch_accumulators: tuple[str, ...] = ()
+    # True when the method's parameters get row-sparse gradients (LLS's Q with sparse updates): the engine
+    # then updates them row-lazily and sets ``lazy_rows``, through which the method reads them.
+    row_sparse: bool = False
+    lazy_rows: LazyRows | None = None
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """Mean loss over the batch. ``inputs`` is the exact (augmented) batch the model saw."""
