@@ -38,6 +38,8 @@ def test_a_run_folder_stands_for_its_q(run_cli, seeds, tmp_path):
     out = tmp_path / "st"
     code, _, stderr = run_cli("distill", "--substitute-q", seeds / "seed0", *TINY, "--out", out)
     assert code == 0, stderr
+    code, _, stderr = run_cli("transfer-q", seeds / "seed0", "--top-n", "2", "--out", tmp_path / "t.q.safetensors")
+    assert code == 0, stderr
     code, _, stderr = run_cli("inspect-q", seeds)
     assert code == 2 and "is a folder of runs, not a Q artifact" in stderr and "seed0/q.safetensors" in stderr
 

@@ -269,6 +269,7 @@ def transfer_q(
     ```
     """
     from kdtool.qmatrix import QMatrix
+    from kdtool.runs import q_artifact_path
     from kdtool.subsets import parse_name_list, resolve_classes
 
     if classes is None and class_indices is None and top_n is None:
@@ -281,6 +282,7 @@ def transfer_q(
         q = q.subset(resolve_classes(q.class_names, names=names, indices=indices))
     if top_n is not None:
         q = q.to_sparse(top_n)
-    q = q.with_extra({"parent": str(file), "parent_sha256": sha256_file(file)})
+    parent = q_artifact_path(file)  # a run folder given for its q.safetensors
+    q = q.with_extra({"parent": str(parent), "parent_sha256": sha256_file(parent)})
     _write(q, out)
     _written(q, out)
