@@ -70,6 +70,29 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def read_safetensors(path: str | os.PathLike, what: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors and the string metadata of the safetensors file ``path`` (a ``what``, e.g. "Q
+    artifact"); a missing file, a pickle / ``torch.save`` file (never unpickled) or an unreadable one
+    is a one-line KdtoolError naming the file."""
+    from safetensors import SafetensorError, safe_open  # torch-backed: only when a file is read
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise KdtoolError(f"{what} {path} does not exist")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # safetensors: an 8-byte header length, then the JSON header; a length byte may be 0x80 too
+    if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
+        raise KdtoolError(f"{path} is a pickle / torch.save file, not safetensors: kdtool never unpickles")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            return tensors, fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise KdtoolError(f"{path} is not a readable safetensors file ({exc})") from exc
+
+
 def written_by_kdtool(path: str | os.PathLike) -> bool:
     """Whether the file ``path`` is one kdtool writes: a safetensors file of a ``kdtool.*`` format (a Q
     artifact), a figure drawn by its plotting (matplotlib's PNG, PDF or SVG, which name matplotlib) or a

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write
+from kdtool.fileio import atomic_write, read_safetensors
 from kdtool.qmath import mixture_log_target
 from kdtool.runs import q_artifact_path
 from kdtool.subsets import resolve_classes
@@ -395,19 +394,7 @@ class QMatrix:
         """Read and validate a dense or sparse artifact (or the ``q.safetensors`` of a run folder given in
         its place); every fault is a KdtoolError naming the file."""
         path = q_artifact_path(path)
-        if not path.is_file():
-            raise KdtoolError(f"Q artifact {path} does not exist")
-        with open(path, "rb") as fh:
-            head = fh.read(9)
-        # safetensors: an 8-byte header length, then the JSON header; a length byte may be 0x80 too
-        if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
-            raise KdtoolError(f"{path} is a pickle / torch.save file, not safetensors: kdtool never unpickles")
-        try:
-            tensors = load_file(str(path))
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise KdtoolError(f"{path} is not a readable safetensors file ({exc})") from exc
+        tensors, meta = read_safetensors(path, "Q artifact")
         try:
             return cls._from_contents(tensors, meta)
         except KdtoolError as exc:

@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from kdtool.data.augment import MIXERS, parse_augment
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write
+from kdtool.fileio import atomic_write, read_safetensors
 
 FORMAT = "kdtool.cache/1"
 _TENSORS = ("aug_params", "topk_indices", "topk_logits", "rest_logit", "sample_index")
@@ -184,14 +183,7 @@ class TeacherCache:
     def load(cls, path: str | os.PathLike) -> TeacherCache:
         """Read and validate a cache; every fault is a one-line KdtoolError naming the file."""
         path = Path(path)
-        if not path.is_file():
-            raise KdtoolError(f"teacher cache {path} does not exist")
-        try:
-            tensors = load_file(str(path))
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise KdtoolError(f"{path} is not a readable safetensors file ({exc}); kdtool never unpickles") from exc
+        tensors, meta = read_safetensors(path, "teacher cache")
         try:
             return dataclasses.replace(cls._from_contents(tensors, meta), path=str(path))
         except KdtoolError as exc:
