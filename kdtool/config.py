@@ -424,7 +424,7 @@ class DistillConfig(TrainConfig):
         if self.substitute_q is not None:
             self.substitute_q = str(q_artifact_path(self.substitute_q))  # a run folder stands for its Q
             if self.alpha is None:
-                self.alpha = QMatrix.load(self.substitute_q).alpha
+                self.alpha = QMatrix.stored_alpha(self.substitute_q)  # the whole artifact is read once, by the run
         super().resolve()
         return self
 

@@ -70,14 +70,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def read_safetensors(path: str | os.PathLike, what: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The tensors and the string metadata of the safetensors file ``path`` (a ``what``, e.g. "Q
-    artifact"); a missing file, a pickle / ``torch.save`` file (never unpickled) or an unreadable one
-    is a one-line KdtoolError naming the file."""
-    from safetensors import SafetensorError, safe_open  # torch-backed: only when a file is read
-    from safetensors.torch import load_file
-
-    path = Path(path)
+def _check_safetensors(path: Path, what: str) -> None:
     if not path.is_file():
         raise KdtoolError(f"{what} {path} does not exist")
     with open(path, "rb") as fh:
@@ -85,10 +78,21 @@ def read_safetensors(path: str | os.PathLike, what: str) -> tuple[dict[str, Any]
     # safetensors: an 8-byte header length, then the JSON header; a length byte may be 0x80 too
     if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise KdtoolError(f"{path} is a pickle / torch.save file, not safetensors: kdtool never unpickles")
+
+
+def read_safetensors(path: str | os.PathLike, what: str, tensors: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors and the string metadata of the safetensors file ``path`` (a ``what``, e.g. "Q
+    artifact"); ``tensors=False`` reads the header alone (no tensor is loaded). A missing file, a
+    pickle / ``torch.save`` file (never unpickled) or an unreadable one is a one-line KdtoolError."""
+    from safetensors import SafetensorError, safe_open  # torch-backed: only when a file is read
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    _check_safetensors(path, what)
     try:
-        tensors = load_file(str(path))
+        values = load_file(str(path)) if tensors else {}
         with safe_open(str(path), framework="pt") as fh:
-            return tensors, fh.metadata() or {}
+            return values, fh.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise KdtoolError(f"{path} is not a readable safetensors file ({exc})") from exc
 

@@ -390,6 +390,16 @@ class QMatrix:
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=self.metadata()))
 
     @classmethod
+    def stored_alpha(cls, path: str | os.PathLike) -> float:
+        """The α the artifact at ``path`` records, read from its header alone (a K×K Q can be large);
+        a header without a valid α falls back to :meth:`load`, whose one-line error names the fault."""
+        _, meta = read_safetensors(q_artifact_path(path), "Q artifact", tensors=False)
+        try:
+            return float(meta["alpha"])
+        except (KeyError, ValueError):
+            return cls.load(path).alpha
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> QMatrix:
         """Read and validate a dense or sparse artifact (or the ``q.safetensors`` of a run folder given in
         its place); every fault is a KdtoolError naming the file."""
