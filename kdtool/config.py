@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 from kdtool.accel import check_amp
 from kdtool.data.augment import parse_augment
 from kdtool.data.registry import stored_image_size
+from kdtool.data.shards import is_wds, resolve_val_shards
+from kdtool.data.stream import LOADERS, parse_bytes
 from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
 from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.distributed import check_device
@@ -43,7 +45,7 @@ SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zip
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
                           "selected_epoch", "epochs_run", "teacher_run", "teacher_cache_file", "q_artifact",
                           "prior_artifact", "kept_classes", "model_input", "pretrained_weights",
-                          "imported_weights"})  # fmt: skip
+                          "imported_weights", "data_loader"})  # fmt: skip
 # --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
 INPUT_NORMS = ("model", "dataset")
 
@@ -68,6 +70,18 @@ def _is_text(c: Any) -> bool:
 _TEXT = Applies("dataset", _is_text, "text datasets (goemotions, goemotions-ekman, text:PATH)")
 _TORCHVISION = Applies("dataset", lambda c: c.dataset in TORCHVISION_SETS,
                        "the torchvision datasets (" + ", ".join(TORCHVISION_SETS) + ")")  # fmt: skip
+_SHARDS = Applies("dataset", lambda c: is_wds(c.dataset), "wds: datasets")
+_FILES = Applies(
+    "dataset", lambda c: c.dataset.startswith(("imagefolder:", "wds:")), "imagefolder:PATH and wds: datasets"
+)
+
+
+def _may_stream(c: Any) -> bool:
+    """Whether the run can take the streaming data path (imagefolder: unless --loader memory; wds: always)."""
+    return is_wds(c.dataset) or (c.dataset.startswith("imagefolder:") and c.loader != "memory")
+
+
+_STREAMS = Applies("loader", _may_stream, "--loader stream or auto with imagefolder:PATH, and wds: datasets")
 _MULTISTEP = Applies("schedule", lambda c: c.schedule == "multistep", "--schedule multistep")
 _ZOO = Applies("model", lambda c: is_zoo_name(c.model), "timm: and torchvision: models")
 
@@ -100,7 +114,17 @@ APPLIES: dict[str, Applies] = {
         lambda c: c.data_root is not None and c.dataset in TORCHVISION_SETS,
         "--data-root with a torchvision dataset",
     ),
-    "image_size": Applies("dataset", lambda c: c.dataset.startswith("imagefolder:"), "imagefolder:PATH datasets"),
+    "image_size": _FILES,
+    "loader": _FILES,
+    "memory_budget": Applies(
+        "loader",
+        lambda c: c.dataset.startswith("imagefolder:") and c.loader == "auto",
+        "--loader auto with imagefolder:PATH",
+    ),
+    "workers": _STREAMS,
+    "skip_bad_samples": _STREAMS,
+    "val_shards": _SHARDS,
+    "class_names": _SHARDS,
     "augment": Applies("dataset", lambda c: not _is_text(c), "image datasets"),
     "pretrained": _ZOO,
     "input_size": _ZOO,
@@ -182,6 +206,12 @@ class TrainConfig:
     mlflow_uri: str | None = None  # MLflow tracking store (default: MLflow's own)
     mlflow_experiment: str = "kdtool"
     wandb_project: str = "kdtool"
+    loader: str = "auto"  # data path: memory, stream (kdtool.data.stream) or auto (by --memory-budget)
+    memory_budget: str | None = None  # --loader auto: the most decoded data kept in memory (default: a share of it)
+    workers: int | None = None  # streaming: DataLoader worker processes (default: by CPU cores)
+    skip_bad_samples: bool = False  # streaming: skip and count unreadable samples instead of stopping
+    val_shards: str | None = None  # wds: evaluation shards (default: the training pattern with val for train)
+    class_names: str | None = None  # wds: file of class names (default: classes.txt beside the shards)
 
     def resolve(self) -> TrainConfig:
         """Validate every option and fill the derived defaults; returns ``self``."""
@@ -203,6 +233,7 @@ class TrainConfig:
         if self.q_update not in Q_UPDATES:
             raise KdtoolError(f"unknown --q-update {self.q_update!r}: choose one of {', '.join(Q_UPDATES)}")
         self.augment = ",".join(parse_augment(self.augment)) or "none"
+        self.resolve_data_path()
         resolve_text_options(self)
         check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)
         check_zipf_options(self.zipf_weight, self.zipf_exponent)
@@ -244,6 +275,22 @@ class TrainConfig:
         if any(m <= 0 for m in self.milestones):
             raise KdtoolError(f"--milestones must be positive epochs, got {self.milestones}")
         return self
+
+    def resolve_data_path(self) -> None:
+        """``--loader`` and the streaming options; a wds: dataset's evaluation shards."""
+        if self.loader not in LOADERS:
+            raise KdtoolError(f"unknown --loader {self.loader!r}: choose one of {', '.join(LOADERS)}")
+        if is_wds(self.dataset):
+            if self.loader == "memory":
+                raise KdtoolError("wds: shards are always streamed: --loader memory does not apply (use auto)")
+            self.val_shards = resolve_val_shards(self.dataset, self.val_shards)
+        elif self.loader == "stream" and not self.dataset.startswith("imagefolder:") and not _is_text(self):
+            raise KdtoolError(f"--loader stream reads imagefolder:PATH and wds: datasets; {self.dataset} is "
+                              f"decoded into memory (remove --loader)")  # fmt: skip
+        if self.memory_budget is not None:
+            parse_bytes(self.memory_budget)
+        if self.workers is not None and self.workers < 0:
+            raise KdtoolError(f"--workers must be ≥ 0 (0: decode in the training process), got {self.workers}")
 
     def starts_from_weights(self) -> bool:
         """Whether the network starts from trained weights (whose data config then is its default input)."""

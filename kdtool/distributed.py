@@ -113,6 +113,13 @@ def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_max(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """The largest value of ``tensor`` over all processes, in place (a no-op in a single process)."""
+    if env.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def average_gradients(params: Iterable[torch.nn.Parameter], env: DistEnv) -> None:
     """Average gradients of parameters that live outside the DDP-wrapped model (e.g. LLS's Q),
     exactly as DDP averages the model's, so they stay identical on every rank."""

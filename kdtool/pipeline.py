@@ -16,9 +16,28 @@ from kdtool.config import DistillConfig, TrainConfig
 from kdtool.data import BatchLoader, Dataset, ImageBatchTransform, load_dataset
 from kdtool.data.augment import parse_augment
 from kdtool.data.replay import ReplayLoader
+from kdtool.data.shards import ShardLoader, ShardSplit, is_wds
+from kdtool.data.stream import (
+    FileSplit,
+    LoaderChoice,
+    SampleTransform,
+    StreamLoader,
+    choose_loader,
+    default_workers,
+    is_streamed,
+)
 from kdtool.data.text import Vocabulary, dataset_vocabulary, trim_to_longest
 from kdtool.display import EpochDisplay
-from kdtool.distributed import DistEnv, barrier, init_from_env, is_main_process, max_divergence, select_device, shutdown
+from kdtool.distributed import (
+    DistEnv,
+    all_reduce_max,
+    barrier,
+    init_from_env,
+    is_main_process,
+    max_divergence,
+    select_device,
+    shutdown,
+)
 from kdtool.engine import Trainer, predict, seed_everything, unwrap_model
 from kdtool.errors import KdtoolError, RunInterrupted
 from kdtool.fileio import sha256_file
@@ -39,11 +58,41 @@ from kdtool.zoo import HUB
 Q_IMAGE_EVERY = 5
 
 
-def load_data(cfg: TrainConfig, vocabulary: Vocabulary | None = None) -> Dataset:
-    """The run's data, limited; text is encoded with ``vocabulary`` (default: built from its training split)."""
-    dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
-                           vocabulary)  # fmt: skip
-    return dataset.limited(cfg.limit_train, cfg.limit_test, cfg.seed)
+def load_data(cfg: TrainConfig, vocabulary: Vocabulary | None = None, stream: bool = False) -> Dataset:
+    """The run's data, limited; text is encoded with ``vocabulary`` (default: built from its training split);
+    ``stream``: listed as files for the streaming path rather than decoded into memory."""
+    return load_full_data(cfg, vocabulary, stream).limited(cfg.limit_train, cfg.limit_test, cfg.seed)
+
+
+def load_full_data(cfg: TrainConfig, vocabulary: Vocabulary | None = None, stream: bool = False) -> Dataset:
+    """The run's whole dataset (before any subset or limit), decoded, or listed where ``stream``."""
+    return load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
+                        vocabulary, stream, cfg.val_shards, cfg.class_names, cfg.skip_bad_samples)  # fmt: skip
+
+
+def choose_data_path(cfg: TrainConfig, resume: bool) -> LoaderChoice | None:
+    """The data path of a run (None: its data are always decoded into memory); a resumed run keeps its own.
+
+    ``--loader auto`` compares the decoded size of the whole dataset with ``--memory-budget``; under torchrun
+    the ranks agree (any rank short of memory makes every rank stream).
+    """
+    if not cfg.dataset.startswith("imagefolder:") and not is_wds(cfg.dataset):
+        return None
+    if resume:
+        recorded = RunDir(cfg.out).config().get("data_loader")
+        if isinstance(recorded, dict) and recorded.get("used") in ("memory", "stream"):
+            return LoaderChoice(recorded["used"], str(recorded.get("reason", "")) + "; kept on --resume")
+    env, device = init_from_env(cfg.device)
+    decoded = None
+    if cfg.loader == "auto" and not is_wds(cfg.dataset):
+        listed = load_full_data(cfg, stream=True)
+        decoded = sum(split.decoded_bytes(cfg.image_size) for split in (listed.train, listed.test))
+    choice = choose_loader(cfg.loader, cfg.dataset, decoded, cfg.memory_budget, device)
+    if env.enabled and cfg.loader == "auto":
+        streams = all_reduce_max(torch.tensor(float(choice.used == "stream"), device=device), env)
+        if bool(streams) and choice.used == "memory":
+            choice = LoaderChoice("stream", choice.reason + "; another process is short of memory")
+    return choice
 
 
 def select_data(full: Dataset, cfg: TrainConfig, kept: list[int] | None, fraction: float = 1.0) -> Dataset:
@@ -73,6 +122,9 @@ def _unchanged(inputs: torch.Tensor, generator: torch.Generator | None) -> torch
 
 
 def _transform(dataset: Dataset, augment: tuple[str, ...]):
+    if is_streamed(dataset):  # crop and flip happen per sample in the workers; the rest on the device
+        cutout = dataset.info.image_size // 2 if "cutout" in augment else 0
+        return ImageBatchTransform(dataset.info.mean, dataset.info.std, 0, False, "randaugment" in augment, cutout)
     if dataset.info.kind == "text":  # no augmentation; each batch is cut to its longest text
         return trim_to_longest
     if dataset.info.kind == "tensor":  # kdtool.fit's tensors: the model reads them as they are
@@ -86,13 +138,18 @@ def make_loaders(
     device: torch.device,
     env: DistEnv = DistEnv(),
     teacher_cache: TeacherCache | None = None,
+    note=print,
 ) -> tuple[BatchLoader, BatchLoader]:
     """The shuffled, augmented training loader (this rank's part under torchrun; replaying ``teacher_cache``'s
-    views and logits where given) and the ordered test loader."""
+    views and logits where given) and the ordered test loader; streamed from files where ``dataset`` is
+    (``note`` tells of skipped bad samples)."""
     augment = parse_augment(cfg.augment)
     common = {"shuffle": True, "augment": bool(augment), "seed": cfg.seed, "rank": env.rank,
               "world_size": env.world_size}  # fmt: skip
     transform = _transform(dataset, augment)
+    if is_streamed(dataset):
+        train = _stream_loader(dataset, "train", cfg.batch_size, device, cfg, note, train=True, **common)
+        return train, evaluation_loader(dataset, "test", cfg.eval_batch_size, device, cfg, note)
     if teacher_cache is None:
         train = BatchLoader(dataset.train, cfg.batch_size, transform, device, **common)
     else:
@@ -101,9 +158,32 @@ def make_loaders(
     return train, evaluation_loader(dataset, "test", cfg.eval_batch_size, device)
 
 
-def evaluation_loader(dataset: Dataset, split: str, batch_size: int, device: torch.device) -> BatchLoader:
-    """One split (``train``, ``validation`` or ``test``) in order, in batches, without augmentation."""
+def evaluation_loader(dataset: Dataset, split: str, batch_size: int, device: torch.device,
+                      cfg: TrainConfig | None = None, note=print) -> BatchLoader:  # fmt: skip
+    """One split (``train``, ``validation`` or ``test``) in order, in batches, without augmentation (streamed
+    with ``cfg``'s workers where the data are)."""
+    if is_streamed(dataset):
+        return _stream_loader(dataset, split, batch_size, device, cfg, note, train=False)
     return BatchLoader(getattr(dataset, split), batch_size, _transform(dataset, ()), device)
+
+
+def _stream_loader(dataset: Dataset, split: str, batch_size: int, device: torch.device, cfg: TrainConfig | None,
+                   note, train: bool, **order: Any) -> StreamLoader | ShardLoader:  # fmt: skip
+    """A streaming loader of one split: files (imagefolder:) or shards (wds:); ``train``: augmented per sample
+    and shuffled by ``order`` (seed, rank, world size)."""
+    data = getattr(dataset, split)
+    info = dataset.info
+    workers = default_workers() if cfg is None or cfg.workers is None else cfg.workers
+    seed = order.get("seed", 0 if cfg is None else cfg.seed)
+    per_sample = SampleTransform(info.image_size, train, train and info.hflip, seed)
+    augment = parse_augment(cfg.augment) if train and cfg is not None else ()
+    options = {"workers": workers, "skip_bad": cfg is not None and cfg.skip_bad_samples, "note": note, **order}
+    transform = _transform(dataset, augment)
+    if isinstance(data, FileSplit):
+        return StreamLoader(data, batch_size, per_sample, transform, device, info.num_classes, **options)
+    if isinstance(data, ShardSplit):
+        return ShardLoader(data, batch_size, per_sample, transform, device, info.num_classes, **options)
+    raise KdtoolError(f"the {split} split of {info.name} is not streamed")
 
 
 def dataset_record(dataset: Dataset) -> dict[str, Any]:
@@ -142,10 +222,10 @@ def fit(
     if env.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
-    train_loader, test_loader = make_loaders(dataset, cfg, device, env, teacher_cache)
+    train_loader, test_loader = make_loaders(dataset, cfg, device, env, teacher_cache, note)
     val_loader = None
     if dataset.validation is not None:
-        val_loader = evaluation_loader(dataset, "validation", cfg.eval_batch_size, device)
+        val_loader = evaluation_loader(dataset, "validation", cfg.eval_batch_size, device, cfg, note)
     trainer = Trainer(model, target, train_loader, test_loader, cfg, env, val_loader, accel)
     selector = ModelSelector(cfg.select, cfg.early_stopping)
 
@@ -257,8 +337,8 @@ def predict_run(run: RunDir, split: str = "test", device: str = "auto") -> tuple
     where = select_device(device)
     model, cfg, info = load_run_model(run, where)
     record = run.config()
-    full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
-                        run_vocabulary(run))  # fmt: skip
+    streamed = (record.get("data_loader") or {}).get("used") == "stream"  # the run's own preprocessing
+    full = load_full_data(cfg, run_vocabulary(run), streamed)
     dataset = select_data(full, cfg, record.get("kept_classes"), getattr(cfg, "sample_fraction", 1.0))
     dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
     names = list(info["class_names"])
@@ -272,7 +352,7 @@ def predict_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``model``'s logits and the labels of one split (``train`` or ``test``) of ``dataset``, in the
     split's order, in evaluation batches without augmentation; both on the CPU."""
-    logits, labels = predict(model, evaluation_loader(dataset, split, cfg.eval_batch_size, device))
+    logits, labels = predict(model, evaluation_loader(dataset, split, cfg.eval_batch_size, device, cfg))
     return logits.cpu(), labels.cpu()
 
 
@@ -283,7 +363,9 @@ def train_teacher(
     cfg.resolve()
     plan_run(cfg.out, cfg.to_dict(), force, resume)
     with stops_safely(cfg.out):
-        dataset = load_data(cfg)
+        path = choose_data_path(cfg, resume)
+        dataset = load_data(cfg, stream=path is not None and path.used == "stream")
+        _report_skipped(dataset, console)
         seed_everything(cfg.seed)
         info = dataset.info
         model = init_model(cfg, dataset, console)
@@ -292,7 +374,26 @@ def train_teacher(
         if cfg.smoothing == "lls":  # what --q-update chose (auto: by the number of classes)
             title += f" · Q updates {'sparse' if target.row_sparse else 'dense'} (--q-update {cfg.q_update}, " \
                      f"K = {info.num_classes})"  # fmt: skip
-        return fit(cfg, dataset, model, target, force, console, _source_files(cfg), title, resume)
+        title, record = _with_data_path(title, _source_files(cfg), path)
+        return fit(cfg, dataset, model, target, force, console, record, title, resume)
+
+
+def _with_data_path(title: str, record: dict[str, Any], path: LoaderChoice | None) -> tuple[str, dict[str, Any]]:
+    """The header line and config.json facts, with the data path and why it was chosen."""
+    if path is None:
+        return title, record
+    return f"{title} · data: {path.used} ({path.reason})", {**record, "data_loader": path.to_record()}
+
+
+def _report_skipped(dataset: Dataset, console: Console) -> None:
+    """Incomplete samples or truncated shards found while listing wds: shards (with --skip-bad-samples)."""
+    for name in ("train", "test"):
+        split = getattr(dataset, name)
+        skipped = getattr(split, "skipped", [])
+        if skipped and is_main_process():
+            console.print(f"skipped {len(skipped)} incomplete sample{'s' if len(skipped) > 1 else ''} or truncated "
+                          f"shard{'s' if len(skipped) > 1 else ''} of the {name} shards (--skip-bad-samples); the "
+                          f"first: {skipped[0].describe()}", soft_wrap=True)  # fmt: skip
 
 
 def _source_files(cfg: TrainConfig) -> dict[str, Any]:
@@ -324,8 +425,13 @@ def distill(
     with stops_safely(cfg.out):
         # a text student reads its teacher's token ids, so it takes the teacher's vocabulary
         vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
-        full = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
-                            vocabulary)  # fmt: skip
+        path = choose_data_path(cfg, resume)
+        streamed = path is not None and path.used == "stream"
+        if streamed and cfg.teacher_cache is not None:
+            raise KdtoolError("--teacher-cache replays the in-memory path's augmentation: add --loader memory "
+                              "(or distill from --teacher RUN while streaming)")  # fmt: skip
+        full = load_full_data(cfg, vocabulary, streamed)
+        _report_skipped(full, console)
         kept = None
         if cfg.classes is not None or cfg.class_indices is not None:
             kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
@@ -339,6 +445,7 @@ def distill(
         info = dataset.info
         model = init_model(cfg, dataset, console)
         title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
+        title, record = _with_data_path(title, record, path)
         run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume,
                         teacher_cache=cache)  # fmt: skip
         if isinstance(target, SubstituteTeacher) and is_main_process():

@@ -51,9 +51,10 @@ RUN_KINDS = ("train-teacher", "distill", "import")
 # `kdtool report`'s; `.NAME.*.tmp` are the temporary files of an atomic write that a killed process left behind).
 RUN_ENTRIES = (CONFIG, METRICS, MODEL, Q, VOCAB, CHECKPOINT_DIR, TRACKING, TENSORBOARD_DIR, WANDB_DIR,
                "confusion*.png", "confusion*.pdf", "confusion*.svg", "report*.html", ".*.tmp")  # fmt: skip
-# Options that may differ between a run and its continuation: they do not change the result.
+# Options that may differ between a run and its continuation: they do not change the result (--workers: streamed
+# batches do not depend on it; --memory-budget: a resumed run keeps the data path it started with).
 RESULT_FREE_OPTIONS = frozenset({"device", "eval_batch_size", "out", "log", "mlflow_uri", "mlflow_experiment",
-                                 "wandb_project"})  # fmt: skip
+                                 "wandb_project", "workers", "memory_budget"})  # fmt: skip
 
 
 def checkpoint_path(run_path: str | os.PathLike) -> Path:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from kdtool.cli import cache, distill, importer, prior, qtools, report, rerun, sweep, train, zoo  # noqa: F401  (registers its subcommands)
+from kdtool.cli import cache, distill, importer, prior, qtools, report, rerun, shard, sweep, train, zoo  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
 from kdtool.cli.helpstyle import install as install_help_style
 from kdtool.errors import KdtoolError, RunInterrupted

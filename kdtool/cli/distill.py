@@ -112,6 +112,12 @@ def distill(
     mlflow_uri: opt.MlflowUri = None,
     mlflow_experiment: opt.MlflowExperiment = "kdtool",
     wandb_project: opt.WandbProject = "kdtool",
+    loader: opt.Loader = "auto",
+    memory_budget: opt.MemoryBudget = None,
+    workers: opt.Workers = None,
+    skip_bad_samples: opt.SkipBadSamples = False,
+    val_shards: opt.ValShards = None,
+    class_names: opt.ClassNames = None,
     force: opt.Force = False,
     resume: opt.Resume = False,
 ) -> Any:
@@ -196,6 +202,12 @@ def distill(
         mlflow_uri=mlflow_uri,
         mlflow_experiment=mlflow_experiment,
         wandb_project=wandb_project,
+        loader=loader,
+        memory_budget=memory_budget,
+        workers=workers,
+        skip_bad_samples=skip_bad_samples,
+        val_shards=val_shards,
+        class_names=opt.as_text(class_names),
     )
 
     return run_command(ctx, cfg, opt.given_options(ctx, {"student": "model"}), force, resume, seeds, train_run)

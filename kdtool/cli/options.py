@@ -28,7 +28,8 @@ Seeds = Annotated[str | None, typer.Option(help="Comma list of seeds: one run pe
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1 ...", rich_help_panel=RUN)]
 
 Dataset = Annotated[str, typer.Option(help="fashion-mnist (embedded), mnist, cifar10, cifar100, svhn, "
-                                      "imagefolder:PATH; text: goemotions, goemotions-ekman (embedded), text:PATH.",
+                                      "imagefolder:PATH, wds:PATTERN (tar shards); text: goemotions, "
+                                      "goemotions-ekman (embedded), text:PATH.",
                                       rich_help_panel=DATA)]  # fmt: skip
 DataRoot = Annotated[Path | None, typer.Option(help="Folder of torchvision datasets.", rich_help_panel=DATA)]
 Download = Annotated[bool, typer.Option("--download", help="Download torchvision datasets into --data-root.",
@@ -42,6 +43,29 @@ Augment = Annotated[str, typer.Option(help="'standard' (random crop, and flip wh
                                       "a comma list of cutout, mixup, cutmix, randaugment added to the standard "
                                       "ones.", rich_help_panel=DATA)]  # fmt: skip
 NoAugment = Annotated[bool, typer.Option("--no-augment", help="Same as --augment none.", rich_help_panel=DATA)]
+
+STREAM = "Data bigger than memory"
+Loader = Annotated[str, typer.Option(help="Data path of imagefolder: and wds: data: memory (decoded once into a "
+                                     "tensor on the device), stream (decoded batch by batch in --workers "
+                                     "processes) or auto (memory when the decoded data fit in --memory-budget).",
+                                     rich_help_panel=STREAM)]  # fmt: skip
+MemoryBudget = Annotated[str | None, typer.Option(help="--loader auto: the most decoded data kept in memory, e.g. "
+                                                  "8GiB or 500MB (default: half the available RAM, and on a GPU at "
+                                                  "most half its free memory).", rich_help_panel=STREAM,
+                                                  show_default=False)]  # fmt: skip
+Workers = Annotated[int | None, typer.Option(help="Streaming: DataLoader worker processes per training process (0: "
+                                             "decode in it; default: its share of the CPU cores, at most 8). "
+                                             "Batches do not depend on it.", rich_help_panel=STREAM,
+                                             show_default=False)]  # fmt: skip
+SkipBadSamples = Annotated[bool, typer.Option("--skip-bad-samples", help="Streaming: skip unreadable images, "
+                                              "incomplete samples and truncated shards, counting them in the log, "
+                                              "instead of stopping at the first.", rich_help_panel=STREAM)]  # fmt: skip
+ValShards = Annotated[str | None, typer.Option(help="wds: evaluation shards, a brace pattern (default: the training "
+                                               "pattern with 'val' for 'train', where those exist).",
+                                               rich_help_panel=STREAM, show_default=False)]  # fmt: skip
+ClassNames = Annotated[Path | None, typer.Option(help="wds: file of class names, one a line, in class-index order "
+                                                 "(default: classes.txt beside the training shards).",
+                                                 rich_help_panel=STREAM, show_default=False)]  # fmt: skip
 
 TEXT = "Text"
 VocabSize = Annotated[int, typer.Option(help="Vocabulary entries (padding and unknown-word tokens included): the "

@@ -154,6 +154,28 @@ class ImageBatchTransform:
         return images
 
 
+def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
+    """The generator of one (seed, epoch, purpose): replaying an epoch needs no saved RNG state. Stream 0
+    shuffles; stream 1 + rank augments."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + epoch) * 1009 + stream)
+
+
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The shuffled order of ``n`` samples in ``epoch``, the same on every rank (and for the streaming
+    loader, which draws it on the same device and reads it on the host)."""
+    return torch.randperm(n, generator=epoch_generator(seed, epoch, 0, device), device=device)
+
+
+def global_batches(n: int, batch_size: int, world_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each global batch of ``batch_size × world_size`` in an epoch's order; under torchrun a
+    trailing batch too small to give every rank a sample is dropped, keeping ranks in step."""
+    step = batch_size * world_size
+    bounds = [(start, min(start + step, n)) for start in range(0, n, step)]
+    if world_size > 1 and bounds and bounds[-1][1] - bounds[-1][0] < world_size:
+        bounds.pop()
+    return bounds
+
+
 class BatchLoader:
     """Iterates seeded, shuffled (or ordered) batches of an in-memory split on ``device``.
 
@@ -187,11 +209,7 @@ class BatchLoader:
         self.world_size = world_size
 
     def _global_batches(self) -> list[tuple[int, int]]:
-        n, step = int(self.labels.shape[0]), self.batch_size * self.world_size
-        bounds = [(start, min(start + step, n)) for start in range(0, n, step)]
-        if self.world_size > 1 and bounds and bounds[-1][1] - bounds[-1][0] < self.world_size:
-            bounds.pop()
-        return bounds
+        return global_batches(int(self.labels.shape[0]), self.batch_size, self.world_size)
 
     def __len__(self) -> int:
         return len(self._global_batches())
@@ -202,8 +220,7 @@ class BatchLoader:
         return sum(len(range(start + self.rank, stop, self.world_size)) for start, stop in self._global_batches())
 
     def _generator(self, epoch: int, stream: int) -> torch.Generator:
-        # One stream per (seed, epoch, purpose): replaying an epoch needs no saved RNG state.
-        return torch.Generator(device=self.device).manual_seed((self.seed * 1_000_003 + epoch) * 1009 + stream)
+        return epoch_generator(self.seed, epoch, stream, self.device)
 
     def augment_generator(self, epoch: int) -> torch.Generator | None:
         """This process's augmentation stream for ``epoch`` (None when the loader does not augment)."""
@@ -216,7 +233,7 @@ class BatchLoader:
         n = int(self.labels.shape[0])
         order = None
         if self.shuffle:  # the same permutation on every rank
-            order = torch.randperm(n, generator=self._generator(epoch, 0), device=self.device)
+            order = epoch_order(n, self.seed, epoch, self.device)
         for start, stop in self._global_batches():
             if order is None and self.world_size == 1:
                 yield slice(start, stop)

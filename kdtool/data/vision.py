@@ -85,17 +85,36 @@ def _decode_folder(folder: Path, image_size: int, class_names: list[str] | None)
     return Split(torch.cat(images), torch.cat(labels).long()), ds.classes
 
 
-def load_imagefolder(path: str | os.PathLike, image_size: int) -> Dataset:
-    """``PATH/train`` plus ``PATH/val`` or ``PATH/test``, one sub-folder per class, resized to a square."""
+def _imagefolder_dirs(path: str | os.PathLike) -> tuple[Path, Path, Path]:
     root = Path(path).expanduser()
     train_dir = root / "train"
     test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
     if not train_dir.is_dir() or test_dir is None:
         raise KdtoolError(f"imagefolder:{root} needs train/ and val/ (or test/) sub-folders")
-    train, classes = _decode_folder(train_dir, image_size, None)
-    test, _ = _decode_folder(test_dir, image_size, classes)
-    info = DatasetInfo(
+    return root, train_dir, test_dir
+
+
+def _imagefolder_info(root: Path, classes: list[str], image_size: int) -> DatasetInfo:
+    return DatasetInfo(
         f"imagefolder:{root}", tuple(classes), 3, image_size, _IMAGENET_MEAN, _IMAGENET_STD,
         hflip=True, crop_padding=max(1, image_size // 8),
     )  # fmt: skip
-    return Dataset(info, train, test)
+
+
+def load_imagefolder(path: str | os.PathLike, image_size: int) -> Dataset:
+    """``PATH/train`` plus ``PATH/val`` or ``PATH/test``, one sub-folder per class, resized to a square."""
+    root, train_dir, test_dir = _imagefolder_dirs(path)
+    train, classes = _decode_folder(train_dir, image_size, None)
+    test, _ = _decode_folder(test_dir, image_size, classes)
+    return Dataset(_imagefolder_info(root, classes, image_size), train, test)
+
+
+def list_imagefolder(path: str | os.PathLike, image_size: int) -> Dataset:
+    """The same tree as :func:`load_imagefolder`, listed, not decoded: splits of files for the streaming path
+    (:mod:`kdtool.data.stream`), in the same order and with the same classes."""
+    from kdtool.data.stream import imagefolder_files
+
+    root, train_dir, test_dir = _imagefolder_dirs(path)
+    train, classes = imagefolder_files(train_dir, None)
+    test, _ = imagefolder_files(test_dir, classes)
+    return Dataset(_imagefolder_info(root, classes, image_size), train, test)
