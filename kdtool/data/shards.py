@@ -206,18 +206,25 @@ def index_shard(shard: str) -> ShardIndex:
 
 
 def shard_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes | None]]]:
-    """A shard's complete samples in order, read as one sequential stream."""
+    """A shard's complete samples in order, read as one sequential stream; where the file breaks off, the
+    samples before the break come first, then the error is raised."""
+    failure: list[BaseException] = []
 
     def members() -> Iterator[tuple[str, bytes | None]]:
-        with open(shard, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
-            for member in tar:
-                if member.isfile():
-                    data = tar.extractfile(member)
-                    yield member.name, None if data is None else data.read()
+        try:
+            with open(shard, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
+                for member in tar:
+                    if member.isfile():
+                        data = tar.extractfile(member)
+                        yield member.name, None if data is None else data.read()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            failure.append(exc)
 
     for key, fields in _grouped(members()):
         if _sample_problem(fields) is None:
             yield key, fields
+    if failure:
+        raise failure[0]
 
 
 def _no_labels() -> KdtoolError:
@@ -395,18 +402,17 @@ class _ShardSamples(IterableDataset):
             position = 0
             try:
                 for key, fields in shard_samples(shard):
-                    if position == count:
-                        break
                     sample_id, position = start + position, position + 1
-                    if self.split.keep is not None and not bool(self.split.keep[sample_id]):
-                        continue
-                    item = (f"{shard}: sample {key}", sample_id, fields)
-                    if rng is None:
-                        yield item
-                        continue
-                    buffer.append(item)
-                    if len(buffer) >= SHUFFLE_BUFFER:
-                        yield buffer.pop(rng.randrange(len(buffer)))
+                    if self.split.keep is None or bool(self.split.keep[sample_id]):
+                        item = (f"{shard}: sample {key}", sample_id, fields)
+                        if rng is None:
+                            yield item
+                        else:
+                            buffer.append(item)
+                            if len(buffer) >= SHUFFLE_BUFFER:
+                                yield buffer.pop(rng.randrange(len(buffer)))
+                    if position == count:  # a truncated shard's listed samples end before its break
+                        break
             except (tarfile.TarError, EOFError, OSError) as exc:
                 yield shard, -1, {"error": str(exc) or type(exc).__name__}
                 return
