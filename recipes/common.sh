@@ -8,6 +8,8 @@
 #   KDTOOL_OUT=DIR          folder receiving the recipe's runs and reports
 #   KDTOOL_EXTRA="FLAGS"    extra flags for every training command, e.g. "--limit-train 256 --limit-test 128"
 #   KDTOOL_SEEDS=LIST       seeds of the multi-seed recipes (default 0,1,2)
+#   KDTOOL_JOBS=N           trainings run side by side where a recipe has independent ones (default 1;
+#                           small networks on one GPU with many CPU cores train several times faster so)
 #   MODEL=NAME              the network of the paper recipes (and imagefolder_finetune_lls.sh's teacher):
 #                           any --model name, e.g. MODEL=timm:resnet18 or MODEL=torchvision:mobilenet_v3_small
 
@@ -18,7 +20,19 @@ if [ -z "${KDTOOL_SKIP_INSTALL:-}" ]; then
 fi
 KDTOOL="${KDTOOL_BIN:-.venv/bin/kdtool}"
 SEEDS="${KDTOOL_SEEDS:-0,1,2}"
+JOBS="${KDTOOL_JOBS:-1}"
 read -r -a EXTRA <<< "${KDTOOL_EXTRA:-}"
+
+# run_all: run the shell commands on stdin (one a line), $JOBS at a time; fails if any of them failed
+run_all() {
+    local failed=0 line
+    while IFS= read -r line; do
+        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
+        bash -c "$line" &
+    done
+    while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+    return "$failed"
+}
 
 # compare_methods OUT PLOT TRAIN-TEACHER-OPTIONS...
 # Trains 1-hot, LS (ε = 0.1) and LLS (α = 0.1) teachers, each once per seed of $SEEDS, into
@@ -35,8 +49,9 @@ compare_methods() {
             lls) smoothing=(--smoothing lls --alpha 0.1) ;;
             *) smoothing=(--smoothing "$method") ;;
         esac
-        "$KDTOOL" train-teacher "${smoothing[@]}" "$@" --seeds "$SEEDS" --out "$out/$method" "${EXTRA[@]}"
-    done
+        printf '%q ' "$KDTOOL" train-teacher "${smoothing[@]}" "$@" --seeds "$SEEDS" --out "$out/$method" "${EXTRA[@]}"
+        echo
+    done | run_all
     "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --format markdown | tee "$out/compare.md"
     "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --plot "$plot" --force
 }

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The KD methods users compare against, and LLS-ST, on the embedded Fashion-MNIST (CPU-sized):
 #   1. one teacher network clearly stronger than the student, the small AlexNet (5.7M parameters, vs
-#      LeNet-5's 0.06M), trained twice: 1-hot and LLS (α = 0.1), seed 0;
+#      LeNet-5's 0.06M) trained on 30,000 images (the students get 8,000), trained twice: 1-hot and
+#      LLS (α = 0.1), seed 0;
 #   2. Q artifacts: the LLS teacher's learned Q, and a Q estimated from the 1-hot teacher (export-q
 #      --from-teacher at its default temperature, T = 4); one teacher cache of the 1-hot teacher per
-#      seed (a view per student epoch, all 10 logits: exact);
+#      seed (all 10 logits: exact; one view, since fashion-mnist trains without augmentation);
 #   3. LeNet-5 students, seeds $KDTOOL_SEEDS (0,1,2), each method at kdtool's defaults except DKD and DIST,
 #      which use their papers' ImageNet setting (T = 1): at the CIFAR-100 defaults (T = 4, β_dkd = 8,
 #      β = γ = 2) their terms have 10-20× the gradient of the cross-entropy, and a LeNet-5 (no BatchNorm)
-#      at lr 0.1 diverged in its first epoch (training loss 1e10 and 1e26 in a 3-epoch probe);
+#      diverged in its first epoch (training loss 1e10 and 1e26 in a 3-epoch probe at lr 0.1);
 #        onehot       no teacher, 1-hot cross-entropy
 #        kd           Hinton KD from the 1-hot teacher (β = 0, T = 1)
 #        dkd          decoupled KD, CE + DKD with α = β = 0.5, T = 1, warm-up 1 epoch
@@ -20,15 +21,16 @@
 #   4. $OUT/benchmark.md: kdtool compare's table (test accuracy, NLL, ECE: mean ± std over the seeds,
 #      at the selected and at the last epoch; seconds per epoch) and each method's seconds per epoch
 #      relative to KD's.
-# Every run: 10 epochs (batch 128, SGD momentum 0.9, weight decay 5e-4, lr 0.1 with a 1-epoch warm-up,
-# ×0.1 at epochs 5 and 7) on a seeded 8,000 of the 60,000 training images (--limit-train: a live AlexNet
-# teacher costs about 0.3-0.6 s per batch on one CPU thread), tested on all 10,000 test images (the
-# teachers on 2,000). The KD-family students run the teacher on every batch; the cached, LLS-ST and 1-hot
-# students never do.
+# Every run: 10 epochs at kdtool's defaults for fashion-mnist (batch 128, SGD momentum 0.9, weight decay
+# 5e-4, lr 0.05 with a 1-epoch warm-up then cosine, no augmentation), tested on all 10,000 test images.
+# The students train on a seeded 8,000 of the 60,000 training images (--limit-train: a live AlexNet
+# teacher costs about 0.3-0.6 s per batch on one CPU thread). The KD-family students run the teacher on
+# every batch; the cached, LLS-ST and 1-hot students never do. KDTOOL_JOBS=N trains the two teachers,
+# and then the students, N at a time (recipes/common.sh).
 #
 # Time (OMP_NUM_THREADS=1, 2 shared CPU cores), estimated from per-batch timings, not measured at this
-# size: the teachers 25-50 minutes, the 12 live-teacher students 40-75, the three caches 10-20, the 12
-# other students about 6: 1.3-2.5 hours in all.
+# size: the teachers 20-40 minutes, the 12 live-teacher students 40-75, the caches 1-2, the 12 other
+# students about 6: 1.1-2.1 hours in all.
 #
 # Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/kdbench KDTOOL_SEEDS=0 \
 #     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/fmnist_kd_benchmark.sh
@@ -42,38 +44,46 @@ LIMIT=8000
 for ((i = 0; i + 1 < ${#EXTRA[@]}; i++)); do  # a --limit-train in KDTOOL_EXTRA is the caches' limit too
     if [ "${EXTRA[$i]}" = "--limit-train" ]; then LIMIT="${EXTRA[$((i + 1))]}"; fi
 done
-DATA=(--dataset fashion-mnist --epochs "$EPOCHS" --limit-train "$LIMIT")
-TEACHER=(--model alexnet "${DATA[@]}" --limit-test 2000 --seed 0 --force "${EXTRA[@]}")
-STUDENT=(--student lenet5 "${DATA[@]}" --seeds "$SEEDS" --force "${EXTRA[@]}")
+DATA=(--dataset fashion-mnist --epochs "$EPOCHS")
+TEACHER=(--model alexnet "${DATA[@]}" --limit-train 30000 --seed 0 --force "${EXTRA[@]}")
+STUDENT=(--student lenet5 "${DATA[@]}" --limit-train "$LIMIT" --seeds "$SEEDS" --force "${EXTRA[@]}")
 
 # 1. teachers
-"$KDTOOL" train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"
-"$KDTOOL" train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"
+{
+    printf '%q ' "$KDTOOL" train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"; echo
+    printf '%q ' "$KDTOOL" train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"; echo
+} | run_all
 
 # 2. Q artifacts and teacher caches (a cache holds the --limit-train samples its --seed picked: one per seed)
 mkdir -p "$OUT/q" "$OUT/caches"
 "$KDTOOL" export-q "$OUT/teacher-lls" --out "$OUT/q/lls.q.safetensors" --force
 "$KDTOOL" export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --out "$OUT/q/onehot.q.safetensors" --force
 for seed in ${SEEDS//,/ }; do
-    "$KDTOOL" cache-teacher "$OUT/teacher-onehot" --views "$EPOCHS" --limit-train "$LIMIT" --seed "$seed" \
+    "$KDTOOL" cache-teacher "$OUT/teacher-onehot" --limit-train "$LIMIT" --seed "$seed" \
         --out "$OUT/caches/seed$seed.cache.safetensors" --force
 done
 
-# 3. students
-"$KDTOOL" train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --seeds "$SEEDS" --force "${EXTRA[@]}" \
-    --out "$OUT/onehot"
-"$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"
-"$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 --temperature 1 \
-    --dkd-warmup-epochs 1 "${STUDENT[@]}" --out "$OUT/dkd"
-"$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss dist --dist-beta 1 --dist-gamma 1 --temperature 1 \
-    "${STUDENT[@]}" --out "$OUT/dist"
-"$KDTOOL" distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" --out "$OUT/kd-ls"
-for seed in ${SEEDS//,/ }; do
-    "$KDTOOL" distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" --student lenet5 "${DATA[@]}" \
-        --seeds "$seed" --force "${EXTRA[@]}" --out "$OUT/kd-cache"
-done
-"$KDTOOL" distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"
-"$KDTOOL" distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-onehot"
+# 3. students (independent of each other: $KDTOOL_JOBS at a time)
+{
+    printf '%q ' "$KDTOOL" train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --limit-train "$LIMIT" \
+        --seeds "$SEEDS" --force "${EXTRA[@]}" --out "$OUT/onehot"; echo
+    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"; echo
+    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 \
+        --temperature 1 --dkd-warmup-epochs 1 "${STUDENT[@]}" --out "$OUT/dkd"; echo
+    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss dist --dist-beta 1 --dist-gamma 1 \
+        --temperature 1 "${STUDENT[@]}" --out "$OUT/dist"; echo
+    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
+        --out "$OUT/kd-ls"; echo
+    for seed in ${SEEDS//,/ }; do  # one cache per seed, the seeds one after another in one job
+        printf '%q ' "$KDTOOL" distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" --student lenet5 \
+            "${DATA[@]}" --limit-train "$LIMIT" --seeds "$seed" --force "${EXTRA[@]}" --out "$OUT/kd-cache"
+        printf '&& '
+    done
+    echo true
+    printf '%q ' "$KDTOOL" distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"; echo
+    printf '%q ' "$KDTOOL" distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/llsst-onehot"; echo
+} | run_all
 
 # 4. the table: groups told apart by method, logit standardisation, cache and Q artifact
 METHODS=(onehot kd dkd dist kd-ls kd-cache llsst-lls llsst-onehot)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Teacher -> Q -> students that never see a teacher network (LLS-ST), on the embedded Fashion-MNIST
-# with LeNet-5, 15 epochs per run (batch 128, SGD momentum 0.9, weight decay 5e-4, lr 0.1 with a
-# 1-epoch warm-up, ×0.1 at epochs 7 and 11), seed 0:
+# with LeNet-5, 15 epochs per run at kdtool's fashion-mnist defaults (batch 128, SGD momentum 0.9,
+# weight decay 5e-4, lr 0.05 with a 1-epoch warm-up then cosine, no augmentation), seed 0:
 #   1. an LLS teacher (α = 0.1) and a 1-hot teacher;
 #   2. Q artifacts: the LLS teacher's learned Q (export-q), a Q estimated from the 1-hot teacher
 #      (export-q --from-teacher), the learned Q sliced to the four "tops" classes (transfer-q

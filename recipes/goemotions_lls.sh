@@ -7,9 +7,11 @@
 # most similar emotions.
 #
 # CPU-sized: embedding 64, 64 LSTM units per direction, 10 epochs, batch 128, SGD momentum 0.9,
-# lr 0.5 with a 1-epoch warm-up, ×0.1 at epochs 5 and 7. Time: 12 runs of 4-5 minutes each on one
-# CPU thread (OMP_NUM_THREADS=1; two such runs side by side on 2 cores took the same per run).
-# Re-running skips finished seeds. Result on 2 CPU cores (last epoch, mean ± std of 3 seeds):
+# lr 0.5 with a 1-epoch warm-up, then kdtool's text default (cosine). Time: 12 runs of 4-5 minutes
+# each on one CPU thread (OMP_NUM_THREADS=1; two such runs side by side on 2 cores took the same per
+# run); KDTOOL_JOBS=4 trains the methods side by side. Re-running skips finished seeds. Result on 2 CPU
+# cores with the multistep schedule of earlier kdtool (×0.1 at epochs 5 and 7; last epoch, mean ± std
+# of 3 seeds):
 #   1-hot 65.24 ± 0.08% / macro-F1 0.4516;  LS 64.75 ± 0.11% / 0.4035;  SEMLS 64.67 ± 0.06% / 0.4038;
 #   LLS 63.15 ± 0.37% / 0.3692.
 #
@@ -35,9 +37,10 @@ for method in onehot ls semls lls; do
         lls) smoothing=(--smoothing lls --alpha 0.1) ;;
         *) smoothing=(--smoothing "$method") ;;
     esac
-    "$KDTOOL" train-teacher --dataset goemotions-ekman --model bilstm --embed-dim 64 --hidden-size 64 \
+    printf '%q ' "$KDTOOL" train-teacher --dataset goemotions-ekman --model bilstm --embed-dim 64 --hidden-size 64 \
         --lr 0.5 --epochs "$EPOCHS" "${smoothing[@]}" --seeds "$SEEDS" --out "$OUT/$method" "${EXTRA[@]}"
-done
+    echo
+done | run_all
 
 "$KDTOOL" compare "$OUT/onehot" "$OUT/ls" "$OUT/semls" "$OUT/lls" --metric test_acc,test_macro_f1 \
     --format markdown | tee "$OUT/compare.md"

@@ -28,7 +28,8 @@ def teacher(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("rerun") / "lls"
     with pytest.raises(SystemExit) as done:
-        main(["train-teacher", *TINY, "--epochs", "2", "--seed", "3", "--device", "cpu", "--out", str(out)])
+        main(["train-teacher", *TINY, "--epochs", "2", "--seed", "3", "--schedule", "multistep", "--device", "cpu",
+              "--out", str(out)])  # fmt: skip
     assert done.value.code == 0
     return out
 

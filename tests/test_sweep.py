@@ -51,8 +51,8 @@ def test_sweep_runs_grid_skips_finished_and_summarises(run_cli, tmp_path):
     code, stdout, _ = run_cli(*args)
     assert code == 0 and stdout.count("skipped") == 4
     assert (tmp_path / "smoothing-ls_seed-0" / "model.safetensors").stat().st_mtime_ns == before
-    code, _, stderr = run_cli(*args[:-2], "--lr", "0.05", "--out", tmp_path)  # finished runs, other options
-    assert code == 2 and "was trained with --lr 0.1, now 0.05" in stderr
+    code, _, stderr = run_cli(*args[:-2], "--lr", "0.2", "--out", tmp_path)  # finished runs, other options
+    assert code == 2 and "was trained with --lr 0.05, now 0.2" in stderr
 
 
 def test_sweep_bad_option_exits_2(run_cli, tmp_path):

@@ -120,7 +120,7 @@ def test_out_is_a_file(run_cli, tmp_path):
 
 
 def test_schedule_warmup_then_milestones():
-    cfg = TrainConfig(epochs=10, warmup_epochs=2, milestones=[5, 8], gamma=0.1).resolve()
+    cfg = TrainConfig(epochs=10, warmup_epochs=2, schedule="multistep", milestones=[5, 8], gamma=0.1).resolve()
     steps = 4
     factors = [lr_factor(s, steps, cfg) for s in range(40)]
     assert factors[0] == pytest.approx(1 / 8) and factors[7] == pytest.approx(1.0)
@@ -131,8 +131,8 @@ def test_schedule_warmup_then_milestones():
 def test_short_runs_scale_the_default_warmup():
     assert TrainConfig(epochs=200).resolve().warmup_epochs == 5
     assert TrainConfig(epochs=10).resolve().warmup_epochs == 1
-    assert TrainConfig(epochs=3).resolve().warmup_epochs == 0
-    assert TrainConfig(epochs=200).resolve().milestones == [100, 150]
+    assert TrainConfig(epochs=3).resolve().warmup_epochs == 1  # the short-run guard: at least one epoch
+    assert TrainConfig(epochs=200, schedule="multistep").resolve().milestones == [100, 150]
 
 
 def test_console_script_and_module_entry_points():

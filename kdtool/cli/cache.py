@@ -30,7 +30,7 @@ def cache_teacher(
     out: OutFile,
     views: Views = None,
     top_k: TopK = None,
-    augment: opt.Augment = "standard",
+    augment: opt.Augment = None,
     no_augment: opt.NoAugment = False,
     limit_train: opt.LimitTrain = None,
     seed: Annotated[int, typer.Option(help="Seed of the views' augmentation and of --limit-train's choice.")] = 0,
@@ -56,6 +56,7 @@ def cache_teacher(
     ```
     """
     from kdtool.cachebuild import build_teacher_cache
+    from kdtool.config import training_defaults
     from kdtool.runs import RunDir
 
     given = opt.given_options(ctx)
@@ -64,7 +65,8 @@ def cache_teacher(
     if "augment" in given and run_dir.config().get("dataset_info", {}).get("kind") == "text":
         raise KdtoolError(f"{given['augment']} does not apply here: {run_dir.path} is a text run, and text has "
                           f"no augmentation; remove it")  # fmt: skip
-    chosen = "none" if no_augment else augment
+    # the student's default augmentation is its dataset family's, so the cache's is too
+    chosen = "none" if no_augment else augment or training_defaults(run_dir.config()["dataset"]).augment
 
     def progress(done: int, total: int) -> None:
         console.print(f"view {done} of {total} done")

@@ -39,9 +39,11 @@ ImageSize = Annotated[int, typer.Option(help="Square size imagefolder images are
 LimitTrain = Annotated[int | None, typer.Option(help="Use at most N training samples (seeded).",
                                                 rich_help_panel=DATA)]  # fmt: skip
 LimitTest = Annotated[int | None, typer.Option(help="Use at most N test samples (seeded).", rich_help_panel=DATA)]
-Augment = Annotated[str, typer.Option(help="'standard' (random crop, and flip where it fits the data), 'none', or "
-                                      "a comma list of cutout, mixup, cutmix, randaugment added to the standard "
-                                      "ones.", rich_help_panel=DATA)]  # fmt: skip
+FAMILY = " Default: by dataset family (README, 'Training defaults'): "
+Augment = Annotated[str | None, typer.Option(help="'standard' (random crop, and flip where it fits the data), 'none', "
+                                             "or a comma list of cutout, mixup, cutmix, randaugment added to the "
+                                             "standard ones." + FAMILY + "none for fashion-mnist and mnist, "
+                                             "standard for other images.", rich_help_panel=DATA)]  # fmt: skip
 NoAugment = Annotated[bool, typer.Option("--no-augment", help="Same as --augment none.", rich_help_panel=DATA)]
 
 STREAM = "Data bigger than memory"
@@ -129,7 +131,9 @@ Prior = Annotated[Path | None, typer.Option(help="prior: Q artifact of a fixed s
 
 Epochs = Annotated[int, typer.Option(help="Training epochs.", rich_help_panel=OPTIM)]
 BatchSize = Annotated[int, typer.Option(help="Batch size.", rich_help_panel=OPTIM)]
-Lr = Annotated[float, typer.Option(help="Peak learning rate (SGD, momentum 0.9).", rich_help_panel=OPTIM)]
+Lr = Annotated[float | None, typer.Option(help="Peak learning rate (SGD, momentum 0.9)." + FAMILY + "0.05 "
+                                          "for fashion-mnist and mnist, 0.1 otherwise.",
+                                          rich_help_panel=OPTIM)]  # fmt: skip
 WeightDecay = Annotated[float, typer.Option(help="Weight decay of the network.", rich_help_panel=OPTIM)]
 ValFraction = Annotated[float, typer.Option(help="Hold out this stratified fraction of the training set for "
                                            "validation. Datasets with an official validation split (goemotions, "
@@ -141,10 +145,11 @@ Select = Annotated[str | None, typer.Option(help="Weights to keep: last, best-va
                                             rich_help_panel=OPTIM)]  # fmt: skip
 EarlyStopping = Annotated[int, typer.Option(help="Stop after N epochs without a lower validation loss (0: off).",
                                             rich_help_panel=OPTIM)]  # fmt: skip
-Schedule = Annotated[str, typer.Option(help="LR schedule after warm-up: multistep (at --milestones), cosine, "
-                                       "or constant.", rich_help_panel=OPTIM)]  # fmt: skip
-WarmupEpochs = Annotated[int | None, typer.Option(help="Linear warm-up epochs (default: min(5, epochs//10)).",
-                                                  rich_help_panel=OPTIM)]  # fmt: skip
+Schedule = Annotated[str | None, typer.Option(help="LR schedule after warm-up: multistep (at --milestones), "
+                                              "cosine, or constant. Default: cosine (the paper recipes pass "
+                                              "multistep).", rich_help_panel=OPTIM)]  # fmt: skip
+WarmupEpochs = Annotated[int | None, typer.Option(help="Linear warm-up epochs (default: a tenth of the run, at "
+                                                  "least 1, at most 5).", rich_help_panel=OPTIM)]  # fmt: skip
 Milestones = Annotated[
     str,
     typer.Option(

@@ -1,0 +1,91 @@
+"""The tables of recipes/fmnist_defaults_search.sh, from its run folders (validation metrics only).
+
+python3 recipes/search_table.py OUT      # markdown on stdout (standard library only)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+
+def seeds_of(point: Path) -> list[list[dict[str, float]]]:
+    """Each finished seed's metrics.csv rows under a grid point (``seed<N>/metrics.csv``)."""
+    runs = []
+    for path in sorted(point.glob("seed*/metrics.csv")):
+        with path.open(newline="") as f:
+            runs.append([{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)])
+    return [run for run in runs if run]
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def grid_table(folder: Path) -> list[str]:
+    rows = []
+    for point in sorted(p for p in folder.iterdir() if p.is_dir()):
+        runs = seeds_of(point)
+        if not runs:
+            continue
+        last = [run[-1] for run in runs]
+        best = [min(run, key=lambda row: row["val_nll"]) for run in runs]  # what --select best-val-loss keeps
+        acc_last, nll_last = 100 * mean([r["val_acc"] for r in last]), mean([r["val_nll"] for r in last])
+        acc_best, nll_best = 100 * mean([r["val_acc"] for r in best]), mean([r["val_nll"] for r in best])
+        rows.append([point.name, len(runs), acc_last, nll_last, acc_best, nll_best])
+    rows.sort(key=lambda r: -r[4])
+    header = ["run", "seeds", "val acc last (%)", "val NLL last", "val acc selected (%)", "val NLL selected"]
+    cells = [[r[0], str(r[1]), f"{r[2]:.2f}", f"{r[3]:.4f}", f"{r[4]:.2f}", f"{r[5]:.4f}"] for r in rows]
+    title = "## Grid (validation split, mean over seeds; best first by accuracy at the selected epoch)"
+    return [title, "", *markdown(header, cells), ""] if rows else []
+
+
+def test_of_choice(folder: Path) -> list[str]:
+    """The test accuracy of the grid point with the best validation accuracy at the selected epoch."""
+    scored = []
+    for point in (p for p in folder.iterdir() if p.is_dir()):
+        runs = seeds_of(point)
+        if runs:
+            best = [min(run, key=lambda row: row["val_nll"]) for run in runs]
+            scored.append((mean([r["val_acc"] for r in best]), point.name, best))
+    if not scored:
+        return []
+    _, name, best = max(scored)
+    accs = [100 * r["test_acc"] for r in best]
+    spread = (sum((a - mean(accs)) ** 2 for a in accs) / max(1, len(accs) - 1)) ** 0.5
+    return [f"Chosen on the validation split: **{name}**; its test accuracy at the selected epoch: "
+            f"{mean(accs):.2f} ± {spread:.2f}% ({len(accs)} seeds)", ""]  # fmt: skip
+
+
+def probe_table(folder: Path) -> list[str]:
+    cells = []
+    for point in sorted(p for p in folder.iterdir() if p.is_dir()):
+        runs = seeds_of(point)
+        if not runs:
+            continue
+        accs = [100 * run[-1]["train_acc"] for run in runs]
+        finite = all(math.isfinite(row["train_loss"]) for run in runs for row in run)
+        cells.append([point.name, " ".join(f"{a:.1f}" for a in accs), f"{min(accs):.1f}", "yes" if finite else "NO"])
+    header = ["run", "final train acc per seed (%)", "lowest (%)", "losses finite"]
+    title = "## Short runs (final training accuracy of each seed)"
+    return [title, "", *markdown(header, cells), ""] if cells else []
+
+
+def main(out: Path, with_test: bool) -> None:
+    lines = []
+    for name, table in (("grid", grid_table), ("probe", probe_table)):
+        if (out / name).is_dir():
+            lines += table(out / name)
+    if with_test and (out / "grid").is_dir():
+        lines += test_of_choice(out / "grid")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), "--test-of-choice" in sys.argv[2:])
