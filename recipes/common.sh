@@ -4,6 +4,8 @@
 #
 #   KDTOOL_SKIP_INSTALL=1   use an installed kdtool instead of creating .venv and installing into it
 #   KDTOOL_BIN=PATH         the kdtool executable (default .venv/bin/kdtool)
+#   KDTOOL_PYTHON=PATH      the Python that has kdtool, for the recipes' analysis scripts (default: the
+#                           python beside KDTOOL_BIN, else python3)
 #   KDTOOL_EPOCHS=N         epochs of every training run (each recipe states its default)
 #   KDTOOL_OUT=DIR          folder receiving the recipe's runs and reports
 #   KDTOOL_EXTRA="FLAGS"    extra flags for every training command, e.g. "--limit-train 256 --limit-test 128"
@@ -21,6 +23,8 @@ fi
 KDTOOL="${KDTOOL_BIN:-.venv/bin/kdtool}"
 SEEDS="${KDTOOL_SEEDS:-0,1,2}"
 JOBS="${KDTOOL_JOBS:-1}"
+PYTHON="${KDTOOL_PYTHON:-$(dirname "$KDTOOL")/python}"
+[ -x "$PYTHON" ] || PYTHON=python3
 read -r -a EXTRA <<< "${KDTOOL_EXTRA:-}"
 
 # run_all: run the shell commands on stdin (one a line), $JOBS at a time; fails if any of them failed

@@ -41,6 +41,10 @@ def off_diagonal_share(q: QMatrix) -> torch.Tensor:
 
 def main(out: Path, groups: list[Path]) -> None:
     rows, names, frequency = [], None, None
+    groups = [group for group in groups if group.is_dir() and run_folders(group)]
+    if not groups:
+        print(f"no finished runs to analyse under {out}")
+        return
     for group in groups:
         runs = run_folders(group)
         f1s, accs, shares = [], [], []
@@ -61,14 +65,14 @@ def main(out: Path, groups: list[Path]) -> None:
     assert names is not None and frequency is not None
     print(f"# GoEmotions-Ekman: 1-hot vs LLS variants ({out})\n")
     print("| group | seeds | val macro-F1 (selected) | test acc (%) | test macro-F1 | " + " | ".join(names) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(names))
+    print("|" + " --- |" * (5 + len(names)))
     print("| training share (%) | | | | | " + " | ".join(f"{100 * v:.1f}" for v in frequency) + " |")
     for name, seeds, val_f1, acc, macro, f1, _ in rows:
         cells = " | ".join(f"{v:.3f}" for v in f1)
         print(f"| {name} | {seeds} | {val_f1:.4f} | {acc:.2f} | {macro:.4f} | {cells} |")
     print("\nOff-diagonal target mass softmax(Q) gives each class (% of all off-diagonal mass), LLS groups:\n")
     print("| group | " + " | ".join(names) + " | Spearman vs training share |")
-    print("|---|" + "---|" * (len(names) + 1))
+    print("|" + " --- |" * (len(names) + 2))
     for name, *_, share in rows:
         if share is not None:
             cells = " | ".join(f"{100 * v:.1f}" for v in share)

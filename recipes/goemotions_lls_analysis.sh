@@ -29,6 +29,4 @@ for group in "${RUNS[@]}"; do
     printf '%q ' "$KDTOOL" train-teacher "${method[@]}" "${COMMON[@]}" --out "$OUT/$group"
     echo
 done | run_all
-PYTHON="$(dirname "$KDTOOL")/python"
-[ -x "$PYTHON" ] || PYTHON=python3
 "$PYTHON" recipes/goemotions_analysis.py "$OUT" "${RUNS[@]/#/$OUT/}" | tee "$OUT/analysis.md"

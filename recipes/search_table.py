@@ -25,7 +25,8 @@ def mean(values: list[float]) -> float:
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+    lines = [header, ["---"] * len(header), *rows]
+    return ["| " + " | ".join(cells) + " |" for cells in lines]
 
 
 def grid_table(folder: Path) -> list[str]:

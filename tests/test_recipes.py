@@ -17,6 +17,7 @@ def run_tiny(recipe: str, out: Path, *args: str, **overrides: str) -> subprocess
         **os.environ,
         "KDTOOL_SKIP_INSTALL": "1",
         "KDTOOL_BIN": str(Path(sys.executable).parent / "kdtool"),
+        "KDTOOL_PYTHON": sys.executable,
         "KDTOOL_EPOCHS": "1",
         "KDTOOL_OUT": str(out),
         "KDTOOL_EXTRA": "--limit-train 256 --limit-test 128",
@@ -93,6 +94,30 @@ def test_fmnist_kd_benchmark_recipe_in_tiny_mode(tmp_path):
     assert sorted(p.name for p in (out / "kd-cache").iterdir()) == ["seed0", "seed1"]
     cache_run = json.loads((out / "kd-cache" / "seed1" / "config.json").read_text())
     assert cache_run["teacher_cache"].endswith("seed1.cache.safetensors") and cache_run["seed"] == 1
+
+
+@pytest.mark.slow
+def test_fmnist_lls_alpha_recipe_in_tiny_mode_reports_only_the_chosen_alphas_test_accuracy(tmp_path):
+    out = tmp_path / "alpha"
+    run_tiny("fmnist_lls_alpha.sh", out, KDTOOL_SEEDS="0", KDTOOL_JOBS="2")
+    rows = markdown_rows(out / "alpha.md")
+    assert sorted(r[0] for r in rows) == ["alpha0.05", "alpha0.1", "alpha0.2", "alpha0.3"]
+    text = (out / "alpha.md").read_text()
+    assert text.count("test accuracy") == 1 and "Chosen on the validation split: **alpha" in text
+    config = json.loads((out / "grid" / "alpha0.2" / "seed0" / "config.json").read_text())
+    assert config["alpha"] == 0.2 and config["val_fraction"] == 0.1
+
+
+@pytest.mark.slow
+def test_goemotions_analysis_recipe_in_tiny_mode(tmp_path):
+    out = tmp_path / "gea"
+    run_tiny("goemotions_lls_analysis.sh", out, KDTOOL_SEEDS="0", KDTOOL_JOBS="2")
+    per_class, q_mass = markdown_tables(out / "analysis.md")
+    assert [r[0] for r in per_class] == ["training share (%)", "onehot", "lls-a0.05", "lls-a0.1", "lls-a0.2",
+                                         "lls-a0.1-qwd0"]  # fmt: skip
+    assert [r[0] for r in q_mass] == ["lls-a0.05", "lls-a0.1", "lls-a0.2", "lls-a0.1-qwd0"]
+    shares = [float(v) for v in q_mass[0][1:8]]
+    assert sum(shares) == pytest.approx(100, abs=0.5)  # each emotion's part of all off-diagonal mass
 
 
 @pytest.mark.slow
