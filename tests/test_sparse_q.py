@@ -24,9 +24,9 @@ K = 50
 CPU = torch.device("cpu")
 # 30 epochs of 10 steps: 300 steps, of which the first 30 warm up with a new learning rate every step
 SCHEDULES = {
-    "warmup-multistep": {"warmup_epochs": 3, "milestones": [10, 20]},
+    "warmup-multistep": {"warmup_epochs": 3, "schedule": "multistep", "milestones": [10, 20]},
     "warmup-cosine": {"warmup_epochs": 3, "schedule": "cosine"},
-    "mixup-q-weight-decay": {"warmup_epochs": 2, "augment": "mixup", "q_weight_decay": 0.05},
+    "mixup-q-weight-decay": {"warmup_epochs": 2, "schedule": "multistep", "augment": "mixup", "q_weight_decay": 0.05},
 }
 
 

@@ -25,6 +25,8 @@ from kdtool.teachercache import TeacherCache, compress_logits, data_options
 from tests.conftest import TINY
 
 LIMIT = ("--limit-train", "256")
+# fashion-mnist trains without augmentation by default; these caches hold augmented views
+AUGMENTED = ("--augment", "standard")
 
 
 # -- top-k compression ----------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def cache_file(teacher, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cache") / "teacher.cache.safetensors"
     with pytest.raises(SystemExit) as info:
-        main(["cache-teacher", str(teacher), "--views", "2", *LIMIT, "--out", str(out)])
+        main(["cache-teacher", str(teacher), "--views", "2", *AUGMENTED, *LIMIT, "--out", str(out)])
     assert info.value.code == 0
     return out
 
@@ -239,7 +241,8 @@ def test_distill_from_a_cache_builds_no_teacher(run_cli, cache_file, tmp_path, m
 
     monkeypatch.setattr("kdtool.methods.load_run_model", no_teacher)
     out = tmp_path / "st"
-    code, _, stderr = run_cli("distill", "--teacher-cache", cache_file, *args, *TINY, "--out", out)
+    augment = () if "--augment" in args else AUGMENTED
+    code, _, stderr = run_cli("distill", "--teacher-cache", cache_file, *args, *augment, *TINY, "--out", out)
     assert code == 0, stderr
     config = json.loads((out / "config.json").read_text())
     assert config["teacher_cache"] == str(cache_file) and "teacher" not in config
@@ -258,7 +261,7 @@ def test_distill_from_a_cache_builds_no_teacher(run_cli, cache_file, tmp_path, m
     ],
 )
 def test_a_cache_for_other_data_is_refused_in_one_line(run_cli, cache_file, teacher, tmp_path, args, message):
-    args = [a.format(teacher=teacher) for a in args]
+    args = [a.format(teacher=teacher) for a in args] + ([] if "--no-augment" in args else list(AUGMENTED))
     out = tmp_path / "never"
     code, _, stderr = run_cli("distill", "--teacher-cache", cache_file, *args, "--epochs", "1", "--out", out)
     assert code == 2 and message in stderr, stderr
