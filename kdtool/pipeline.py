@@ -254,7 +254,7 @@ def fit(
     trackers = Trackers(note)
     if env.is_main:
         trackers = Trackers.open(parse_log(cfg.log), RunInfo(run.path, cfg.kind, cfg.to_dict(), len(rows)), note)
-    with EpochDisplay(shown, title, cfg.epochs, len(train_loader)) as display:
+    with EpochDisplay(shown, f"{title} · {_schedule_line(cfg)}", cfg.epochs, len(train_loader)) as display:
         for row in rows:
             display.epoch_done(row)
         try:
@@ -376,6 +376,12 @@ def train_teacher(
                      f"K = {info.num_classes})"  # fmt: skip
         title, record = _with_data_path(title, _source_files(cfg), path)
         return fit(cfg, dataset, model, target, force, console, record, title, resume)
+
+
+def _schedule_line(cfg: TrainConfig) -> str:
+    """The resolved options that default by dataset family, as the header line shows them."""
+    line = f"lr {cfg.lr:g}, {cfg.schedule}, warm-up {cfg.warmup_epochs} epoch{'s' if cfg.warmup_epochs != 1 else ''}"
+    return line + (f", augment {cfg.augment}" if cfg.applies_to_run("augment") else "")
 
 
 def _with_data_path(title: str, record: dict[str, Any], path: LoaderChoice | None) -> tuple[str, dict[str, Any]]:

@@ -67,8 +67,9 @@ def test_a_short_default_run_on_a_few_hundred_images_learns_without_diverging(ru
     # 4 epochs of 12 steps at the default learning rate and warm-up (at least one epoch); at --lr 0.5 the
     # same run's training accuracy falls after the warm-up, and at 0.2 short runs collapsed (README)
     args = ("--limit-train", "384", "--limit-test", "128", "--epochs", "4", "--batch-size", "32", "--device", "cpu")
-    code, _, stderr = run_cli("train-teacher", "--smoothing", "lls", *args, "--out", tmp_path / "r")
+    code, stdout, stderr = run_cli("train-teacher", "--smoothing", "lls", *args, "--out", tmp_path / "r")
     assert code == 0, stderr
+    assert "· lr 0.05, cosine, warm-up 1 epoch, augment none" in stdout  # the header shows the family's defaults
     rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
     losses = [float(r["train_loss"]) for r in rows]
     accs = [float(r["train_acc"]) for r in rows]
