@@ -80,6 +80,21 @@ def test_stream_trains_as_well_as_memory(run_cli, tmp_path, folder):
     assert abs(accuracy["memory"] - accuracy["stream"]) <= 0.15, accuracy
 
 
+def test_students_distill_on_streamed_data(run_cli, tmp_path, folder):
+    # the teacher sees the student's streamed batch (KD), or no teacher runs at all (LLS-ST from its Q)
+    data = ("--dataset", f"imagefolder:{folder}", "--image-size", "32", "--batch-size", "16", "--device", "cpu",
+            "--loader", "stream", "--workers", "1", "--epochs", "2")  # fmt: skip
+    code, _, err = run_cli("train-teacher", *data, "--model", "lenet5", "--out", tmp_path / "t")
+    assert code == 0, err
+    for source in (("--teacher", tmp_path / "t"), ("--substitute-q", tmp_path / "t")):
+        out = tmp_path / source[0].strip("-")
+        code, stdout, err = run_cli("distill", *source, "--student", "lenet5", *data, "--out", out)
+        assert code == 0, err
+        assert "data: stream (--loader stream)" in stdout
+        assert json.loads((out / "config.json").read_text())["data_loader"]["used"] == "stream"
+        assert csv_rows(out)[-1]["test_acc"] >= 0.6
+
+
 def csv_rows(run: Path) -> list[dict[str, float]]:
     from kdtool.runs import RunDir
 
