@@ -28,9 +28,10 @@
 # every batch; the cached, LLS-ST and 1-hot students never do. KDTOOL_JOBS=N trains the two teachers,
 # and then the students, N at a time (recipes/common.sh).
 #
-# Time (OMP_NUM_THREADS=1, 2 shared CPU cores), estimated from per-batch timings, not measured at this
-# size: the teachers 20-40 minutes, the 12 live-teacher students 40-75, the caches 1-2, the 12 other
-# students about 6: 1.1-2.1 hours in all.
+# Time (OMP_NUM_THREADS=1, 2 CPU cores shared with other jobs), from epoch times measured with
+# KDTOOL_EPOCHS=1: a teacher epoch 271-307 s, a live-teacher student epoch 18.7-20.0 s, any other
+# student epoch 1.6-1.7 s: about 100 minutes for the teachers, 40 for the 12 live-teacher students, 5
+# for the rest: about 2.4 hours in all. On one H200 with KDTOOL_JOBS=8: under 4 minutes.
 #
 # Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/kdbench KDTOOL_SEEDS=0 \
 #     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/fmnist_kd_benchmark.sh
