@@ -7,7 +7,8 @@
 # these would rest on), test accuracy, macro-F1 and per-class F1, the training share of each emotion,
 # and where the learned Q puts its off-diagonal mass, against class frequency.
 #
-# Time: 15 runs of 4-5 minutes on one CPU thread; KDTOOL_JOBS=5 trains the five groups side by side.
+# Time: 15 runs of 4-7 minutes on one CPU thread (measured: two side by side on 2 shared cores);
+# KDTOOL_JOBS=5 trains the five groups side by side.
 #
 # Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/gea KDTOOL_SEEDS=0 \
 #     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/goemotions_lls_analysis.sh
