@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,12 @@ def fit(
             _log_q(trackers, q, f"kept (epoch {selector.selected_epoch})", len(rows))
         trackers.finish(run.path, completed=True)
     barrier(env)
+    if env.enabled:
+        # The trainer and its DDP model, which hold the process group, sit in reference cycles: left to
+        # the garbage collector they can outlive destroy_process_group until interpreter exit, where
+        # gloo's threads then abort the process (SIGABRT after a successful run). Free them first.
+        del trainer, model
+        gc.collect()
     shutdown(env)
     return run, rows
 

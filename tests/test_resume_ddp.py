@@ -125,3 +125,30 @@ def test_two_process_ols_keeps_its_soft_labels_in_sync(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     # the soft labels are built from both ranks' correct predictions: identical everywhere
     assert "2 processes; largest parameter difference from rank 0: 0" in done.stdout
+
+
+CHECK_RELEASED = """
+import gc, sys
+gc.disable()  # what a run leaves to the collector stays visible
+from torch import nn
+from kdtool.cli import main_args
+main_args(["train-teacher", "--limit-train", "128", "--limit-test", "64", "--epochs", "1", "--device", "cpu",
+           "--batch-size", "32", "--out", sys.argv[1]])
+alive = [o for o in gc.get_objects() if isinstance(o, nn.parallel.DistributedDataParallel)]
+print(f"DDP objects alive after the run: {len(alive)}")
+"""
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_a_torchrun_run_releases_its_ddp_model_before_the_process_group_goes(tmp_path):
+    # left to the garbage collector, the DDP model (which holds the process group) outlived
+    # destroy_process_group until interpreter exit, where gloo can abort a finished process
+    script = tmp_path / "check.py"
+    script.write_text(CHECK_RELEASED)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2", str(script),
+         str(tmp_path / "run")],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("DDP objects alive after the run: 0") == 2, done.stdout[-2000:]
