@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,16 @@ def read_safetensors(path: str | os.PathLike, what: str, tensors: bool = True) -
             return values, fh.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise KdtoolError(f"{path} is not a readable safetensors file ({exc})") from exc
+
+
+def check_format(meta: Mapping[str, str], required: Iterable[str], fmt: str, what: str) -> None:
+    """Refuse a safetensors header that lacks a ``required`` metadata key (not a kdtool ``what``) or holds
+    another ``format`` than ``fmt`` (one this kdtool cannot read)."""
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise KdtoolError(f"metadata lacks {', '.join(missing)}; not a kdtool {what}")
+    if meta["format"] != fmt:
+        raise KdtoolError(f"unknown format {meta['format']!r} (this kdtool reads {fmt})")
 
 
 def written_by_kdtool(path: str | os.PathLike) -> bool:

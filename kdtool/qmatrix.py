@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write, read_safetensors
+from kdtool.fileio import atomic_write, check_format, read_safetensors
 from kdtool.qmath import mixture_log_target
 from kdtool.runs import q_artifact_path
 from kdtool.subsets import resolve_classes
@@ -412,11 +412,7 @@ class QMatrix:
 
     @classmethod
     def _from_contents(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> QMatrix:
-        missing = [k for k in _REQUIRED_METADATA if k not in meta]
-        if missing:
-            raise KdtoolError(f"metadata lacks {', '.join(missing)}; not a kdtool Q artifact")
-        if meta["format"] != FORMAT:
-            raise KdtoolError(f"unknown format {meta['format']!r} (this kdtool reads {FORMAT})")
+        check_format(meta, _REQUIRED_METADATA, FORMAT, "Q artifact")
         try:
             names = json.loads(meta["class_names"])
             alpha = float(meta["alpha"])

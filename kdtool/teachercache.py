@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 
 from kdtool.data.augment import MIXERS, parse_augment
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write, read_safetensors
+from kdtool.fileio import atomic_write, check_format, read_safetensors
 
 FORMAT = "kdtool.cache/1"
 _TENSORS = ("aug_params", "topk_indices", "topk_logits", "rest_logit", "sample_index")
@@ -191,11 +191,7 @@ class TeacherCache:
 
     @classmethod
     def _from_contents(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> TeacherCache:
-        missing = [k for k in _METADATA if k not in meta]
-        if missing:
-            raise KdtoolError(f"metadata lacks {', '.join(missing)}; not a kdtool teacher cache")
-        if meta["format"] != FORMAT:
-            raise KdtoolError(f"unknown format {meta['format']!r} (this kdtool reads {FORMAT})")
+        check_format(meta, _METADATA, FORMAT, "teacher cache")
         lacking = [k for k in _TENSORS if k not in tensors]
         if lacking:
             raise KdtoolError(f"lacks tensor {', '.join(lacking)}")
