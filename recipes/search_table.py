@@ -1,6 +1,9 @@
-"""The tables of recipes/fmnist_defaults_search.sh, from its run folders (validation metrics only).
+"""The tables of recipes/fmnist_defaults_search.sh and fmnist_lls_alpha.sh, from their run folders.
 
-python3 recipes/search_table.py OUT      # markdown on stdout (standard library only)
+python3 recipes/search_table.py OUT [--test-of-choice]     # markdown on stdout (standard library only)
+
+Grid points are ranked on the validation split alone. ``--test-of-choice`` adds the test accuracy of
+the one point the validation split chose (at each seed's selected epoch), and of no other.
 """
 
 from __future__ import annotations
@@ -20,6 +23,17 @@ def seeds_of(point: Path) -> list[list[dict[str, float]]]:
     return [run for run in runs if run]
 
 
+def finished_points(folder: Path) -> list[tuple[str, list[list[dict[str, float]]]]]:
+    """(name, seeds' rows) of every point under ``folder`` with at least one finished seed, by name."""
+    points = [(p.name, seeds_of(p)) for p in sorted(folder.iterdir()) if p.is_dir()]
+    return [(name, runs) for name, runs in points if runs]
+
+
+def selected_rows(runs: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+    """Each seed's row at the epoch --select best-val-loss keeps."""
+    return [min(run, key=lambda row: row["val_nll"]) for run in runs]
+
+
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
@@ -31,15 +45,11 @@ def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def grid_table(folder: Path) -> list[str]:
     rows = []
-    for point in sorted(p for p in folder.iterdir() if p.is_dir()):
-        runs = seeds_of(point)
-        if not runs:
-            continue
-        last = [run[-1] for run in runs]
-        best = [min(run, key=lambda row: row["val_nll"]) for run in runs]  # what --select best-val-loss keeps
+    for name, runs in finished_points(folder):
+        last, best = [run[-1] for run in runs], selected_rows(runs)
         acc_last, nll_last = 100 * mean([r["val_acc"] for r in last]), mean([r["val_nll"] for r in last])
         acc_best, nll_best = 100 * mean([r["val_acc"] for r in best]), mean([r["val_nll"] for r in best])
-        rows.append([point.name, len(runs), acc_last, nll_last, acc_best, nll_best])
+        rows.append([name, len(runs), acc_last, nll_last, acc_best, nll_best])
     rows.sort(key=lambda r: -r[4])
     header = ["run", "seeds", "val acc last (%)", "val NLL last", "val acc selected (%)", "val NLL selected"]
     cells = [[r[0], str(r[1]), f"{r[2]:.2f}", f"{r[3]:.4f}", f"{r[4]:.2f}", f"{r[5]:.4f}"] for r in rows]
@@ -50,11 +60,9 @@ def grid_table(folder: Path) -> list[str]:
 def test_of_choice(folder: Path) -> list[str]:
     """The test accuracy of the grid point with the best validation accuracy at the selected epoch."""
     scored = []
-    for point in (p for p in folder.iterdir() if p.is_dir()):
-        runs = seeds_of(point)
-        if runs:
-            best = [min(run, key=lambda row: row["val_nll"]) for run in runs]
-            scored.append((mean([r["val_acc"] for r in best]), point.name, best))
+    for name, runs in finished_points(folder):
+        best = selected_rows(runs)
+        scored.append((mean([r["val_acc"] for r in best]), name, best))
     if not scored:
         return []
     _, name, best = max(scored)
@@ -66,13 +74,10 @@ def test_of_choice(folder: Path) -> list[str]:
 
 def probe_table(folder: Path) -> list[str]:
     cells = []
-    for point in sorted(p for p in folder.iterdir() if p.is_dir()):
-        runs = seeds_of(point)
-        if not runs:
-            continue
+    for name, runs in finished_points(folder):
         accs = [100 * run[-1]["train_acc"] for run in runs]
         finite = all(math.isfinite(row["train_loss"]) for run in runs for row in run)
-        cells.append([point.name, " ".join(f"{a:.1f}" for a in accs), f"{min(accs):.1f}", "yes" if finite else "NO"])
+        cells.append([name, " ".join(f"{a:.1f}" for a in accs), f"{min(accs):.1f}", "yes" if finite else "NO"])
     header = ["run", "final train acc per seed (%)", "lowest (%)", "losses finite"]
     title = "## Short runs (final training accuracy of each seed)"
     return [title, "", *markdown(header, cells), ""] if cells else []
