@@ -7,7 +7,6 @@ never touches pyplot's global backend state.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 from kdtool.errors import KdtoolError
 from kdtool.metrics import confusion_matrix, select_classes
 from kdtool.qmatrix import QMatrix
+from kdtool.stats import spearman
 from kdtool.subsets import resolve_classes
 
 HEATMAP_MAX_CLASSES = 300  # beyond this a K×K picture is unreadable (and costly for a large sparse Q)
@@ -151,8 +151,6 @@ class ConfusionAgreement:
 
 def confusion_agreement(q: QMatrix, confusion: torch.Tensor) -> ConfusionAgreement:
     """Compare Q with ``confusion`` (K×K counts, rows = true class, in Q's class order)."""
-    from scipy.stats import spearmanr
-
     k = q.num_classes
     if confusion.shape != (k, k):
         raise KdtoolError(f"confusion matrix is {tuple(confusion.shape)}, Q has {k} classes")
@@ -162,16 +160,14 @@ def confusion_agreement(q: QMatrix, confusion: torch.Tensor) -> ConfusionAgreeme
     probs = q.probabilities().double()
     off = ~torch.eye(k, dtype=torch.bool)
     seen = (totals.squeeze(1) > 0)[:, None] & off  # rows without test samples say nothing
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant inputs give NaN, which is reported as such
-        overall = spearmanr(probs[seen].numpy(), rates[seen].numpy())
-        row_rho = [float(spearmanr(probs[i][off[i]].numpy(), rates[i][off[i]].numpy())[0]) for i in range(k)]
+    overall = spearman(probs[seen], rates[seen])  # constant inputs give NaN, which is reported as such
+    row_rho = [spearman(probs[i][off[i]], rates[i][off[i]])[0] for i in range(k)]
     q_top = probs.masked_fill(~off, -1.0).argmax(1)
     mistakes = counts.masked_fill(~off, -1.0)
     worst = mistakes.max(1).values
     confusion_top = [(mistakes[i] == worst[i]).nonzero().flatten().tolist() if worst[i] > 0 else [] for i in range(k)]
     agrees = [int(q_top[i]) in confusion_top[i] if confusion_top[i] else None for i in range(k)]
-    return ConfusionAgreement(float(overall[0]), float(overall[1]), int(seen.sum()), q_top.tolist(),
+    return ConfusionAgreement(overall[0], overall[1], int(seen.sum()), q_top.tolist(),
                               confusion_top, agrees, row_rho, rates.float())  # fmt: skip
 
 

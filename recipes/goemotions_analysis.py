@@ -21,11 +21,7 @@ from kdtool.metrics import per_class_f1
 from kdtool.pipeline import predict_run
 from kdtool.qmatrix import QMatrix
 from kdtool.runs import RunDir, run_folders, selected_row
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
-    return torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
+from kdtool.stats import spearman
 
 
 def selected_val_f1(run: Path) -> float:
@@ -76,7 +72,7 @@ def main(out: Path, groups: list[Path]) -> None:
     for name, *_, share in rows:
         if share is not None:
             cells = " | ".join(f"{100 * v:.1f}" for v in share)
-            print(f"| {name} | {cells} | {spearman(share, frequency):+.2f} |")
+            print(f"| {name} | {cells} | {spearman(share, frequency)[0]:+.2f} |")
 
 
 if __name__ == "__main__":
