@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -83,29 +83,41 @@ class RunSet:
     ``configs``: one row per run (index: run path), the flattened config. ``epochs``: one row per
     run and epoch, the run's ``metrics.csv`` plus a ``run`` column. ``unfinished``: runs left out
     because they have no weights yet and fewer epochs than their config asks for (running or
-    interrupted; a run stopped early has its weights).
+    interrupted; a run stopped early has its weights). ``diverged``: runs left out because their
+    training loss became non-finite (they have no result).
     """
 
     configs: pd.DataFrame
     epochs: pd.DataFrame
     unfinished: list[str]
+    diverged: list[str] = field(default_factory=list)
+
+    def left_out(self) -> list[str]:
+        """The lines that say which runs were left out and why (none when every run counted)."""
+        return [f"left out {len(runs)} {why} runs: {', '.join(runs)}"
+                for why, runs in (("unfinished", self.unfinished), ("diverged", self.diverged)) if runs]  # fmt: skip
 
 
 def load_runs(paths: Sequence[Path]) -> RunSet:
-    """Read the config and metrics of each run folder; unfinished runs are set aside."""
-    configs, epochs, unfinished = {}, [], []
+    """Read the config and metrics of each run folder; unfinished and diverged runs are set aside."""
+    configs, epochs, unfinished, diverged = {}, [], [], []
     for path in paths:
         config = _flat_config(path)
         metrics_file = path / METRICS
         frame = pd.read_csv(metrics_file) if metrics_file.is_file() else pd.DataFrame()
+        if config.get("status") == "diverged":
+            diverged.append(str(path))
+            continue
         if not (path / MODEL).is_file() and len(frame) < int(config.get("epochs", 1)):
             unfinished.append(str(path))
             continue
         configs[str(path)] = config
         epochs.append(frame.assign(run=str(path)))
     if not configs:
-        raise KdtoolError(f"no finished run among {len(paths)} run folders (unfinished: {', '.join(unfinished)})")
-    return RunSet(pd.DataFrame.from_dict(configs, orient="index"), pd.concat(epochs, ignore_index=True), unfinished)
+        left = "; ".join(RunSet(pd.DataFrame(), pd.DataFrame(), unfinished, diverged).left_out())
+        raise KdtoolError(f"no finished run among {len(paths)} run folders ({left})")
+    return RunSet(pd.DataFrame.from_dict(configs, orient="index"), pd.concat(epochs, ignore_index=True), unfinished,
+                  diverged)  # fmt: skip
 
 
 def check_group_keys(runs: RunSet, keys: Sequence[str]) -> list[str]:

@@ -45,7 +45,7 @@ SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zip
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
                           "selected_epoch", "epochs_run", "teacher_run", "teacher_cache_file", "q_artifact",
                           "prior_artifact", "kept_classes", "model_input", "pretrained_weights",
-                          "imported_weights", "data_loader"})  # fmt: skip
+                          "imported_weights", "data_loader", "status", "diverged", "redacted"})  # fmt: skip
 # --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
 INPUT_NORMS = ("model", "dataset")
 

@@ -22,13 +22,17 @@ from torch import nn
 from kdtool.accel import Accel
 from kdtool.data import BatchLoader
 from kdtool.data.augment import BatchMixer, parse_augment
-from kdtool.distributed import DistEnv, all_reduce_sum, select_device
+from kdtool.distributed import DistEnv, all_reduce_max, all_reduce_sum, select_device
+from kdtool.errors import RunDiverged, divergence_line
 from kdtool.lazysgd import RowLazySGD
 from kdtool.metrics import classification_metrics
 from kdtool.rowgrads import average_method_gradients
 from kdtool.targets import Target
 
 StepCallback = Callable[[], None]
+# Steps between two host reads of the non-finite-loss flag: a diverged run stops within this many steps, and a
+# GPU run pays one synchronisation per this many steps, not one per step.
+DIVERGENCE_CHECK_STEPS = 50
 
 
 class TrainingOptions(Protocol):
@@ -117,6 +121,36 @@ def predict(model: nn.Module, loader: BatchLoader, accel: Accel = Accel()) -> tu
     return torch.cat(logits), torch.cat(labels)
 
 
+class DivergenceWatch:
+    """The first step of an epoch whose training loss is not finite, kept on the device between host reads.
+
+    :meth:`check` raises :class:`~kdtool.errors.RunDiverged` once one is seen on any rank (the ranks agree:
+    the earliest step over all of them), so every rank stops at the same step.
+    """
+
+    def __init__(self, epoch: int, steps_per_epoch: int, device: torch.device, env: DistEnv) -> None:
+        self.epoch, self.steps_per_epoch, self.env = epoch, steps_per_epoch, env
+        # steps_per_epoch + 1 - step for a bad step, 0 for none: the largest over steps and ranks is the earliest
+        self.flag = torch.zeros((), device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def record(self, step: int, loss: torch.Tensor) -> None:
+        first = (self.flag == 0) & ~torch.isfinite(loss)
+        self.flag = torch.where(first, float(self.steps_per_epoch + 1 - step), self.flag)
+        self.loss = torch.where(first, loss.float(), self.loss)
+
+    def check(self, lr_at: Callable[[int], float]) -> None:
+        flag = all_reduce_max(self.flag.clone(), self.env).item()
+        if flag == 0:
+            return
+        step = self.steps_per_epoch + 1 - int(flag)
+        run_step = self.epoch * self.steps_per_epoch + step
+        value = self.loss.item()
+        record = {"epoch": self.epoch + 1, "step": run_step + 1, "lr": lr_at(run_step),
+                  "loss": "nan" if math.isnan(value) else str(value)}  # fmt: skip
+        raise RunDiverged(divergence_line(record), record)
+
+
 @dataclass
 class Trainer:
     model: nn.Module
@@ -146,8 +180,9 @@ class Trainer:
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         grad_norm_sum = torch.zeros((), device=device)
+        watch = DivergenceWatch(epoch, len(self.train_loader), device, self.dist_env)
         generator = self.train_loader.augment_generator(epoch)
-        for x, y, teacher_logits in self.train_loader.training_batches(epoch, generator):
+        for step, (x, y, teacher_logits) in enumerate(self.train_loader.training_batches(epoch, generator)):
             batch = self.mixer(self.accel.inputs(x), y, generator, teacher_logits)
             with self.accel.autocast():
                 logits = self.model(batch.inputs)
@@ -161,8 +196,12 @@ class Trainer:
             self.scheduler.step()
             loss_sum += loss.detach() * y.shape[0]
             correct += batch.hits(logits.detach())
+            watch.record(step, loss.detach())
             if on_step is not None:
                 on_step()
+            if (step + 1) % DIVERGENCE_CHECK_STEPS == 0:
+                watch.check(self._lr_at)
+        watch.check(self._lr_at)
         if isinstance(self.optimizer, RowLazySGD):
             # every row up to date, at the same step on every rank: what follows (checkpoint, model
             # selection, export) reads Q, and rows brought up to date at other steps differ in the last bits
@@ -176,6 +215,10 @@ class Trainer:
         # The network's gradient is the same on every rank (DDP averages it): no reduction needed.
         grad_norm = grad_norm_sum.item() / max(1, len(self.train_loader))
         return {"train_loss": loss_total / n, "train_acc": correct_total / n, "grad_norm": grad_norm}
+
+    def _lr_at(self, step: int) -> float:
+        """The network's learning rate at the run's (0-based) optimizer step ``step``."""
+        return self.cfg.lr * lr_factor(step, len(self.train_loader), self.cfg)
 
     def _backward(self, loss: torch.Tensor) -> None:
         """Gradients of ``loss``; with fp16 loss scaling they come back unscaled (true norms and averages)."""

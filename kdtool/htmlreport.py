@@ -27,6 +27,7 @@ from kdtool.plots import (
     is_percent,
     reliability_figure,
 )
+from kdtool.redact import redact_values
 from kdtool.runs import Q, RunDir, selected_row
 
 # <meta name="generator"> of every report: how kdtool knows a file it may replace (fileio.written_by_kdtool).
@@ -70,7 +71,7 @@ def run_page(path: Path, device: str) -> str:
     from kdtool.pipeline import predict_run
 
     run = RunDir.open(path)
-    record, rows = run.config(), run.metrics()
+    record, rows = redact_values(run.config())[0], run.metrics()  # run folders from before kdtool redacted them
     found = cmp.load_runs([path])
     logits, labels, names = predict_run(run, "test", device)
     method = str(record.get("smoothing", "run"))

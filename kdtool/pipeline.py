@@ -40,7 +40,7 @@ from kdtool.distributed import (
     shutdown,
 )
 from kdtool.engine import Trainer, predict, seed_everything, unwrap_model
-from kdtool.errors import KdtoolError, RunInterrupted
+from kdtool.errors import KdtoolError, RunDiverged, RunInterrupted, divergence_line
 from kdtool.fileio import sha256_file
 from kdtool.methods import build_method, distillation_target
 from kdtool.qmatrix import QMatrix
@@ -276,6 +276,11 @@ def fit(
         except KeyboardInterrupt:
             trackers.finish(run.path, completed=False)
             raise RunInterrupted(run.path, len(rows)) from None
+        except RunDiverged as exc:  # checkpoint and metrics.csv of the last finite epoch stay as they are
+            trackers.finish(run.path, completed=False)
+            if env.is_main:
+                run.update_config({"status": "diverged", "diverged": exc.record})
+            raise RunDiverged(divergence_line(exc.record, run.path), exc.record) from None
         except BaseException:
             trackers.finish(run.path, completed=False)
             raise

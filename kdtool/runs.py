@@ -31,6 +31,7 @@ from typing import Any
 
 from kdtool.errors import KdtoolError, RunInterrupted
 from kdtool.fileio import atomic_write, atomic_write_json, atomic_write_text
+from kdtool.redact import redact_values
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -122,6 +123,12 @@ def interrupted_after(path: str | os.PathLike) -> int | None:
     return 0
 
 
+def diverged_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """Where the run in ``path`` diverged (``config.json``'s ``diverged``), or None for a run that did not."""
+    record = read_config(path) or {}
+    return record.get("diverged") if record.get("status") == "diverged" else None
+
+
 def run_folders(path: str | os.PathLike) -> list[Path]:
     """The kdtool run folders directly inside ``path`` (e.g. the ``seed<N>`` folders of ``--seeds``), sorted."""
     return sorted(p for p in Path(path).iterdir() if p.is_dir() and is_run(p)) if Path(path).is_dir() else []
@@ -195,7 +202,8 @@ def _shown(value: Any) -> str:
 @dataclass(frozen=True)
 class RunPlan:
     """What to do with one run folder: ``train`` (afresh; ``replace`` an existing kdtool run first),
-    ``resume`` (an interrupted run of the same options) or ``skip`` (finished with the same options)."""
+    ``resume`` (an interrupted run of the same options), ``skip`` (finished with the same options) or
+    ``diverged`` (stopped with a non-finite loss, same options: skipped and listed as diverged)."""
 
     action: str
     replace: bool = False
@@ -218,6 +226,9 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
     if resume:
         if not is_run(path):
             raise KdtoolError(f"nothing to resume: {path} is not a kdtool run folder")
+        if (record := diverged_record(path)) is not None:
+            raise KdtoolError(f"{path} diverged in epoch {record['epoch']}: the same options diverge again; pass "
+                              f"--force to train it afresh (e.g. with a lower --lr)")  # fmt: skip
         if not checkpoint_path(path).is_file():
             raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
         _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
@@ -229,6 +240,8 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
         finished, interrupted = (path / MODEL).is_file(), checkpoint_path(path).is_file()
         if finished or interrupted:
             _check_same(path, options, f"{path} was trained with", "to retrain it")
+            if diverged_record(path) is not None:
+                return RunPlan("diverged")
             return RunPlan("skip" if finished else "resume")
         check_output_dir(path, force=True)  # died before its first checkpoint: start it again
         return RunPlan("train", replace=True)
@@ -307,6 +320,11 @@ class RunDir:
         if not (path / CONFIG).is_file() and (group := run_folders(path)):
             shown = ", ".join(p.name for p in group[:3]) + (", ..." if len(group) > 3 else "")
             raise KdtoolError(f"{path} is a folder of runs ({shown}), not a run: pass one of them, e.g. {group[0]}")
+        if (record := diverged_record(path)) is not None:
+            raise KdtoolError(
+                f"{path} diverged in epoch {record['epoch']} (training loss {record['loss']} at step "
+                f"{record['step']}) and has no weights: train it again with --force and a lower --lr"
+            )
         if (path / CONFIG).is_file() and not (path / MODEL).is_file() and (done := interrupted_after(path)):
             raise KdtoolError(f"{path} was interrupted after epoch {done} and has no weights yet: finish it with its "
                               f"command plus --resume")  # fmt: skip
@@ -321,7 +339,8 @@ class RunDir:
         if kind not in RUN_KINDS:
             raise ValueError(f"unknown run kind {kind!r}")
         record = {"kind": kind, **options, **facts, "versions": versions(), "command": " ".join(sys.argv)}
-        atomic_write_json(self.path / CONFIG, record)
+        record, redacted = redact_values(record)  # credentials in a URI never reach the disk
+        atomic_write_json(self.path / CONFIG, {**record, **({"redacted": redacted} if redacted else {})})
 
     def update_config(self, facts: dict[str, Any]) -> None:
         """Add result facts (e.g. the selected epoch) to an existing ``config.json``."""

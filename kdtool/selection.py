@@ -2,19 +2,29 @@
 
 ``last`` keeps the final epoch; ``best-val-loss`` / ``best-val-acc`` / ``best-val-f1`` keep the epoch
 with the lowest validation NLL / highest validation accuracy / highest validation macro-F1 (for
-imbalanced classes such as GoEmotions'), the earliest on ties. Early stopping ends training after
-``patience`` epochs without a new lowest validation NLL.
+imbalanced classes such as GoEmotions'), the earliest on ties. A non-finite value (a diverged epoch) is
+never selected and never counts as a new lowest NLL. Early stopping ends training after ``patience``
+epochs without a new lowest validation NLL.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1")
-_CRITERIA = {"best-val-loss": ("val_nll", min), "best-val-acc": ("val_acc", max), "best-val-f1": ("val_macro_f1", max)}
+# criterion -> (metrics.csv column, whether a value is better than the best so far)
+_CRITERIA = {"best-val-loss": ("val_nll", lambda new, best: new < best),
+             "best-val-acc": ("val_acc", lambda new, best: new > best),
+             "best-val-f1": ("val_macro_f1", lambda new, best: new > best)}  # fmt: skip
+
+
+def _improves(value: float, best: float | None, better) -> bool:
+    """Whether ``value`` becomes the new best: finite, and the first finite one or strictly better."""
+    return math.isfinite(value) and (best is None or better(value, best))
 
 
 def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
@@ -41,11 +51,11 @@ class ModelSelector:
             self.selected_epoch = epoch
         else:
             key, better = _CRITERIA[self.criterion]
-            if self.best_value is None or better(row[key], self.best_value) != self.best_value:
+            if _improves(row[key], self.best_value, better):
                 self.best_value, self.selected_epoch = row[key], epoch
                 self.best_state = _cpu_copy(weights)
         if "val_nll" in row:
-            if self.best_loss is None or row["val_nll"] < self.best_loss:
+            if _improves(row["val_nll"], self.best_loss, _CRITERIA["best-val-loss"][1]):
                 self.best_loss, self.stale_epochs = row["val_nll"], 0
             else:
                 self.stale_epochs += 1

@@ -30,8 +30,10 @@ def finished_points(folder: Path) -> list[tuple[str, list[list[dict[str, float]]
 
 
 def selected_rows(runs: list[list[dict[str, float]]]) -> list[dict[str, float]]:
-    """Each seed's row at the epoch --select best-val-loss keeps."""
-    return [min(run, key=lambda row: row["val_nll"]) for run in runs]
+    """Each seed's row at the epoch --select best-val-loss keeps: the lowest finite validation NLL, the earliest on
+    ties (a non-finite one is never chosen; with none finite, the last epoch, as kdtool keeps)."""
+    return [min((row for row in run if math.isfinite(row["val_nll"])), key=lambda row: row["val_nll"], default=run[-1])
+            for run in runs]  # fmt: skip
 
 
 def mean(values: list[float]) -> float:

@@ -9,7 +9,7 @@ import typer
 from kdtool.cli import cache, distill, importer, prior, qtools, report, rerun, shard, sweep, train, zoo  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
 from kdtool.cli.helpstyle import install as install_help_style
-from kdtool.errors import KdtoolError, RunInterrupted
+from kdtool.errors import KdtoolError, RunDiverged, RunInterrupted
 
 __all__ = ["app", "main"]
 
@@ -28,7 +28,7 @@ def main_args(argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors print one line on stderr and exit with code 2."""
+    """Console entry point: user errors print one line on stderr and exit with code 2 (a diverged run: 3)."""
     try:
         code = main_args(argv)
     except KdtoolError as exc:
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     except RunInterrupted as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(130)
+    except RunDiverged as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(3)
     except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)

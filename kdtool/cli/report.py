@@ -90,8 +90,8 @@ def compare(
 
         check_device(device)
     found = cmp.load_runs(cmp.find_runs(runs))
-    if found.unfinished:
-        notes.print(f"left out {len(found.unfinished)} unfinished runs: {', '.join(found.unfinished)}")
+    for line in found.left_out():
+        notes.print(line)
     group_keys = cmp.check_group_keys(found, group_by.split(","))
     metrics = cmp.check_metrics(found, metric.split(","))
     table = cmp.group_summary(found, group_keys, metrics)
@@ -176,8 +176,8 @@ def report(
         page = htmlreport.run_page(paths[0], device)
     else:
         found = cmp.load_runs(paths)
-        if found.unfinished:
-            notes.print(f"left out {len(found.unfinished)} unfinished runs: {', '.join(found.unfinished)}")
+        for line in found.left_out():
+            notes.print(line)
         group_keys = cmp.check_group_keys(found, group_by.split(","))
         page = htmlreport.group_page(found, group_keys, cmp.check_metrics(found, metric.split(",")), device,
                                      notes.print)  # fmt: skip

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from kdtool.cli.app import console, parse_int_list
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, RunDiverged
 
 if TYPE_CHECKING:  # the CLI imports torch-backed modules only when a command runs
     from kdtool.config import TrainConfig
@@ -95,17 +95,35 @@ def plan_runs(
 
 
 def execute(planned: list[PlannedRun], console: Console) -> None:
-    """Train, resume or skip each planned run, one after the other."""
-    several = len(planned) > 1 or planned[0].label
+    """Train, resume or skip each planned run, one after the other.
+
+    A run that diverges does not stop the others: they go on, and the diverged ones are listed at the end
+    (:class:`~kdtool.errors.RunDiverged`, exit code 3). A lone run's divergence propagates as it is.
+    """
+    several = len(planned) > 1 or bool(planned[0].label)
+    diverged = []
     for index, run in enumerate(planned, 1):
         where = f"[{index}/{len(planned)}] {run.label or run.cfg.out}"
         if run.plan.action == "skip":
             console.print(f"{where}: finished earlier, skipped (same options; --force retrains it): {run.cfg.out}",
                           soft_wrap=True)  # fmt: skip
             continue
+        if run.plan.action == "diverged":
+            console.print(f"{where}: diverged earlier, skipped (--force retrains it): {run.cfg.out}", soft_wrap=True)
+            diverged.append(run)
+            continue
         if several:
             console.rule(f"{where}{' (resuming)' if run.plan.action == 'resume' else ''} -> {run.cfg.out}")
-        run.train_one(run.cfg, run.plan.replace, run.plan.action == "resume")
+        try:
+            run.train_one(run.cfg, run.plan.replace, run.plan.action == "resume")
+        except RunDiverged as exc:
+            if not several:
+                raise
+            console.print(str(exc), soft_wrap=True)
+            diverged.append(run)
+    if diverged:
+        listed = ", ".join(f"{run.label or 'run'} ({run.cfg.out})" for run in diverged)
+        raise RunDiverged(f"{len(diverged)} of {len(planned)} runs diverged: {listed}")
 
 
 def run_command(

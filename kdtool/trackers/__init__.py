@@ -22,6 +22,7 @@ from typing import Any
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write_json
+from kdtool.redact import redact, redact_values
 from kdtool.runs import TRACKING
 
 # --log name -> the package its tracker needs (the tracker itself is kdtool.trackers.<name>_log); csv needs none
@@ -102,10 +103,14 @@ class Trackers:
 
     @classmethod
     def open(cls, names: tuple[str, ...], run: RunInfo, warn: Callable[[str], None]) -> Trackers:
-        """Start the trackers ``names`` for ``run``; what each needs to be reopened goes to ``trackers.json``."""
+        """Start the trackers ``names`` for ``run``; what each needs to be reopened goes to ``trackers.json``.
+
+        Each tracker is configured from ``run.options`` as given and records them with credentials removed.
+        """
         trackers, saved, state = cls(warn), read_state(run.path), {}
+        shown = redact_values(run.options)[0]  # what trackers record: no credentials (the tracker itself gets them)
         for name in (n for n in names if n in TRACKER_PACKAGES):
-            info = RunInfo(run.path, run.kind, run.options, run.epochs_done, saved.get(name, {}))
+            info = RunInfo(run.path, run.kind, shown, run.epochs_done, saved.get(name, {}))
 
             def begin(name: str = name, info: RunInfo = info) -> tuple[Tracker, dict[str, Any]]:
                 tracker = make_tracker(name, run.options)
@@ -142,7 +147,7 @@ class Trackers:
         try:
             return action()
         except Exception as exc:  # a tracker never stops training: report it once and go on without it
-            self.warn(f"warning: --log {name} failed ({type(exc).__name__}: {exc}); the run goes on without it")
+            self.warn(redact(f"warning: --log {name} failed ({type(exc).__name__}: {exc}); the run goes on without it"))
             return None
 
 

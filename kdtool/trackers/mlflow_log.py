@@ -5,15 +5,19 @@ work offline; default: MLflow's own, ``MLFLOW_TRACKING_URI`` if set); ``--mlflow
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kdtool.redact import redact
 from kdtool.trackers import RunInfo, Tracker, option_text
 
 # MLflow takes at most this many params in one call.
 _PARAMS_PER_CALL = 100
+# trackers.json's tracking_uri for a store named by MLFLOW_TRACKING_URI (the URI itself is not kept)
+ENVIRONMENT = "environment (MLFLOW_TRACKING_URI)"
 
 
 class MlflowTracker(Tracker):
@@ -28,7 +32,9 @@ class MlflowTracker(Tracker):
 
         uri = self.uri or mlflow.get_tracking_uri()  # MLflow's default store: MLFLOW_TRACKING_URI, or its own
         self.client = mlflow.MlflowClient(tracking_uri=uri)
-        if run.resumed and run.state.get("run_id") and run.state.get("tracking_uri") == uri:
+        # trackers.json never holds a URI from the environment, nor any URI's credentials
+        recorded = ENVIRONMENT if self.uri is None and os.environ.get("MLFLOW_TRACKING_URI") else redact(uri)
+        if run.resumed and run.state.get("run_id") and run.state.get("tracking_uri") == recorded:
             self.run_id = run.state["run_id"]
             self.client.update_run(self.run_id, status="RUNNING")
             return dict(run.state)
@@ -40,7 +46,7 @@ class MlflowTracker(Tracker):
         params = [Param(key, option_text(value)) for key, value in run.options.items()]
         for first in range(0, len(params), _PARAMS_PER_CALL):
             self.client.log_batch(self.run_id, params=params[first : first + _PARAMS_PER_CALL])
-        return {"run_id": self.run_id, "tracking_uri": uri, "experiment": self.experiment}
+        return {"run_id": self.run_id, "tracking_uri": recorded, "experiment": self.experiment}
 
     def log_scalars(self, values: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
