@@ -1,4 +1,11 @@
-"""Atomic file writes and hashing: a run folder never holds a half-written file."""
+"""Atomic file writes, the record of what kdtool wrote, and hashing.
+
+A run folder never holds a half-written file. A folder kdtool owns (a run folder, a shard folder) holds
+a manifest, ``.kdtool-manifest.json``, of every file written in it or below it (each atomic write adds
+its path; tracker folders are recorded after the tracker wrote them), so ``--force`` removes exactly
+those files and refuses a folder holding anything else, at any depth. A file written outside such a
+folder carries its own marker instead (safetensors metadata, PNG/PDF/SVG metadata, an HTML generator tag).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -27,6 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+        record_written(path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -60,6 +69,103 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+MANIFEST = ".kdtool-manifest.json"
+MANIFEST_FORMAT = "kdtool.manifest/1"
+# the temporary file of an atomic write (``.NAME.PID.HEX.tmp``, or a shard's ``.NAME.tmp``) a killed process left
+_TEMPORARY = re.compile(r"^\..+\.tmp$")
+
+
+def own_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (if needed) as one kdtool owns: from now on every file kdtool writes below it is recorded."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / MANIFEST).is_file():
+        _write_manifest(folder, [])
+    return folder
+
+
+def _write_manifest(folder: Path, files: Iterable[str]) -> None:
+    text = json.dumps({"format": MANIFEST_FORMAT, "files": sorted(set(files))}, indent=1) + "\n"
+    with atomic_path(folder / MANIFEST) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def recorded_files(folder: str | os.PathLike) -> set[str] | None:
+    """The paths (relative, POSIX) recorded in ``folder``'s manifest; None when it has none (or an unreadable one)."""
+    try:
+        record = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    files = record.get("files") if isinstance(record, dict) and record.get("format") == MANIFEST_FORMAT else None
+    return {str(f) for f in files} if isinstance(files, list) else None
+
+
+def owning_folder(path: str | os.PathLike) -> Path | None:
+    """The nearest folder above ``path`` that kdtool owns (holds a manifest), or None."""
+    return next((p for p in Path(os.path.abspath(path)).parents if (p / MANIFEST).is_file()), None)
+
+
+def record_written(*paths: str | os.PathLike) -> None:
+    """Add ``paths`` (files or folders kdtool just wrote) to the manifest of the folder that owns them, if one does."""
+    by_owner: dict[Path, list[str]] = {}
+    for path in paths:
+        path = Path(os.path.abspath(path))
+        owner = owning_folder(path) if path.name != MANIFEST else None
+        if owner is not None:  # a folder (one a tracker made, even empty) is recorded as ``name/``
+            by_owner.setdefault(owner, []).append(
+                path.relative_to(owner).as_posix() + ("/" if path.is_dir() and not path.is_symlink() else "")
+            )
+    for owner, names in by_owner.items():
+        known = recorded_files(owner) or set()
+        if not set(names) <= known:
+            _write_manifest(owner, known | set(names))
+
+
+def files_below(folder: str | os.PathLike) -> list[str]:
+    """Every file (or link, never followed) below ``folder``, as sorted relative POSIX paths."""
+    folder = Path(folder)
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [(Path(root) / name).relative_to(folder).as_posix() for name in files]
+        found += [(Path(root) / d).relative_to(folder).as_posix() for d in dirs if (Path(root) / d).is_symlink()]
+    return sorted(found)
+
+
+def foreign_files(folder: str | os.PathLike) -> list[str]:
+    """Files below the folder kdtool owns that its manifest does not list (kdtool did not write them), sorted.
+
+    A folder without a manifest is all foreign: kdtool cannot tell what in it is its own."""
+    known = recorded_files(folder)
+    if known is None:
+        return files_below(folder)
+    files = [f for f in files_below(folder) if f != MANIFEST and f not in known and not _TEMPORARY.match(Path(f).name)]
+    holders = {parent.as_posix() for f in known for parent in Path(f).parents} | {f.rstrip("/") for f in known}
+    named = holders | {parent.as_posix() for f in files for parent in Path(f).parents}
+    folders = [d for d in folders_below(folder) if d not in named]  # a user's own folder without a file in it
+    return files + sorted(folders)
+
+
+def folders_below(folder: str | os.PathLike) -> list[str]:
+    """Every folder below ``folder`` (links not followed), as relative POSIX paths."""
+    folder = Path(folder)
+    return [(Path(root) / d).relative_to(folder).as_posix() for root, dirs, _ in os.walk(folder) for d in dirs
+            if not (Path(root) / d).is_symlink()]  # fmt: skip
+
+
+def remove_recorded(folder: str | os.PathLike) -> None:
+    """Remove every file kdtool recorded below ``folder`` (after :func:`foreign_files` found none), its leftover
+    temporary files and the folders that leaves empty; ``folder`` stays, owned, with an empty manifest."""
+    folder = Path(folder)
+    for name in files_below(folder):
+        if name != MANIFEST:
+            (folder / name).unlink()
+    for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        if Path(root) != folder and not any(Path(root).iterdir()):
+            Path(root).rmdir()
+    _write_manifest(folder, [])
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -107,14 +213,25 @@ def check_format(meta: Mapping[str, str], required: Iterable[str], fmt: str, wha
         raise KdtoolError(f"unknown format {meta['format']!r} (this kdtool reads {fmt})")
 
 
+# A figure kdtool draws says so in its metadata (PNG Software, PDF and SVG Creator); any other figure is the user's.
+FIGURE_MARKER = "kdtool"
+_FIGURE_MARKS = {".png": re.compile(rb"tEXtSoftware\x00kdtool"), ".pdf": re.compile(rb"/Creator \(kdtool"),
+                 ".svg": re.compile(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>kdtool")}  # fmt: skip
+
+
 def written_by_kdtool(path: str | os.PathLike) -> bool:
-    """Whether the file ``path`` is one kdtool writes: a safetensors file of a ``kdtool.*`` format (a Q
-    artifact), a figure drawn by its plotting (matplotlib's PNG, PDF or SVG, which name matplotlib) or a
-    page of ``kdtool report`` (its generator tag)."""
+    """Whether the file ``path`` is one kdtool wrote: recorded in the manifest of a folder kdtool owns, or
+    marked as kdtool's: a safetensors file of a ``kdtool.*`` format (a Q artifact), a figure kdtool drew (its
+    PNG/PDF/SVG metadata) or a page of ``kdtool report`` (its generator tag)."""
     path = Path(path)
+    owner = owning_folder(path)
+    if owner is not None and Path(os.path.abspath(path)).relative_to(owner).as_posix() in (recorded_files(owner) or ()):
+        return True
     try:
         with open(path, "rb") as fh:
             head = fh.read(1 << 16)
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - (1 << 16)))
+            tail = fh.read()  # a PDF keeps its document information near the end
     except OSError:
         return False
     if path.suffix == ".safetensors":
@@ -125,8 +242,8 @@ def written_by_kdtool(path: str | os.PathLike) -> bool:
             return False
         metadata = header.get("__metadata__") if isinstance(header, dict) else None
         return isinstance(metadata, dict) and str(metadata.get("format", "")).startswith("kdtool.")
-    if path.suffix in (".png", ".pdf", ".svg"):
-        return b"matplotlib" in head.lower()
+    if path.suffix in _FIGURE_MARKS:
+        return any(_FIGURE_MARKS[path.suffix].search(part) for part in (head, tail))
     if path.suffix in (".html", ".htm"):  # a page of `kdtool report` (kdtool.htmlreport.GENERATOR)
         return b'<meta name="generator" content="kdtool' in head
     return False

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write, check_output_file
+from kdtool.fileio import FIGURE_MARKER, atomic_write, check_output_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,7 +104,8 @@ def figure_bytes(fig, kind: str = "png", rect: tuple[float, float, float, float]
     """``fig`` laid out (within ``rect`` of the figure, if given) as a PNG, PDF or SVG file's bytes."""
     fig.tight_layout(rect=rect)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=kind, dpi=120)
+    # the marker by which kdtool knows its own figure (fileio.written_by_kdtool): --force replaces only those
+    fig.savefig(buffer, format=kind, dpi=120, metadata={"Software" if kind == "png" else "Creator": FIGURE_MARKER})
     return buffer.getvalue()
 
 

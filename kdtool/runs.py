@@ -6,22 +6,20 @@ Layout: ``config.json`` (resolved options, versions, seed), ``metrics.csv`` (a r
 ``tensorboard/``, ``wandb/``). Every file kdtool itself writes is written atomically.
 
 A folder is a kdtool run only if its ``config.json`` is kdtool's own (it parses and records the
-run kind and the kdtool version). Replacing a run (``--force``) removes only the entries kdtool
-writes, and is refused when anything else is in the folder: kdtool never deletes a file it did
-not write.
+run kind and the kdtool version). Replacing a run (``--force``) removes only the files its manifest
+records (:mod:`kdtool.fileio`: every file kdtool wrote there, at any depth), and is refused when
+anything else is in the folder: kdtool never deletes a file it did not write.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import fnmatch
 import importlib.metadata
 import io
 import json
 import os
 import platform
-import shutil
 import signal
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from kdtool.errors import KdtoolError, RunInterrupted
-from kdtool.fileio import atomic_write, atomic_write_json, atomic_write_text
+from kdtool.fileio import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    foreign_files,
+    own_folder,
+    recorded_files,
+    remove_recorded,
+)
 from kdtool.redact import redact_values
 
 CONFIG = "config.json"
@@ -45,13 +51,10 @@ LAST_CHECKPOINT = "last.pt"
 TRACKING = "trackers.json"
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
+TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 
 # What `config.json` says a folder is: one kind per command that writes a run folder.
 RUN_KINDS = ("train-teacher", "distill", "import")
-# Every entry kdtool writes in a run folder (confusion pictures are `kdtool evaluate`'s, report pages
-# `kdtool report`'s; `.NAME.*.tmp` are the temporary files of an atomic write that a killed process left behind).
-RUN_ENTRIES = (CONFIG, METRICS, MODEL, Q, VOCAB, CHECKPOINT_DIR, TRACKING, TENSORBOARD_DIR, WANDB_DIR,
-               "confusion*.png", "confusion*.pdf", "confusion*.svg", "report*.html", ".*.tmp")  # fmt: skip
 # Options that may differ between a run and its continuation: they do not change the result (--workers: streamed
 # batches do not depend on it; --memory-budget: a resumed run keeps the data path it started with).
 RESULT_FREE_OPTIONS = frozenset({"device", "eval_batch_size", "out", "log", "mlflow_uri", "mlflow_experiment",
@@ -85,33 +88,26 @@ def is_run(path: str | os.PathLike) -> bool:
     return read_config(path) is not None
 
 
-def foreign_entries(path: str | os.PathLike) -> list[str]:
-    """Names in the run folder ``path`` that kdtool did not write, sorted."""
-    names = sorted(entry.name for entry in Path(path).iterdir())
-    return [n for n in names if not any(fnmatch.fnmatchcase(n, pattern) for pattern in RUN_ENTRIES)]
-
-
 def check_replaceable(path: str | os.PathLike) -> None:
-    """Refuse (one line) unless ``path`` is a kdtool run folder holding only what kdtool writes."""
+    """Refuse (one line) unless ``path`` is a kdtool run folder holding only files kdtool recorded writing."""
     path = Path(path)
     if not is_run(path):
         what = "its config.json is not kdtool's" if (path / CONFIG).exists() else "it has no kdtool config.json"
         raise KdtoolError(f"{path} is not a kdtool run folder ({what}): --force replaces only kdtool runs; "
                           f"choose another --out")  # fmt: skip
-    foreign = foreign_entries(path)
+    if recorded_files(path) is None:
+        raise KdtoolError(f"{path} has no record of the files kdtool wrote in it (an older kdtool made it): "
+                          f"--force cannot tell them from yours; remove it yourself or pick another --out")  # fmt: skip
+    foreign = foreign_files(path)
     if foreign:
         raise KdtoolError(f"{path} holds {foreign[0]!r}, which kdtool did not write: --force would not remove it; "
                           f"move it away or choose another --out")  # fmt: skip
 
 
 def clear_run(path: str | os.PathLike) -> None:
-    """Remove the entries kdtool wrote in the run folder ``path`` (after :func:`check_replaceable`)."""
+    """Remove the files kdtool wrote in the run folder ``path`` (after :func:`check_replaceable`)."""
     check_replaceable(path)
-    for entry in Path(path).iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    remove_recorded(path)
 
 
 def interrupted_after(path: str | os.PathLike) -> int | None:
@@ -304,8 +300,7 @@ class RunDir:
         path = check_output_dir(path, force)
         if path.is_dir() and force:
             clear_run(path)
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        return cls(own_folder(path))
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> RunDir:

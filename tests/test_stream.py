@@ -197,7 +197,7 @@ def shards(tmp_path_factory, folder) -> Path:
 
 
 def test_shard_round_trip_sees_every_sample_once_per_epoch(shards, monkeypatch, folder):
-    assert sorted(p.name for p in shards.iterdir())[:2] == ["classes.txt", "train-000000.tar"]
+    assert sorted(p.name for p in shards.iterdir())[:3] == [".kdtool-manifest.json", "classes.txt", "train-000000.tar"]
     assert len(list(shards.glob("train-*.tar"))) == 8 and len(list(shards.glob("val-*.tar"))) == 3
     assert (shards / "classes.txt").read_text().split() == ["class0", "class1", "class2"]
     with tarfile.open(shards / "train-000000.tar") as tar:  # the imagefolder's files, as they are
@@ -259,7 +259,12 @@ def test_shard_refuses_a_foreign_folder_and_force_replaces_its_own(run_cli, tmp_
     code, _, err = run_cli("shard", f"imagefolder:{folder}", "--out", out)
     assert code == 2 and "--force" in err
     assert run_cli("shard", f"imagefolder:{folder}", "--out", out, "--shard-size", "100", "--force")[0] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["classes.txt", "train-000000.tar", "val-000000.tar"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".kdtool-manifest.json",
+        "classes.txt",
+        "train-000000.tar",
+        "val-000000.tar",
+    ]
     (out / "notes.txt").write_text("mine")
     code, _, err = run_cli("shard", f"imagefolder:{folder}", "--out", out, "--force")
     assert code == 2 and "notes.txt" in err and (out / "notes.txt").exists()

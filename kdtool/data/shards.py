@@ -40,6 +40,7 @@ from kdtool.data.stream import (
     read_sample,
 )
 from kdtool.errors import KdtoolError
+from kdtool.fileio import atomic_write_text, foreign_files, own_folder, record_written, recorded_files, remove_recorded
 
 WDS_PREFIX = "wds:"
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp")
@@ -50,7 +51,6 @@ CLASSES_FILE = "classes.txt"
 SHUFFLE_BUFFER = 1000
 # webdataset's rule: the key is the path up to the first dot of the file name, the rest its field
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
-_SHARD_NAME = re.compile(r"^(train|val)-\d{6}\.tar$")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -511,6 +511,7 @@ class ShardWriter:
             with open(self._temp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(self._temp, self.written[-1])
+            record_written(self.written[-1])
             self._tar = None
 
     def close(self) -> list[Path]:
@@ -528,25 +529,25 @@ def shard_pattern(paths: list[Path]) -> str:
 
 
 def check_shard_folder(folder: Path, force: bool) -> None:
-    """``kdtool shard --out``: a new or empty folder, or with ``--force`` one holding only what kdtool shard
-    writes (shards, classes.txt), which is then removed."""
+    """``kdtool shard --out``: a new or empty folder, or with ``--force`` one holding only files kdtool recorded
+    writing there (its manifest: shards, classes.txt), which are then removed."""
     if not folder.exists():
         return
     if not folder.is_dir():
         raise KdtoolError(f"--out {folder} is a file, not a folder")
-    entries = sorted(folder.iterdir())
-    if not entries:
+    if not any(folder.iterdir()):
         return
     if not force:
         raise KdtoolError(f"--out {folder} is not empty: choose a new folder, or add --force to replace the shards "
                           f"kdtool wrote there")  # fmt: skip
-    foreign = next((e for e in entries if not (e.is_file() and (_SHARD_NAME.match(e.name) or e.name == CLASSES_FILE
-                                                                 or e.name.endswith(".tar.tmp")))), None)  # fmt: skip
-    if foreign is not None:
-        raise KdtoolError(f"--force replaces only what kdtool shard writes, but {foreign} is something else: remove "
-                          f"it or choose another --out")  # fmt: skip
-    for entry in entries:
-        entry.unlink()
+    if recorded_files(folder) is None:
+        raise KdtoolError(f"--force replaces only what kdtool shard recorded writing, and {folder} has no such record: "
+                          f"remove its files yourself or choose another --out")  # fmt: skip
+    foreign = foreign_files(folder)
+    if foreign:
+        raise KdtoolError(f"--force replaces only what kdtool shard writes, but {folder / foreign[0]} is something "
+                          f"else: remove it or choose another --out")  # fmt: skip
+    remove_recorded(folder)
 
 
 @dataclass(frozen=True)
@@ -586,7 +587,7 @@ def write_shards(dataset: Dataset, out: Path, shard_size: int) -> Written:
     """Every sample of ``dataset``'s training and test splits as shards ``train-NNNNNN.tar`` and
     ``val-NNNNNN.tar`` of ``shard_size`` samples in ``out``, plus ``classes.txt``. Files of a listed
     (streamed) imagefolder are copied as they are; decoded images are written as PNG (lossless)."""
-    out.mkdir(parents=True, exist_ok=True)
+    own_folder(out)
     counts = {}
     written = {}
     for name, split in (("train", dataset.train), ("val", dataset.test)):
@@ -600,7 +601,5 @@ def write_shards(dataset: Dataset, out: Path, shard_size: int) -> Written:
             writer.add(f"{i:08d}", {field_name: data, LABEL_KEY: str(label).encode("ascii")})
         written[name], counts[name] = writer.close(), writer.samples
     classes = out / CLASSES_FILE
-    from kdtool.fileio import atomic_write_text
-
     atomic_write_text(classes, "".join(f"{c}\n" for c in dataset.info.class_names))
     return Written(written["train"], written["val"], counts["train"], counts["val"], classes)

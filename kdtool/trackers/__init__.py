@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write_json
+from kdtool.fileio import atomic_write_json, files_below, folders_below, record_written
 from kdtool.redact import redact, redact_values
-from kdtool.runs import TRACKING
+from kdtool.runs import TRACKER_DIRS, TRACKING
 
 # --log name -> the package its tracker needs (the tracker itself is kdtool.trackers.<name>_log); csv needs none
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
@@ -97,9 +97,12 @@ class Trackers:
     """The trackers of one run, each guarded: the first failure of one is reported through ``warn`` (once)
     and that tracker is dropped, so the run goes on with the others."""
 
-    def __init__(self, warn: Callable[[str], None]) -> None:
+    def __init__(self, warn: Callable[[str], None], run_path: Path | None = None) -> None:
         self.active: list[Tracker] = []
         self.warn = warn
+        self.run_path = run_path
+        # files in the tracker folders before the trackers start: a user's are never recorded as kdtool's
+        self.before = set(self._tracker_files())
 
     @classmethod
     def open(cls, names: tuple[str, ...], run: RunInfo, warn: Callable[[str], None]) -> Trackers:
@@ -107,7 +110,7 @@ class Trackers:
 
         Each tracker is configured from ``run.options`` as given and records them with credentials removed.
         """
-        trackers, saved, state = cls(warn), read_state(run.path), {}
+        trackers, saved, state = cls(warn, run.path), read_state(run.path), {}
         shown = redact_values(run.options)[0]  # what trackers record: no credentials (the tracker itself gets them)
         for name in (n for n in names if n in TRACKER_PACKAGES):
             info = RunInfo(run.path, run.kind, shown, run.epochs_done, saved.get(name, {}))
@@ -126,6 +129,7 @@ class Trackers:
 
     def log_scalars(self, values: Mapping[str, float], step: int) -> None:
         self._each(lambda t: t.log_scalars(values, step))
+        self._record_files()
 
     def log_image(self, tag: str, png: Callable[[], bytes], step: int) -> None:
         """Log the picture ``png()``, drawn only if some tracker is still active."""
@@ -136,6 +140,17 @@ class Trackers:
     def finish(self, run_path: Path, completed: bool) -> None:
         self._each(lambda t: t.finish(run_path, completed))
         self.active = []
+        self._record_files()
+
+    def _tracker_files(self) -> list[Path]:
+        if self.run_path is None:
+            return []
+        folders = [self.run_path / name for name in TRACKER_DIRS if (self.run_path / name).is_dir()]
+        return [folder / name for folder in folders for name in (*files_below(folder), *folders_below(folder))]
+
+    def _record_files(self) -> None:
+        """Record what the trackers wrote in their folders (event files, W&B's run files) as kdtool's own."""
+        record_written(*(path for path in self._tracker_files() if path not in self.before))
 
     def _each(self, action: Callable[[Tracker], None]) -> None:
         for tracker in list(self.active):
