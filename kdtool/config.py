@@ -425,6 +425,7 @@ def _kd_loss(*names: str) -> Applies:
 DISTILL_APPLIES: dict[str, Applies] = {
     "teacher": Applies("smoothing", lambda c: c.teacher is not None, "--teacher"),
     "teacher_cache": Applies("smoothing", lambda c: c.teacher_cache is not None, "--teacher-cache"),
+    "approximate_cache": Applies("teacher_cache", lambda c: c.teacher_cache is not None, "--teacher-cache"),
     "substitute_q": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
     "alpha": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
     "kd_loss": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
@@ -452,6 +453,7 @@ class DistillConfig(TrainConfig):
     smoothing: str = "kd"
     teacher: str | None = None
     teacher_cache: str | None = None
+    approximate_cache: bool = False
     substitute_q: str | None = None
     kd_loss: str = "kd"
     logit_standardize: bool = False

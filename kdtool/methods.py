@@ -126,7 +126,8 @@ def _cached_teacher_target(
     target = KD_LOSSES[cfg.kd_loss](cfg, None, index)
     record = {"teacher_cache_file": {"sha256": sha256_file(cache.path), "teacher_run": cache.teacher_run,
                                      "teacher_sha256": cache.teacher_sha256, "views": cache.views,
-                                     "top_k": cache.top_k}}  # fmt: skip
+                                     "top_k": cache.top_k,
+                                     "replay": cache.replay_line(cfg.augment)}}  # fmt: skip
     return target, record
 
 

@@ -463,6 +463,8 @@ def distill(
         info = dataset.info
         model = init_model(cfg, dataset, console)
         title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
+        if cache is not None:
+            title += " · teacher: cache, " + record["teacher_cache_file"]["replay"]
         title, record = _with_data_path(title, record, path)
         run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume,
                         teacher_cache=cache)  # fmt: skip
@@ -476,6 +478,7 @@ def checked_teacher_cache(cfg: DistillConfig, full: Dataset, dataset: Dataset) -
     classes and training samples under ``--limit-train``), the data options, and every training sample
     of ``dataset`` (the student's selection of ``full``) among the cached ones."""
     cache = TeacherCache.load(cfg.teacher_cache)
+    cache.check_exact(cfg.kd_loss, cfg.approximate_cache)
     text = full.info.kind == "text"
     options = data_options(cfg.dataset, cfg.image_size, cfg.augment, cfg.limit_train, cfg.seed, text)
     num_train = len(full.limited(cfg.limit_train, None, cfg.seed).train)

@@ -109,6 +109,37 @@ class TeacherCache:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def exact(self) -> bool:
+        """Whether every loss replays as from the live teacher: all K logits stored (k = K).
+
+        With k < K the other classes share one logit: their total mass is kept (at T = 1) but not their
+        individual values, on which every KD loss's gradient depends (KD's ``p_s − p_t``, DKD's non-target
+        part, DIST's correlations, standardisation's mean and spread)."""
+        return self.top_k == self.num_classes
+
+    def replay_line(self, augment: str) -> str:
+        """How the cache stands for the teacher in a student run of ``--augment augment``, for its header line
+        and ``config.json``."""
+        k, n = self.top_k, self.num_classes
+        line = f"all {n} logits (exact)" if self.exact else f"top-{k} of {n} (approximate)"
+        if any(name in MIXERS for name in parse_augment(augment)):
+            line += "; mixup/cutmix mix its logits linearly, not the teacher's output on the mixed images"
+        return line
+
+    def check_exact(self, kd_loss: str, approximate: bool) -> None:
+        """Refuse a top-k cache (k < K) unless ``approximate`` (``--approximate-cache``) accepts it, and refuse
+        ``approximate`` for an exact cache (the option would not apply)."""
+        k, n = self.top_k, self.num_classes
+        if not self.exact and not approximate:
+            raise KdtoolError(f"teacher cache {self.path} holds the top-{k} of {n} logits: --kd-loss {kd_loss} from it "
+                              f"is not the live teacher's loss (the other {n - k} classes share one logit); rebuild it "
+                              f"with cache-teacher --top-k {n} (the default), or pass --approximate-cache to accept "
+                              f"the approximation")  # fmt: skip
+        if self.exact and approximate:
+            raise KdtoolError(f"--approximate-cache does not apply: teacher cache {self.path} holds all {n} logits "
+                              f"and replays exactly; remove it")  # fmt: skip
+
     def to(self, device: torch.device) -> TeacherCache:
         """A copy whose tensors live on ``device`` (a training loop then reads them without host transfers)."""
         moved = {name: getattr(self, name).to(device) for name in _TENSORS}

@@ -20,7 +20,7 @@ from kdtool.errors import KdtoolError
 from kdtool.pipeline import checked_teacher_cache, make_loaders, select_data, train_teacher
 from kdtool.runmodel import load_run_model
 from kdtool.runs import RunDir
-from kdtool.targets import FrozenTeacher, KnowledgeDistillation
+from kdtool.targets import DISTKD, DecoupledKD, FrozenTeacher, KnowledgeDistillation
 from kdtool.teachercache import TeacherCache, compress_logits, data_options
 from tests.conftest import TINY
 
@@ -320,3 +320,79 @@ def test_text_has_one_unaugmented_view_and_class_subsets_work(run_cli, tmp_path)
                               *small, "--classes", "fear,joy", "--out", tmp_path / "st")  # fmt: skip
     assert code == 0, stderr
     assert json.loads((tmp_path / "st" / "config.json").read_text())["dataset_info"]["class_names"] == ["fear", "joy"]
+
+
+# -- the exactness contract (#28.3) -----------------------------------------------------------------------------
+EXACT_LOSSES = {
+    "kd T=1": lambda t: KnowledgeDistillation(t, temperature=1.0),
+    "kd T=4": lambda t: KnowledgeDistillation(t, temperature=4.0),
+    "kd + standardisation T=2": lambda t: KnowledgeDistillation(t, beta=0.1, temperature=2.0, standardize=True),
+    "dkd T=4": lambda t: DecoupledKD(t, temperature=4.0, warmup_epochs=0),
+    "dkd + standardisation": lambda t: DecoupledKD(t, temperature=2.0, warmup_epochs=0, standardize=True),
+    "dist T=4": lambda t: DISTKD(t, temperature=4.0),
+}
+
+
+def loss_and_gradient(target, logits, labels, **batch):
+    student = logits.detach().clone().requires_grad_(True)
+    loss = target(student, labels, **batch)
+    loss.backward()
+    return loss.detach(), student.grad
+
+
+@pytest.mark.parametrize("name", list(EXACT_LOSSES))
+def test_a_full_cache_replays_every_loss_and_gradient_as_the_live_teacher(teacher, cache_file, name):
+    """The cache written by cache-teacher and read back gives each loss and its gradient as the live teacher
+    on the very same augmented images (k = K, the default)."""
+    cache = TeacherCache.load(cache_file)
+    assert cache.exact and cache.top_k == 10
+    network, _, _ = load_run_model(RunDir.open(teacher))
+    live = EXACT_LOSSES[name](FrozenTeacher(frozen_for_inference(network, channels_last=True)))
+    cached = EXACT_LOSSES[name](None)
+    loader, _, _ = replay_loader(cache)
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    for epoch in range(cache.views):
+        for x, y, teacher_logits in loader.training_batches(epoch):
+            logits = student(x)
+            live_loss, live_grad = loss_and_gradient(live, logits, y, inputs=x)
+            cached_loss, cached_grad = loss_and_gradient(cached, logits, y, teacher_logits=teacher_logits)
+            torch.testing.assert_close(cached_loss, live_loss, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(cached_grad, live_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def top3_cache(teacher, tmp_path_factory):
+    from kdtool.cli import main
+
+    out = tmp_path_factory.mktemp("cache") / "top3.cache.safetensors"
+    with pytest.raises(SystemExit) as info:
+        main(["cache-teacher", str(teacher), "--views", "1", "--top-k", "3", *AUGMENTED, *LIMIT, "--out", str(out)])
+    assert info.value.code == 0
+    return out
+
+
+@pytest.mark.parametrize("kd_loss", ["kd", "dkd", "dist"])
+def test_a_top_k_cache_is_refused_unless_approximate_is_asked_for(run_cli, top3_cache, tmp_path, kd_loss):
+    args = ("distill", "--teacher-cache", top3_cache, "--kd-loss", kd_loss, *AUGMENTED, *TINY)
+    code, _, err = run_cli(*args, "--out", tmp_path / "refused")
+    assert code == 2 and "Traceback" not in err
+    assert (f"holds the top-3 of 10 logits: --kd-loss {kd_loss} from it is not the live teacher's loss (the other 7 "
+            "classes share one logit)") in err and "--approximate-cache" in err  # fmt: skip
+    assert not (tmp_path / "refused").exists()
+    code, out, err = run_cli(*args, "--approximate-cache", "--out", tmp_path / "approx")
+    assert code == 0, err
+    assert "teacher: cache, top-3 of 10 (approximate)" in out
+    record = json.loads((tmp_path / "approx" / "config.json").read_text())
+    assert record["approximate_cache"] is True and record["teacher_cache_file"]["replay"] == "top-3 of 10 (approximate)"
+
+
+def test_an_exact_cache_says_so_and_refuses_approximate(run_cli, cache_file, tmp_path):
+    args = ("distill", "--teacher-cache", cache_file, *AUGMENTED, *TINY)
+    code, _, err = run_cli(*args, "--approximate-cache", "--out", tmp_path / "no")
+    assert code == 2 and "--approximate-cache does not apply" in err and "holds all 10 logits" in err
+    code, out, err = run_cli("distill", "--teacher-cache", cache_file, "--augment", "standard,mixup", *TINY,
+                             "--out", tmp_path / "mixed")  # fmt: skip
+    assert code == 0, err
+    assert ("teacher: cache, all 10 logits (exact); mixup/cutmix mix its logits linearly, not the teacher's output on "
+            "the mixed images") in out  # fmt: skip

@@ -19,6 +19,10 @@ Teacher = Annotated[Path | None, typer.Option(help="Run folder of the teacher (H
 TeacherCache = Annotated[Path | None, typer.Option(help="Teacher cache (kdtool cache-teacher) replayed instead of "
                                                    "running the teacher: KD losses only.", rich_help_panel=SOURCE,
                                                    show_default=False)]  # fmt: skip
+ApproximateCache = Annotated[bool, typer.Option("--approximate-cache", help="Accept a teacher cache of the top-k < K "
+                                                "logits: every KD loss from it is an approximation of the live "
+                                                "teacher's (the run's header and config.json say so).",
+                                                rich_help_panel=SOURCE)]  # fmt: skip
 SubstituteQ = Annotated[Path | None, typer.Option(help="Q artifact used instead of a teacher (LLS-ST).",
                                                   rich_help_panel=SOURCE)]  # fmt: skip
 Student = Annotated[str, typer.Option(help="Student network: " + opt.MODEL_NAMES, rich_help_panel=opt.METHOD)]
@@ -59,6 +63,7 @@ def distill(
     ctx: typer.Context,
     teacher: Teacher = None,
     teacher_cache: TeacherCache = None,
+    approximate_cache: ApproximateCache = False,
     substitute_q: SubstituteQ = None,
     alpha: Alpha = None,
     beta: Beta = None,
@@ -151,6 +156,7 @@ def distill(
     cfg = DistillConfig(
         teacher=opt.as_text(teacher),
         teacher_cache=opt.as_text(teacher_cache),
+        approximate_cache=approximate_cache,
         substitute_q=opt.as_text(substitute_q),
         alpha=alpha,
         beta=beta,
