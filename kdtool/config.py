@@ -18,7 +18,7 @@ from kdtool.accel import check_amp
 from kdtool.data.augment import parse_augment
 from kdtool.data.registry import stored_image_size
 from kdtool.data.shards import is_wds, resolve_val_shards
-from kdtool.data.stream import LOADERS, parse_bytes
+from kdtool.data.stream import LOADERS, default_workers, parse_bytes
 from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
 from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.distributed import check_device
@@ -328,6 +328,9 @@ class TrainConfig:
             parse_bytes(self.memory_budget)
         if self.workers is not None and self.workers < 0:
             raise KdtoolError(f"--workers must be ≥ 0 (0: decode in the training process), got {self.workers}")
+        if self.workers is None and is_wds(self.dataset):
+            # wds: shards are dealt out to the workers, so their number shapes the batches: record the one used
+            self.workers = default_workers()
 
     def starts_from_weights(self) -> bool:
         """Whether the network starts from trained weights (whose data config then is its default input)."""

@@ -56,9 +56,17 @@ TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 # What `config.json` says a folder is: one kind per command that writes a run folder.
 RUN_KINDS = ("train-teacher", "distill", "import")
 # Options that may differ between a run and its continuation: they do not change the result (--workers: streamed
-# batches do not depend on it; --memory-budget: a resumed run keeps the data path it started with).
+# imagefolder batches do not depend on it; --memory-budget: a resumed run keeps the data path it started with).
 RESULT_FREE_OPTIONS = frozenset({"device", "eval_batch_size", "out", "log", "mlflow_uri", "mlflow_experiment",
                                  "wandb_project", "workers", "memory_budget"})  # fmt: skip
+
+
+def changes_result(key: str, options: Mapping[str, Any]) -> bool:
+    """Whether option ``key`` changes the result of a run of ``options``: all but :data:`RESULT_FREE_OPTIONS`,
+    and ``workers`` with ``wds:`` data, whose shards are dealt out to the workers (each makes its own batches)."""
+    if key == "workers" and str(options.get("dataset", "")).startswith("wds:"):
+        return True
+    return key not in RESULT_FREE_OPTIONS
 
 
 def checkpoint_path(run_path: str | os.PathLike) -> Path:
@@ -172,7 +180,7 @@ def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any]) 
     """
     missing = object()
     for key, value in requested.items():
-        if key in RESULT_FREE_OPTIONS:
+        if not changes_result(key, requested):
             continue
         was = recorded.get(key, missing)
         if was != value:

@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from kdtool.config import TrainConfig
+from kdtool.data.registry import load_dataset
 from kdtool.data.shards import ShardSplit, default_val_shards, expand_braces
 from kdtool.data.stream import FileSplit
 from kdtool.pipeline import load_data, make_loaders
@@ -197,12 +198,24 @@ def shards(tmp_path_factory, folder) -> Path:
 
 
 def test_shard_round_trip_sees_every_sample_once_per_epoch(shards, monkeypatch, folder):
-    assert sorted(p.name for p in shards.iterdir())[:3] == [".kdtool-manifest.json", "classes.txt", "train-000000.tar"]
+    assert sorted(p.name for p in shards.iterdir())[:4] == [
+        ".kdtool-manifest.json",
+        "classes.txt",
+        "shards.json",
+        "train-000000.tar",
+    ]
     assert len(list(shards.glob("train-*.tar"))) == 8 and len(list(shards.glob("val-*.tar"))) == 3
     assert (shards / "classes.txt").read_text().split() == ["class0", "class1", "class2"]
+    files = load_dataset(f"imagefolder:{folder}", stream=True).train.files
+    first = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))[:3].tolist()  # --seed 0's order
     with tarfile.open(shards / "train-000000.tar") as tar:  # the imagefolder's files, as they are
-        assert tar.getnames()[:4] == ["00000000.png", "00000000.cls", "00000001.jpg", "00000001.cls"]
-        assert tar.extractfile("00000001.jpg").read() == (folder / "train" / "class0" / "0001.jpg").read_bytes()
+        names = tar.getnames()[:6]
+        assert names[1::2] == [f"{i:08d}.cls" for i in first]
+        for name, i in zip(names[::2], first, strict=True):
+            assert (
+                name == f"{i:08d}{Path(files[i]).suffix}"
+                and tar.extractfile(name).read() == Path(files[i]).read_bytes()
+            )
     cfg = stream_config(f"wds:{shards}/train-{{000000..000007}}.tar", workers=2)
     assert cfg.val_shards == f"{shards}/val-{{000000..000002}}.tar"
     dataset = load_data(cfg)
@@ -262,6 +275,7 @@ def test_shard_refuses_a_foreign_folder_and_force_replaces_its_own(run_cli, tmp_
     assert sorted(p.name for p in out.iterdir()) == [
         ".kdtool-manifest.json",
         "classes.txt",
+        "shards.json",
         "train-000000.tar",
         "val-000000.tar",
     ]

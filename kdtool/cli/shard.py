@@ -28,13 +28,19 @@ def shard(
     shard_size: ShardSize = 1000,
     data_root: opt.DataRoot = None,
     download: opt.Download = False,
+    seed: Annotated[
+        int,
+        typer.Option(help="Seed of the random order the training samples are written in (recorded in shards.json)."),
+    ] = 0,
     force: ShardForce = False,
 ) -> None:
     """Write a dataset as WebDataset tar shards for `--dataset wds:` (training split: train-NNNNNN.tar,
     test split: val-NNNNNN.tar, class names: classes.txt).
 
     A sample is KEY.jpg or KEY.png (an imagefolder's files as they are; decoded datasets as lossless PNG)
-    plus KEY.cls, its class index. Each shard is written to a temporary file and renamed when complete.
+    plus KEY.cls, its class index. The training samples are written in a seeded random order (never class
+    order, which no shuffle buffer could mix), recorded in shards.json. Each shard is written to a temporary
+    file and renamed when complete.
 
     **Examples**
 
@@ -57,7 +63,7 @@ def shard(
     out = out.expanduser()
     check_shard_folder(out, force)
     dataset = load_dataset(src, opt.as_text(data_root), download, stream=src.startswith("imagefolder:"))
-    done = write_shards(dataset, out, shard_size)
+    done = write_shards(dataset, out, shard_size, seed)
     train, val = shard_pattern(done.train), shard_pattern(done.val)
     console.print(f"{done.num_train} training samples in {len(done.train)} shards, {done.num_val} evaluation "
                   f"samples in {len(done.val)}, {len(dataset.info.class_names)} classes in {done.classes}",

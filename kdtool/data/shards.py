@@ -40,15 +40,28 @@ from kdtool.data.stream import (
     read_sample,
 )
 from kdtool.errors import KdtoolError
-from kdtool.fileio import atomic_write_text, foreign_files, own_folder, record_written, recorded_files, remove_recorded
+from kdtool.fileio import (
+    atomic_write_json,
+    atomic_write_text,
+    foreign_files,
+    own_folder,
+    record_written,
+    recorded_files,
+    remove_recorded,
+)
 
 WDS_PREFIX = "wds:"
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp")
 LABEL_KEY = "cls"
 CLASSES_FILE = "classes.txt"
+# what kdtool shard records beside its shards: the source, the seed of the training order, the counts
+SHARDS_FILE = "shards.json"
+SHARDS_FORMAT = "kdtool.shards/1"
 # Samples each reader holds for its seeded shuffle: enough to mix neighbouring samples of a shard, few
 # enough that encoded images (tens of KiB each) stay a small fraction of memory.
 SHUFFLE_BUFFER = 1000
+# shards a reader keeps open and takes samples from in turn: a shard of few classes never fills a batch alone
+INTERLEAVE = 4
 # webdataset's rule: the key is the path up to the first dot of the file name, the rest its field
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -394,34 +407,48 @@ class _ShardSamples(IterableDataset):
             yield batch
 
     def _samples(self, shards: list[int], rng: random.Random | None) -> Iterator[tuple[str, int, dict]]:
-        """(where, sample id, fields) of the reader's kept samples; shuffled through a seeded buffer. A shard
-        is read up to the samples its listing counted (a truncated one's complete samples)."""
+        """(where, sample id, fields) of the reader's kept samples: :data:`INTERLEAVE` shards open at once, one
+        sample from each in turn (a shard's classes are mixed with three others' before the buffer), shuffled
+        through a seeded buffer. A shard is read up to the samples its listing counted."""
         buffer: list = []
-        for number in shards:
-            shard, start, count = self.split.shards[number], self.offsets[number], self.split.counts[number]
-            position = 0
-            try:
-                for key, fields in shard_samples(shard):
-                    sample_id, position = start + position, position + 1
-                    if self.split.keep is None or bool(self.split.keep[sample_id]):
-                        item = (f"{shard}: sample {key}", sample_id, fields)
-                        if rng is None:
-                            yield item
-                        else:
-                            buffer.append(item)
-                            if len(buffer) >= SHUFFLE_BUFFER:
-                                yield buffer.pop(rng.randrange(len(buffer)))
-                    if position == count:  # a truncated shard's listed samples end before its break
-                        break
-            except (tarfile.TarError, EOFError, OSError) as exc:
-                yield shard, -1, {"error": str(exc) or type(exc).__name__}
-                return
-            if position < count:  # the file changed since it was listed
-                yield shard, -1, {"error": f"{position} of the {count} samples listed"}
-                return
+        queue = [self._shard_items(number) for number in shards]
+        open_now, queue = queue[:INTERLEAVE], queue[INTERLEAVE:]
+        while open_now:
+            for items in list(open_now):
+                item = next(items, None)
+                if item is None:
+                    open_now.remove(items)
+                    if queue:
+                        open_now.append(queue.pop(0))
+                    continue
+                if item[1] < 0 or rng is None:  # a broken shard's error goes out at once
+                    yield item
+                    if item[1] < 0:
+                        return
+                    continue
+                buffer.append(item)
+                if len(buffer) >= SHUFFLE_BUFFER:
+                    yield buffer.pop(rng.randrange(len(buffer)))
         if rng is not None:
             rng.shuffle(buffer)
         yield from buffer
+
+    def _shard_items(self, number: int) -> Iterator[tuple[str, int, dict]]:
+        """One shard's kept samples, then, where it breaks off or changed since it was listed, an error item."""
+        shard, start, count = self.split.shards[number], self.offsets[number], self.split.counts[number]
+        position = 0
+        try:
+            for key, fields in shard_samples(shard):
+                sample_id, position = start + position, position + 1
+                if self.split.keep is None or bool(self.split.keep[sample_id]):
+                    yield f"{shard}: sample {key}", sample_id, fields
+                if position == count:  # a truncated shard's listed samples end before its break
+                    break
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            yield shard, -1, {"error": str(exc) or type(exc).__name__}
+            return
+        if position < count:  # the file changed since it was listed
+            yield shard, -1, {"error": f"{position} of the {count} samples listed"}
 
     def _decode(self, item: tuple[str, int, dict], epoch: int):
         where, sample_id, fields = item
@@ -583,23 +610,31 @@ def _tensor_png(image: torch.Tensor) -> bytes:
     return encode_png(image.contiguous()).numpy().tobytes()
 
 
-def write_shards(dataset: Dataset, out: Path, shard_size: int) -> Written:
+def write_shards(dataset: Dataset, out: Path, shard_size: int, seed: int = 0) -> Written:
     """Every sample of ``dataset``'s training and test splits as shards ``train-NNNNNN.tar`` and
-    ``val-NNNNNN.tar`` of ``shard_size`` samples in ``out``, plus ``classes.txt``. Files of a listed
-    (streamed) imagefolder are copied as they are; decoded images are written as PNG (lossless)."""
+    ``val-NNNNNN.tar`` of ``shard_size`` samples in ``out``, plus ``classes.txt`` and ``shards.json``. Files of
+    a listed (streamed) imagefolder are copied as they are; decoded images are written as PNG (lossless).
+
+    The training samples go out in a random order seeded by ``seed`` (recorded in ``shards.json``): in split
+    order (an imagefolder's is class order) a shard would hold one or two classes, which no shuffle buffer
+    could mix. A sample's key is its index in the split as loaded."""
     own_folder(out)
-    counts = {}
-    written = {}
+    counts, written = {}, {}
     for name, split in (("train", dataset.train), ("val", dataset.test)):
         writer = ShardWriter(out, name, shard_size)
         labels = split.labels.tolist()
-        for i, label in enumerate(labels):
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)) if name == "train" else None
+        for i in range(len(labels)) if order is None else order.tolist():
             if hasattr(split, "files"):
                 field_name, data = _encoded(split.files[i])
             else:
                 field_name, data = "png", _tensor_png(split.inputs[i])
-            writer.add(f"{i:08d}", {field_name: data, LABEL_KEY: str(label).encode("ascii")})
+            writer.add(f"{i:08d}", {field_name: data, LABEL_KEY: str(labels[i]).encode("ascii")})
         written[name], counts[name] = writer.close(), writer.samples
     classes = out / CLASSES_FILE
     atomic_write_text(classes, "".join(f"{c}\n" for c in dataset.info.class_names))
+    atomic_write_json(out / SHARDS_FILE, {"format": SHARDS_FORMAT, "source": dataset.info.name,
+                                          "train_order": f"random permutation, seed {seed}", "seed": seed,
+                                          "train_samples": counts["train"], "val_samples": counts["val"],
+                                          "shard_size": shard_size})  # fmt: skip
     return Written(written["train"], written["val"], counts["train"], counts["val"], classes)
