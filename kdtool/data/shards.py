@@ -62,6 +62,9 @@ SHARDS_FORMAT = "kdtool.shards/1"
 SHUFFLE_BUFFER = 1000
 # shards a reader keeps open and takes samples from in turn: a shard of few classes never fills a batch alone
 INTERLEAVE = 4
+# The largest tar member read into memory: an encoded image is a few MiB at most; anything bigger is refused
+# (or skipped) before it is read.
+MAX_MEMBER_BYTES = 64 * 2**20
 # webdataset's rule: the key is the path up to the first dot of the file name, the rest its field
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -164,6 +167,13 @@ def _grouped(members: Iterator[tuple[str, bytes | None]]) -> Iterator[tuple[str,
         yield key, fields
 
 
+@dataclass(frozen=True)
+class Oversized:
+    """A tar member over :data:`MAX_MEMBER_BYTES`, left unread."""
+
+    size: int
+
+
 def _sample_problem(fields: dict) -> str | None:
     if not any(k in fields for k in IMAGE_KEYS):
         return "has no image (" + "|".join(IMAGE_KEYS) + ")"
@@ -227,7 +237,9 @@ def shard_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes | None]]]:
         try:
             with open(shard, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
                 for member in tar:
-                    if member.isfile():
+                    if member.isfile() and member.size > MAX_MEMBER_BYTES:
+                        yield member.name, Oversized(member.size)
+                    elif member.isfile():
                         data = tar.extractfile(member)
                         yield member.name, None if data is None else data.read()
         except (tarfile.TarError, EOFError, OSError) as exc:
@@ -454,6 +466,10 @@ class _ShardSamples(IterableDataset):
         where, sample_id, fields = item
         if "error" in fields:  # never skipped: the rest of the shard is lost
             return replace(_truncated(where, fields["error"]), fatal=True)
+        oversized = next((name for name, data in fields.items() if isinstance(data, Oversized)), None)
+        if oversized is not None:
+            return BadSample(where, f"{oversized} is {fields[oversized].size:,} bytes, over the limit of "
+                                    f"{MAX_MEMBER_BYTES:,}")  # fmt: skip
         try:
             label = int(fields[LABEL_KEY].decode("ascii").strip())
         except (UnicodeDecodeError, ValueError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ EVAL_CROP = 0.875
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3 / 4, 4 / 3)
 _DECODE_ERRORS = (OSError, RuntimeError, ValueError, SyntaxError, EOFError)
+# The most pixels an image may decode to: PIL's own limit (about 89 million, 256 MiB as RGB). A few hundred
+# bytes of PNG can claim 14,000 × 14,000 pixels; its size is read from the header before anything is decoded.
+MAX_IMAGE_PIXELS = 89_478_485
 
 Note = Callable[[str], None]
 
@@ -106,6 +110,7 @@ def decode_image(data: bytes) -> torch.Tensor:
     from torchvision.io import ImageReadMode
     from torchvision.io import decode_image as tv_decode
 
+    check_pixels(data)
     try:
         return tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError):
@@ -115,6 +120,24 @@ def decode_image(data: bytes) -> torch.Tensor:
     with Image.open(io.BytesIO(data)) as image:
         rgb = np.asarray(image.convert("RGB"))
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+
+
+def check_pixels(data: bytes | str | os.PathLike) -> None:
+    """Refuse (ValueError) an image (its bytes or its file) whose header claims more than :data:`MAX_IMAGE_PIXELS`,
+    before it is decoded. A header PIL cannot read is left to the decoders, which then read or refuse the data."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():  # PIL's warning between its limit and twice it: refused here instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:  # the header only
+                width, height = image.size
+    except Image.DecompressionBombError as exc:  # PIL's own refusal, past twice its limit
+        raise ValueError(f"decompression bomb refused ({exc})") from None
+    except (UnidentifiedImageError, *_DECODE_ERRORS):
+        return
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{width} × {height} pixels, over the limit of {MAX_IMAGE_PIXELS:,} (a decompression bomb?)")
 
 
 def sample_seed(seed: int, epoch: int, sample_id: int) -> int:

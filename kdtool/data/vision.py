@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from kdtool.data.dataset import Dataset, DatasetInfo, Split
+from kdtool.data.stream import check_pixels
 from kdtool.errors import KdtoolError
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -80,6 +81,12 @@ def _decode_folder(folder: Path, image_size: int, class_names: list[str] | None)
         raise KdtoolError(f"no images found in {folder}: expected one sub-folder of images per class") from exc
     if class_names is not None and ds.classes != class_names:
         raise KdtoolError(f"class folders of {folder} differ from those of the training folder")
+    for path, _ in ds.samples:  # headers only, before a decoder can be asked for a decompression bomb's pixels
+        try:
+            check_pixels(path)
+        except ValueError as exc:
+            raise KdtoolError(f"{path}: {exc}: remove it, or stream the folder (--loader stream) with "
+                              f"--skip-bad-samples to skip it") from None  # fmt: skip
     loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=min(4, os.cpu_count() or 1))
     images, labels = zip(*loader, strict=True)
     return Split(torch.cat(images), torch.cat(labels).long()), ds.classes
