@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from kdtool.accel import check_amp
-from kdtool.data.augment import parse_augment
+from kdtool.data.augment import MIXERS, parse_augment
 from kdtool.data.registry import stored_image_size
 from kdtool.data.shards import is_wds, resolve_val_shards
 from kdtool.data.stream import LOADERS, default_workers, parse_bytes
@@ -126,6 +126,9 @@ APPLIES: dict[str, Applies] = {
     "val_shards": _SHARDS,
     "class_names": _SHARDS,
     "augment": Applies("dataset", lambda c: not _is_text(c), "image datasets"),
+    "mixup_alpha": Applies(
+        "augment", lambda c: bool(set(parse_augment(c.augment or "")) & set(MIXERS)), "--augment with mixup or cutmix"
+    ),
     "pretrained": _ZOO,
     "input_size": _ZOO,
     "input_norm": _ZOO,
@@ -218,6 +221,8 @@ class TrainConfig:
     lr: float | None = None  # default: per dataset family
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    decay_bias_norm: bool = False  # weight decay on biases and normalisation parameters too (timm's default: off)
+    mixup_alpha: float = 1.0  # mixup/cutmix: λ ~ Beta(α, α)
     schedule: str | None = None  # default: per dataset family
     warmup_epochs: int | None = None
     milestones: list[int] = field(default_factory=list)
@@ -262,6 +267,8 @@ class TrainConfig:
             raise KdtoolError(f"--lr must be positive, got {self.lr}")
         if self.weight_decay < 0:
             raise KdtoolError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
+        if self.mixup_alpha <= 0:
+            raise KdtoolError(f"--mixup-alpha must be > 0 (λ ~ Beta(α, α)), got {self.mixup_alpha}")
         check_unit_interval("--epsilon", self.epsilon)
         if self.alpha is not None:  # None: an LLS-ST run whose α comes from its Q artifact
             check_unit_interval("--alpha", self.alpha)

@@ -42,6 +42,8 @@ class TrainingOptions(Protocol):
     lr: float
     momentum: float
     weight_decay: float
+    decay_bias_norm: bool
+    mixup_alpha: float
     q_weight_decay: float | None
     schedule: str
     warmup_epochs: int
@@ -66,7 +68,7 @@ def build_optimizer(model: nn.Module, target: Target, cfg: TrainingOptions) -> t
     (:class:`~kdtool.lazysgd.RowLazySGD`), through which it reads them, up to date."""
     if target.lazy_rows is not None:
         target.lazy_rows.sync()  # rows an earlier optimizer of this method left behind
-    groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
+    groups = network_groups(model, cfg.weight_decay, cfg.decay_bias_norm)
     method_params = [p for p in target.parameters() if p.requires_grad]
     if method_params:
         lazy = {"row_lazy": True} if target.row_sparse else {}
@@ -76,6 +78,17 @@ def build_optimizer(model: nn.Module, target: Target, cfg: TrainingOptions) -> t
     optimizer = RowLazySGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     target.lazy_rows = optimizer
     return optimizer
+
+
+def network_groups(model: nn.Module, weight_decay: float, decay_bias_norm: bool) -> list[dict]:
+    """The network's parameter groups: weights at ``weight_decay``; biases and normalisation parameters (every
+    parameter of one dimension, as timm's ``param_groups_weight_decay`` tells them) at 0 unless ``decay_bias_norm``."""
+    params = list(model.parameters())
+    if decay_bias_norm:
+        return [{"params": params, "weight_decay": weight_decay}]
+    groups = ({"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0})  # fmt: skip
+    return [group for group in groups if group["params"]]
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainingOptions) -> float:
@@ -169,7 +182,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, steps, self.cfg)
         )
-        self.mixer = BatchMixer(parse_augment(self.cfg.augment))  # mixup/cutmix, or batches as they come
+        self.mixer = BatchMixer(parse_augment(self.cfg.augment), self.cfg.mixup_alpha)  # mixup/cutmix, or as they come
 
     def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> dict[str, float]:
         self.model.train()

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -260,7 +261,18 @@ def check_output_file(path: str | os.PathLike, force: bool) -> Path:
     if path.exists() and not written_by_kdtool(path):
         raise KdtoolError(f"{path} is not a file kdtool wrote: --force replaces only kdtool's own outputs; "
                           f"choose another output path")  # fmt: skip
-    parent = next((p for p in path.parents if p.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise KdtoolError(f"cannot write {path}: {parent} is not a writable folder")
+    check_can_create(path, str(path))
     return path
+
+
+def check_can_create(path: str | os.PathLike, what: str) -> None:
+    """Refuse (one line) a ``path`` that cannot be created, before any work: a folder is made and removed again in
+    its nearest existing parent (permission bits alone do not tell: root passes them, /proc and read-only file
+    systems still refuse)."""
+    parent = next((p for p in Path(path).absolute().parents if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise KdtoolError(f"cannot write {what}: {parent} is not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".kdtool-probe-", dir=parent))
+    except OSError as exc:
+        raise KdtoolError(f"cannot write {what}: {parent} is not writable ({exc.strerror or exc})") from None

@@ -32,6 +32,7 @@ from kdtool.fileio import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
+    check_can_create,
     foreign_files,
     own_folder,
     recorded_files,
@@ -166,9 +167,7 @@ def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
                                   f"or --force to start it again")  # fmt: skip
             else:
                 raise KdtoolError(f"run folder {path} already exists: pass --force to replace it")
-    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise KdtoolError(f"cannot write --out {path}: {parent} is not writable")
+    check_can_create(path / CONFIG, f"--out {path}")
     return path
 
 

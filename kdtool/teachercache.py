@@ -111,18 +111,19 @@ class TeacherCache:
 
     @property
     def exact(self) -> bool:
-        """Whether every loss replays as from the live teacher: all K logits stored (k = K).
+        """Whether every loss replays as from the live teacher: k ≥ K − 1 (with one class left out, its rest
+        logit is that class's own logit).
 
-        With k < K the other classes share one logit: their total mass is kept (at T = 1) but not their
+        With fewer, the other classes share one logit: their total mass is kept (at T = 1) but not their
         individual values, on which every KD loss's gradient depends (KD's ``p_s − p_t``, DKD's non-target
         part, DIST's correlations, standardisation's mean and spread)."""
-        return self.top_k == self.num_classes
+        return self.top_k >= self.num_classes - 1
 
     def replay_line(self, augment: str) -> str:
         """How the cache stands for the teacher in a student run of ``--augment augment``, for its header line
         and ``config.json``."""
         k, n = self.top_k, self.num_classes
-        line = f"all {n} logits (exact)" if self.exact else f"top-{k} of {n} (approximate)"
+        line = f"top-{k} of {n} (approximate)" if not self.exact else f"all {n} logits (exact)"
         if any(name in MIXERS for name in parse_augment(augment)):
             line += "; mixup/cutmix mix its logits linearly, not the teacher's output on the mixed images"
         return line

@@ -19,5 +19,5 @@ source recipes/common.sh
 
 OUT="${KDTOOL_OUT:-runs/cifar100-resnet18}"
 compare_methods "$OUT" "$OUT/curves.png" --dataset cifar100 --data-root "$DATA" --download --model "${MODEL:-resnet18}" \
-    --epochs "${KDTOOL_EPOCHS:-200}" --batch-size 128 --lr 0.1 --weight-decay 1e-4 --warmup-epochs 5 --schedule multistep \
+    --epochs "${KDTOOL_EPOCHS:-200}" --batch-size 128 --lr 0.1 --weight-decay 1e-4 --decay-bias-norm --warmup-epochs 5 --schedule multistep \
     --milestones 100,150 --gamma 0.1

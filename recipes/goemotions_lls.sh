@@ -38,7 +38,7 @@ for method in onehot ls semls lls; do
         *) smoothing=(--smoothing "$method") ;;
     esac
     printf '%q ' "$KDTOOL" train-teacher --dataset goemotions-ekman --model bilstm --embed-dim 64 --hidden-size 64 \
-        --lr 0.5 --epochs "$EPOCHS" "${smoothing[@]}" --seeds "$SEEDS" --out "$OUT/$method" "${EXTRA[@]}"
+        --lr 0.5 --decay-bias-norm --epochs "$EPOCHS" "${smoothing[@]}" --seeds "$SEEDS" --out "$OUT/$method" "${EXTRA[@]}"
     echo
 done | run_all
 

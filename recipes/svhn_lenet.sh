@@ -18,5 +18,5 @@ source recipes/common.sh
 
 OUT="${KDTOOL_OUT:-runs/svhn-lenet}"
 compare_methods "$OUT" "$OUT/curves.png" --dataset svhn --data-root "$DATA" --download --model "${MODEL:-lenet5}" \
-    --no-augment --epochs "${KDTOOL_EPOCHS:-200}" --batch-size 128 --lr 0.1 --weight-decay 1e-4 \
+    --no-augment --epochs "${KDTOOL_EPOCHS:-200}" --batch-size 128 --lr 0.1 --weight-decay 1e-4 --decay-bias-norm \
     --warmup-epochs 5 --schedule multistep --milestones 100,150 --gamma 0.1

@@ -22,5 +22,5 @@ source recipes/common.sh
 
 OUT="${KDTOOL_OUT:-runs/tinyimagenet-resnet18}"
 compare_methods "$OUT" "$OUT/curves.png" --dataset "imagefolder:$DATA" --image-size 64 --model "${MODEL:-resnet18}" \
-    --epochs "${KDTOOL_EPOCHS:-100}" --batch-size 64 --lr 0.1 --weight-decay 1e-4 --warmup-epochs 5 --schedule multistep \
+    --epochs "${KDTOOL_EPOCHS:-100}" --batch-size 64 --lr 0.1 --weight-decay 1e-4 --decay-bias-norm --warmup-epochs 5 --schedule multistep \
     --milestones 40,60 --gamma 0.1

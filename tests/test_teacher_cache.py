@@ -396,3 +396,11 @@ def test_an_exact_cache_says_so_and_refuses_approximate(run_cli, cache_file, tmp
     assert code == 0, err
     assert ("teacher: cache, all 10 logits (exact); mixup/cutmix mix its logits linearly, not the teacher's output on "
             "the mixed images") in out  # fmt: skip
+
+
+def test_a_cache_missing_one_class_is_exact_its_rest_logit_is_that_class():
+    logits = torch.randn(5, 4)
+    indices, values, rest = compress_logits(logits, 3)
+    dense = rest[:, None].expand(-1, 4).clone().scatter_(1, indices.long(), values)
+    assert torch.allclose(dense, logits, atol=1e-6)
+    assert toy_cache(k=3, top_k=2).exact and not toy_cache(k=3, top_k=1).exact

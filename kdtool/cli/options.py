@@ -135,6 +135,10 @@ Lr = Annotated[float | None, typer.Option(help="Peak learning rate (SGD, momentu
                                           "for fashion-mnist and mnist, 0.1 otherwise.",
                                           rich_help_panel=OPTIM)]  # fmt: skip
 WeightDecay = Annotated[float, typer.Option(help="Weight decay of the network.", rich_help_panel=OPTIM)]
+DecayBiasNorm = Annotated[bool, typer.Option("--decay-bias-norm/--no-decay-bias-norm", help="Weight decay on "
+                                             "biases and normalisation parameters too (default: off, as timm).",
+                                             rich_help_panel=OPTIM)]  # fmt: skip
+MixupAlpha = Annotated[float, typer.Option(help="mixup, cutmix: λ ~ Beta(α, α) (1: uniform).", rich_help_panel=DATA)]
 ValFraction = Annotated[float, typer.Option(help="Hold out this stratified fraction of the training set for "
                                            "validation. Datasets with an official validation split (goemotions, "
                                            "goemotions-ekman, text:PATH with validation.tsv) always use it and "

@@ -259,11 +259,19 @@ def cutmix_box(shape: torch.Size, lam: torch.Tensor, generator: torch.Generator)
     return (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
 
 
+def beta_draw(alpha: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """One draw of Beta(α, α) from ``generator``, on ``device`` (no host synchronisation): G₁ / (G₁ + G₂) of two
+    Gamma(α) draws (torch's own sampler; ``torch.distributions.Beta`` takes no generator)."""
+    gammas = torch._standard_gamma(torch.full((2,), float(alpha), device=device), generator=generator)
+    return gammas[0] / gammas.sum()
+
+
 class BatchMixer:
     """Turns a loader batch into a :class:`Batch`, mixing it when mixup and/or cutmix are on."""
 
-    def __init__(self, modes: tuple[str, ...] = ()) -> None:
+    def __init__(self, modes: tuple[str, ...] = (), alpha: float = 1.0) -> None:
         self.modes = tuple(m for m in MIXERS if m in modes)
+        self.alpha = alpha  # λ ~ Beta(α, α) (α = 1: uniform)
 
     def __call__(
         self,
@@ -277,7 +285,7 @@ class BatchMixer:
         device = inputs.device
         order = torch.randperm(inputs.shape[0], generator=generator, device=device)
         paired_labels = labels[order]
-        lam = torch.rand((), generator=generator, device=device)
+        lam = beta_draw(self.alpha, generator, device)
         if "cutmix" not in self.modes:
             mixed = lam * inputs + (1.0 - lam) * inputs[order]
         else:
