@@ -194,6 +194,8 @@ class Trainer:
         correct = torch.zeros((), device=device)
         grad_norm_sum = torch.zeros((), device=device)
         watch = DivergenceWatch(epoch, len(self.train_loader), device, self.dist_env)
+        # what was trained on (a streaming loader may skip unreadable samples, even whole batches)
+        samples = steps = 0
         generator = self.train_loader.augment_generator(epoch)
         for step, (x, y, teacher_logits) in enumerate(self.train_loader.training_batches(epoch, generator)):
             batch = self.mixer(self.accel.inputs(x), y, generator, teacher_logits)
@@ -210,6 +212,7 @@ class Trainer:
             loss_sum += loss.detach() * y.shape[0]
             correct += batch.hits(logits.detach())
             watch.record(step, loss.detach())
+            samples, steps = samples + y.shape[0], steps + 1
             if on_step is not None:
                 on_step()
             if (step + 1) % DIVERGENCE_CHECK_STEPS == 0:
@@ -223,10 +226,10 @@ class Trainer:
             all_reduce_sum(getattr(self.target, name), self.dist_env)
         self.target.on_epoch_end(epoch)
         totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
-        totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([self.train_loader.num_samples])]), self.dist_env)
+        totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([samples])]), self.dist_env)
         loss_total, correct_total, n = totals.tolist()
-        # The network's gradient is the same on every rank (DDP averages it): no reduction needed.
-        grad_norm = grad_norm_sum.item() / max(1, len(self.train_loader))
+        # The network's gradient is the same on every rank (DDP averages it), as is the number of steps: no reduction.
+        grad_norm = grad_norm_sum.item() / max(1, steps)
         return {"train_loss": loss_total / n, "train_acc": correct_total / n, "grad_norm": grad_norm}
 
     def _lr_at(self, step: int) -> float:

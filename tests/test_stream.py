@@ -225,7 +225,7 @@ def test_shard_round_trip_sees_every_sample_once_per_epoch(shards, monkeypatch, 
     orders = []
     for epoch in (0, 1):
         seen = torch.cat([y for _, y in raw_batches(train, epoch)])
-        assert sorted(seen.tolist()) == list(range(72)) and train.num_samples == 72
+        assert sorted(seen.tolist()) == list(range(72))
         orders.append(seen.tolist())
     assert orders[0] != orders[1]  # shard order and buffer are reseeded every epoch
     assert sorted(torch.cat([y for _, y in raw_batches(test, 0)]).tolist()) == list(range(24))
@@ -393,3 +393,75 @@ def test_two_processes_see_each_sample_once_per_epoch(tmp_path, folder, shards):
         # rank 0 holds shards 0, 2, 4 (30 samples), rank 1 shards 1, 3 (20, in 6 batches of its 2 readers):
         # both train 6 batches, rank 0 dropping the rest of its samples this epoch
         assert len0 == len1 == 6 and len(ids1) == 20 and 20 <= len(ids0) < 30 and not set(ids0) & set(ids1)
+
+
+def test_train_loss_and_accuracy_count_only_the_samples_delivered(tmp_path):
+    import torch.nn.functional as F
+    from torch import nn
+
+    from kdtool.engine import Trainer
+    from kdtool.targets.simple import OneHot
+
+    data = make_imagefolder(tmp_path / "data", per_class=(8, 4))
+    for name in ("0001.jpg", "0002.png", "0005.jpg"):
+        (data / "train" / "class1" / name).write_bytes(b"no image")
+    cfg = stream_config(f"imagefolder:{data}", skip_bad_samples=True, workers=0, epochs=1, batch_size=8)
+    cfg.lr = 0.0  # the network stays as it is: its loss on the delivered samples is known
+    train, test = make_loaders(load_data(cfg, stream=True), cfg, CPU, note=lambda _: None)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3))
+    row = Trainer(model, OneHot(), train, test, cfg).train_epoch(0)
+    with torch.no_grad():
+        outputs = [(model(x), y) for x, y in train.epoch(0)]
+    delivered = sum(len(y) for _, y in outputs)
+    assert delivered == 21
+    loss = sum(F.cross_entropy(logits, y, reduction="sum") for logits, y in outputs) / delivered
+    hits = sum(int((logits.argmax(1) == y).sum()) for logits, y in outputs)
+    assert row["train_loss"] == pytest.approx(float(loss), rel=1e-5)
+    assert row["train_acc"] == pytest.approx(hits / delivered)
+
+
+def test_a_pass_without_a_readable_sample_is_refused(run_cli, tmp_path):
+    data = make_imagefolder(tmp_path / "data", per_class=(2, 2))
+    corrupt = sorted((data / "train").rglob("*.*"))
+    for path in corrupt:
+        path.write_bytes(b"no image")
+    code, _, err = run_cli("train-teacher", "--dataset", f"imagefolder:{data}", *SMALL, "--epochs", "1", "--loader",
+                           "stream", "--workers", "0", "--skip-bad-samples", "--out", tmp_path / "run")  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    line = " ".join(err.split())
+    assert line.startswith("error: no batch of this pass has a readable sample: skipped 6 unreadable samples in this "
+                           "pass (--skip-bad-samples); the first: ")  # fmt: skip
+    assert any(f"the first: {path}: not a readable image" in line for path in corrupt)
+
+
+DDP_BAD_BATCH = ("--model", "lenet5", "--image-size", "32", "--batch-size", "4", "--device", "cpu", "--seed", "5",
+                 "--loader", "stream", "--workers", "0", "--epochs", "1", "--skip-bad-samples")  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_two_processes_stay_in_step_when_a_batch_of_one_is_all_unreadable(tmp_path):
+    from kdtool.distributed import DistEnv
+
+    data = make_imagefolder(tmp_path / "data", per_class=(8, 4))  # 24 samples: 3 global batches of 2 × 4
+    cfg = stream_config(f"imagefolder:{data}", batch_size=4, workers=0, epochs=1)
+    dataset = load_data(cfg, stream=True)
+    rank1, _ = make_loaders(dataset, cfg, CPU, DistEnv(rank=1, world_size=2))
+    corrupt = [dataset.train.files[i] for i in rank1.batch_positions(0)[1]]  # rank 1's second batch, all of it
+    for path in corrupt:
+        Path(path).write_bytes(b"\xff\xd8 this is no JPEG")
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "kdtool", "train-teacher",
+                           "--dataset", f"imagefolder:{data}", *DDP_BAD_BATCH, "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    # rank 0 reports every process's unreadable samples, and the readable ones it left out to stay in step
+    assert (
+        "skipped 4 unreadable samples in this pass (--skip-bad-samples, all processes), and 4 readable ones of "
+        "batches that some process had no readable sample of (every process skips such a batch, to stay in "
+        "step)"
+    ) in " ".join(done.stdout.split())
+    assert "2 processes; largest parameter difference from rank 0: 0" in done.stdout
+    rows = csv_rows(tmp_path / "run")
+    assert len(rows) == 1 and 0 < rows[0]["train_loss"] < 10

@@ -214,11 +214,6 @@ class BatchLoader:
     def __len__(self) -> int:
         return len(self._global_batches())
 
-    @property
-    def num_samples(self) -> int:
-        """Samples this process sees per epoch."""
-        return sum(len(range(start + self.rank, stop, self.world_size)) for start, stop in self._global_batches())
-
     def _generator(self, epoch: int, stream: int) -> torch.Generator:
         return epoch_generator(self.seed, epoch, stream, self.device)
 

@@ -487,22 +487,16 @@ class ShardLoader(StreamBatches):
                  shuffle: bool = False, augment: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
                  skip_bad: bool = False, note: Note = print) -> None:  # fmt: skip
         self.device, self.transform, self.augment, self.seed = device, transform, augment, seed
-        self.rank, self.skip_bad, self.note = rank, skip_bad, note
+        self.rank, self.world_size, self.skip_bad, self.note = rank, world_size, skip_bad, note
         self.readers, self.batches = plan_readers(split, batch_size, rank, world_size, workers, shard_ranks=shuffle)
         self.samples = _ShardSamples(split, self.readers, batch_size, sample_transform, num_classes, shuffle, seed,
                                      rank)  # fmt: skip
         self.workers = len(self.readers) if workers > 0 else 0
         self.size = sample_transform.size
         self._loader: DataLoader | None = None
-        self._seen = 0
 
     def __len__(self) -> int:
         return self.batches
-
-    @property
-    def num_samples(self) -> int:
-        """Samples this process saw in the last epoch (the engine reads it after the epoch)."""
-        return self._seen
 
     def _loader_for(self, epoch: int) -> DataLoader:
         if self._loader is None:
@@ -510,14 +504,6 @@ class ShardLoader(StreamBatches):
             self._loader = data_loader(self.samples, self.workers, self.device, self.size)
         self.samples.epoch.fill_(epoch)
         return self._loader
-
-    def _raw(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self._seen = 0
-        for count, (images, labels) in enumerate(super()._raw(epoch)):
-            if count == self.batches:
-                break  # this rank has more than the smallest rank: the surplus is dropped this epoch
-            self._seen += int(labels.shape[0])
-            yield images, labels
 
 
 # -- writing shards (kdtool shard) ------------------------------------------------------------------------

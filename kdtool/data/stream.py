@@ -18,6 +18,7 @@ import random
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from kdtool.data.dataset import Dataset, Split
 from kdtool.data.loader import BatchTransform, epoch_generator, epoch_order, global_batches
+from kdtool.distributed import DistEnv, all_reduce_max, all_reduce_sum
 from kdtool.errors import KdtoolError
 
 LOADERS = ("auto", "memory", "stream")
@@ -301,15 +303,23 @@ def data_loader(dataset: torch.utils.data.Dataset, workers: int, device: torch.d
 class StreamBatches:
     """What the engine needs of a loader, over batches that arrive from DataLoader workers: batches moved to
     ``device`` and put through the device ``transform``; bad samples refused in one line, or skipped and
-    counted when ``skip_bad``."""
+    counted when ``skip_bad``.
+
+    Under torchrun every rank takes the same ``len(self)`` batches per epoch (a rank's surplus is dropped), and
+    with ``skip_bad`` a batch left without a readable sample on any rank is skipped by every rank: DDP's
+    collectives need each rank to take the same steps."""
 
     device: torch.device
     transform: BatchTransform
     augment: bool
     seed: int
     rank: int
+    world_size: int
     skip_bad: bool
     note: Note
+
+    def __len__(self) -> int:
+        raise NotImplementedError
 
     def _loader_for(self, epoch: int) -> DataLoader:
         raise NotImplementedError
@@ -321,17 +331,49 @@ class StreamBatches:
 
     def _raw(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         skipped: list[BadSample] = []
-        for images, labels, bad in self._loader_for(epoch):
+        left_out = delivered = 0  # left out: readable samples of batches skipped because a rank had none
+        for images, labels, bad in islice(self._loader_for(epoch), len(self)):  # a rank's surplus batches: dropped
             refused = next((b for b in bad if b.fatal or not self.skip_bad), None)
             if refused is not None:
                 raise bad_sample_error(refused)
             skipped.extend(bad)
-            if labels.shape[0] == 0:
+            if self._empty_on_any_rank(labels.shape[0] == 0):
+                left_out += labels.shape[0]
                 continue
+            delivered += 1
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-        if skipped:
-            self.note(f"skipped {len(skipped)} unreadable sample{'s' if len(skipped) > 1 else ''} in this pass "
-                      f"(--skip-bad-samples); the first: {skipped[0].describe()}")  # fmt: skip
+        line = self._skipped_line(skipped, left_out) if self.skip_bad else None
+        if line is not None and not delivered:
+            raise KdtoolError(f"no batch of this pass has a readable sample: {line}")
+        if line is not None:
+            self.note(line)
+
+    def _distributed(self) -> bool:
+        """Whether the ranks of a torchrun job must agree on skipped samples (training with --skip-bad-samples)."""
+        return self.skip_bad and self.world_size > 1
+
+    def _empty_on_any_rank(self, empty: bool) -> bool:
+        if not self._distributed():
+            return empty
+        # one tiny collective (and a host sync) per batch, only with --skip-bad-samples under torchrun
+        flag = torch.tensor(float(empty), device=self.device)
+        return bool(all_reduce_max(flag, DistEnv(self.rank, self.world_size)))
+
+    def _skipped_line(self, skipped: list[BadSample], left_out: int) -> str | None:
+        """The pass's skipped samples in one line (None: none), under torchrun every rank's, with the readable
+        ones left out."""
+        counts = torch.tensor([len(skipped), left_out], device=self.device)
+        if self._distributed():
+            all_reduce_sum(counts, DistEnv(self.rank, self.world_size))
+        unreadable, left_out = counts.tolist()
+        if not unreadable:
+            return None
+        where, plural = (", all processes" if self.world_size > 1 else ""), ("s" if unreadable > 1 else "")
+        line = f"skipped {unreadable} unreadable sample{plural} in this pass (--skip-bad-samples{where})"
+        if left_out:
+            line += (f", and {left_out} readable ones of batches that some process had no readable sample of (every "
+                     f"process skips such a batch, to stay in step)")  # fmt: skip
+        return line + (f"; the first: {skipped[0].describe()}" if skipped else "")
 
     def epoch(
         self, epoch: int = 0, augment_generator: torch.Generator | None = None
@@ -376,11 +418,6 @@ class StreamLoader(StreamBatches):
 
     def __len__(self) -> int:
         return len(self._global_batches())
-
-    @property
-    def num_samples(self) -> int:
-        """Samples this process sees per epoch."""
-        return sum(len(range(start + self.rank, stop, self.world_size)) for start, stop in self._global_batches())
 
     def batch_positions(self, epoch: int) -> list[list[int]]:
         """This process's batches of ``epoch`` as positions in the split."""
