@@ -3,6 +3,7 @@ help, and its API page documents every public name of `kdtool`."""
 
 import importlib
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import kdtool
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 CLI_REFERENCE = ROOT / "docs" / "cli.md"
 API_PAGE = ROOT / "docs" / "api.md"
 # the command that writes docs/cli.md (docs/contributing.md); run from the repository root
@@ -24,7 +26,7 @@ def test_cli_reference_is_generated_from_the_app(tmp_path):
     fresh = tmp_path / "cli.md"
     done = run([*REGENERATE, str(fresh)])
     assert done.returncode == 0, done.stderr
-    command = " ".join([*REGENERATE, "docs/cli.md"])
+    command = shlex.join([*REGENERATE, "docs/cli.md"])
     assert fresh.read_text(encoding="utf-8") == CLI_REFERENCE.read_text(encoding="utf-8"), (
         f"docs/cli.md is not what the CLI's help says now; regenerate it from the repository root with:\n    {command}"
     )
@@ -60,3 +62,21 @@ def test_docs_build_strict(tmp_path):
         assert (tmp_path / "site" / page).is_file(), page
     api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
     assert "LearnableLabelSmoothing" in api and "Mean loss over the batch" in api  # docstrings were rendered
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_reach_files_and_headings():
+    # the README is not part of the site (mkdocs does not check it): its relative links must work on GitHub
+    links = re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]+))?\)", README.read_text(encoding="utf-8"))
+    assert any(path.startswith("docs/") for path, _ in links)
+    for path, anchor in links:
+        assert not path.startswith(("http:", "https:", "/")), path
+        target = ROOT / path
+        assert target.is_file(), path
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), flags=re.MULTILINE)
+            assert anchor in {github_anchor(h) for h in headings}, f"{path}#{anchor}"
