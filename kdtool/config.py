@@ -150,7 +150,7 @@ APPLIES: dict[str, Applies] = {
 
 @dataclass(frozen=True)
 class TrainingDefaults:
-    """The defaults of the options whose best value depends on the data (README, "Training defaults")."""
+    """The defaults of the options whose best value depends on the data (docs/training.md, "Training defaults")."""
 
     family: str
     augment: str
@@ -158,7 +158,7 @@ class TrainingDefaults:
     lr: float
 
 
-# Chosen on validation splits, never on a test set; the evidence is in the README table and its recipes.
+# Chosen on validation splits, never on a test set; the evidence is in docs/training.md's table and its recipes.
 # recipes/fmnist_defaults_search.sh: no crop and a cosine schedule beat crop and multistep by 2-3 points of
 # validation accuracy (1-hot and LLS, 10 epochs); lr 0.05 is within 0.1 point of 0.1 on the full data and
 # keeps a margin from 0.2, where 3-epoch runs on 5,000 images collapsed (and KD students at 0.1 did)
@@ -309,7 +309,7 @@ class TrainConfig:
             raise KdtoolError(f"unknown --schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         if self.warmup_epochs is None:
             # The paper warms up for 5 of 200 epochs; shorter runs get a tenth of their length, and at
-            # least one epoch: short runs on small data diverged without it (README, "Training defaults").
+            # least one epoch: short runs on small data diverged without it (docs/training.md, "Training defaults").
             self.warmup_epochs = max(1, min(5, self.epochs // 10))
         if self.warmup_epochs < 0:
             raise KdtoolError(f"--warmup-epochs must be ≥ 0, got {self.warmup_epochs}")

@@ -11,7 +11,7 @@ from kdtool.targets.simple import check_unit_interval
 
 # Temperature of a Q estimated from a network (export-q --from-teacher): a trained network's predictions on its
 # own training samples are nearly 1-hot, so at T = 1 softmax(Q[y]) keeps ~all its mass on y and LLS-ST from it
-# is nearly 1-hot training; T spreads that mass over the classes the network finds similar (README).
+# is nearly 1-hot training; T spreads that mass over the classes the network finds similar (docs/q-artifacts.md).
 TEACHER_Q_TEMPERATURE = 4.0
 
 
@@ -48,7 +48,7 @@ def teacher_q(
     run: RunDir, alpha: float | None = None, device: str = "auto", temperature: float = TEACHER_Q_TEMPERATURE
 ) -> QMatrix:
     """Q estimated from any run's network: row y is the mean of ``log_softmax(z/T)`` over the run's
-    training samples of class y, without augmentation (see the README).
+    training samples of class y, without augmentation (see docs/q-artifacts.md).
 
     ``alpha`` (default: the run's ``alpha`` option) is stored as the Q's mixing weight for LLS-ST.
     """

@@ -6,7 +6,7 @@
 # (what auto picks from 1,000 classes on) a step updates only the rows of the batch's labels; the others
 # are brought up to date exactly when they are read: the same training as the dense update, at
 # O(batch × K) a step instead of O(K²), and under torchrun each rank sends the rows it touched instead of
-# all-reducing a 1.9 GB gradient (figures: README, "LLS with many classes"; bench/lls_scaling.py).
+# all-reducing a 1.9 GB gradient (figures: docs/methods.md, "LLS with many classes"; bench/lls_scaling.py).
 #
 # Schedule (kdtool's choice; the LLS paper has no ImageNet-21k run): ResNet-50 on 64×64 images (random
 # crop, 8-pixel padding, horizontal flip), SGD momentum 0.9, weight decay 1e-4 (Q's too), batch 256 per

@@ -1,4 +1,4 @@
-"""The training defaults per dataset family: what the README's table says is what the code does, and
+"""The training defaults per dataset family: what the docs' table says is what the code does, and
 the short-run guard keeps a tiny default run from diverging."""
 
 import csv
@@ -11,12 +11,12 @@ import pytest
 
 from kdtool.config import FAMILY_DEFAULTS, TrainConfig, training_defaults
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TRAINING_PAGE = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 
 
-def readme_defaults_table() -> list[dict[str, str]]:
-    """The rows of the table under README's "### Training defaults" heading."""
-    section = README.read_text().split("### Training defaults", 1)[1]
+def documented_defaults_table() -> list[dict[str, str]]:
+    """The rows of the table under the "### Training defaults" heading of docs/training.md."""
+    section = TRAINING_PAGE.read_text(encoding="utf-8").split("### Training defaults", 1)[1]
     lines = [line for line in section.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     rows = []
@@ -34,8 +34,8 @@ def datasets_of(cell: str) -> list[str]:
     return [name + "some/path" if name.endswith(":") else name for name in names]
 
 
-def test_readme_table_is_what_the_code_does():
-    rows = readme_defaults_table()
+def test_documented_table_is_what_the_code_does():
+    rows = documented_defaults_table()
     assert [row["family"] for row in rows] == [d.family for d in FAMILY_DEFAULTS]
     for row in rows:
         datasets = datasets_of(row["datasets"])
@@ -65,7 +65,7 @@ def test_family_defaults_differ_where_the_evidence_says():
 
 def test_a_short_default_run_on_a_few_hundred_images_learns_without_diverging(run_cli, tmp_path):
     # 4 epochs of 12 steps at the default learning rate and warm-up (at least one epoch); at --lr 0.5 the
-    # same run's training accuracy falls after the warm-up, and at 0.2 short runs collapsed (README)
+    # same run's training accuracy falls after the warm-up, and at 0.2 short runs collapsed (docs/training.md)
     args = ("--limit-train", "384", "--limit-test", "128", "--epochs", "4", "--batch-size", "32", "--device", "cpu")
     code, stdout, stderr = run_cli("train-teacher", "--smoothing", "lls", *args, "--out", tmp_path / "r")
     assert code == 0, stderr

@@ -42,7 +42,7 @@ def cache_teacher(
 
     For each view and sample the cache keeps the augmentation's choices (crop offsets, flip, ...) and the
     teacher's top-k logits with their classes, plus one logit standing for the other classes (format
-    kdtool.cache/1, README). `distill --teacher-cache FILE` then replays view e mod V in epoch e with
+    kdtool.cache/1, docs/distill.md). `distill --teacher-cache FILE` then replays view e mod V in epoch e with
     exactly those choices and trains on the cached logits without building the teacher. The data options
     (--augment, --limit-train and its --seed) must be the student's; mixup and cutmix are the student's
     own (they mix the cached logits as they mix the images). Text data has one view, unaugmented.

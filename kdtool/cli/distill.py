@@ -139,7 +139,7 @@ def distill(
 
     With a teacher, --kd-loss dkd trains with β·CE + w·T²·(α·TCKD + β_dkd·NCKD), w rising from 0 to 1 over
     --dkd-warmup-epochs, and --kd-loss dist with β·CE + T²·(β_dist·inter + γ·intra) relation terms; their
-    defaults are each paper's CIFAR-100 setting (README: Distilling a student).
+    defaults are each paper's CIFAR-100 setting (docs/distill.md).
 
     **Examples**
 

@@ -39,7 +39,7 @@ ImageSize = Annotated[int, typer.Option(help="Square size imagefolder images are
 LimitTrain = Annotated[int | None, typer.Option(help="Use at most N training samples (seeded).",
                                                 rich_help_panel=DATA)]  # fmt: skip
 LimitTest = Annotated[int | None, typer.Option(help="Use at most N test samples (seeded).", rich_help_panel=DATA)]
-FAMILY = " Default: by dataset family (README, 'Training defaults'): "
+FAMILY = " Default: by dataset family (docs/training.md, 'Training defaults'): "
 Augment = Annotated[str | None, typer.Option(help="'standard' (random crop, and flip where it fits the data), 'none', "
                                              "or a comma list of cutout, mixup, cutmix, randaugment added to the "
                                              "standard ones." + FAMILY + "none for fashion-mnist and mnist, "
@@ -117,8 +117,8 @@ TfkdTemperature = Annotated[float, typer.Option(help="TF-KD: temperature τ of t
                                                 rich_help_panel=METHOD)]  # fmt: skip
 TfkdWeight = Annotated[float, typer.Option(help="TF-KD: weight α of the KD term in [0,1]; CE gets 1-α.",
                                            rich_help_panel=METHOD)]  # fmt: skip
-TfkdMultiplier = Annotated[float, typer.Option(help="TF-KD: extra factor m on the KD term (README: matching the "
-                                               "reference code).", rich_help_panel=METHOD)]  # fmt: skip
+TfkdMultiplier = Annotated[float, typer.Option(help="TF-KD: extra factor m on the KD term (docs/methods.md: "
+                                               "matching the reference code).", rich_help_panel=METHOD)]  # fmt: skip
 TfkdCorrectProb = Annotated[float, typer.Option(help="tfkd-reg: virtual teacher's probability a of the true class.",
                                                 rich_help_panel=METHOD)]  # fmt: skip
 ZipfWeight = Annotated[float, typer.Option(help="zipf: weight λ of KL(Zipf target ‖ prediction).",
