@@ -224,7 +224,7 @@ class TrainConfig:
     decay_bias_norm: bool = False  # weight decay on biases and normalisation parameters too (timm's default: off)
     mixup_alpha: float = 1.0  # mixup/cutmix: λ ~ Beta(α, α)
     schedule: str | None = None  # default: per dataset family
-    warmup_epochs: int | None = None
+    warmup_epochs: float | None = None  # may be fractional: 0.5 is half an epoch
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     seed: int = 0
@@ -310,9 +310,16 @@ class TrainConfig:
         if self.warmup_epochs is None:
             # The paper warms up for 5 of 200 epochs; shorter runs get a tenth of their length, and at
             # least one epoch: short runs on small data diverged without it (docs/training.md, "Training defaults").
-            self.warmup_epochs = max(1, min(5, self.epochs // 10))
-        if self.warmup_epochs < 0:
+            # Never more than half the run: a 1-epoch run would otherwise never train at its --lr.
+            self.warmup_epochs = min(max(1, min(5, self.epochs // 10)), self.epochs / 2)
+        if float(self.warmup_epochs).is_integer():
+            self.warmup_epochs = int(self.warmup_epochs)  # config.json and the header say 2, not 2.0
+        if not self.warmup_epochs >= 0:  # NaN too
             raise KdtoolError(f"--warmup-epochs must be ≥ 0, got {self.warmup_epochs}")
+        if self.warmup_epochs > self.epochs / 2:
+            raise KdtoolError(f"--warmup-epochs {self.warmup_epochs} is more than half of the run's {self.epochs} "
+                              f"epoch{'s' if self.epochs > 1 else ''}: most of the run would train below --lr; give "
+                              f"at most {self.epochs / 2:g}")  # fmt: skip
         if not self.milestones:
             # As in the paper's 200-epoch schedules (100, 150): decay at 50% and 75% of training.
             self.milestones = sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)})

@@ -46,7 +46,7 @@ class TrainingOptions(Protocol):
     mixup_alpha: float
     q_weight_decay: float | None
     schedule: str
-    warmup_epochs: int
+    warmup_epochs: float
     milestones: Sequence[int]
     gamma: float
     augment: str
@@ -92,9 +92,9 @@ def network_groups(model: nn.Module, weight_decay: float, decay_bias_norm: bool)
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainingOptions) -> float:
-    """Linear warm-up over ``warmup_epochs`` (per step), then the ``schedule``:
+    """Linear warm-up over ``warmup_epochs`` (per step; rounded to whole steps), then the ``schedule``:
     ``multistep`` (×gamma at each milestone epoch), ``cosine`` (to 0 at the end) or ``constant``."""
-    warmup_steps = cfg.warmup_epochs * steps_per_epoch
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if cfg.schedule == "constant":

@@ -135,6 +135,25 @@ def test_short_runs_scale_the_default_warmup():
     assert TrainConfig(epochs=200, schedule="multistep").resolve().milestones == [100, 150]
 
 
+def test_the_default_warmup_takes_at_most_half_the_run():
+    # a 1-epoch run used to warm up for all of it, never training at its learning rate
+    one = TrainConfig(epochs=1).resolve()
+    assert one.warmup_epochs == 0.5
+    assert [lr_factor(s, 4, one) for s in range(4)] == [0.5, 1.0, 1.0, 0.5]  # warm-up, then the cosine from its peak
+    assert TrainConfig(epochs=2).resolve().warmup_epochs == 1
+
+
+def test_an_explicit_warmup_longer_than_half_the_run_is_refused(run_cli, tmp_path):
+    code, _, stderr = run_cli("train-teacher", *TINY, "--warmup-epochs", "1", "--out", tmp_path / "x")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    assert (
+        "--warmup-epochs 1 is more than half of the run's 1 epoch: most of the run would train below --lr; give at "
+        "most 0.5" in " ".join(stderr.split())
+    )
+    half = TrainConfig(epochs=3, warmup_epochs=1.5, schedule="constant").resolve()
+    assert [lr_factor(s, 2, half) for s in range(4)] == [pytest.approx(1 / 3), pytest.approx(2 / 3), 1.0, 1.0]
+
+
 def test_console_script_and_module_entry_points():
     out = subprocess.run([sys.executable, "-m", "kdtool", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("kdtool ")

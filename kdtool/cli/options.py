@@ -152,8 +152,9 @@ EarlyStopping = Annotated[int, typer.Option(help="Stop after N epochs without a 
 Schedule = Annotated[str | None, typer.Option(help="LR schedule after warm-up: multistep (at --milestones), "
                                               "cosine, or constant. Default: cosine (the paper recipes pass "
                                               "multistep).", rich_help_panel=OPTIM)]  # fmt: skip
-WarmupEpochs = Annotated[int | None, typer.Option(help="Linear warm-up epochs (default: a tenth of the run, at "
-                                                  "least 1, at most 5).", rich_help_panel=OPTIM)]  # fmt: skip
+WarmupEpochs = Annotated[float | None, typer.Option(help="Linear warm-up epochs, at most half the run (default: a "
+                                                    "tenth of the run, at least 1, at most 5, and 0.5 for a 1-epoch "
+                                                    "run).", rich_help_panel=OPTIM)]  # fmt: skip
 Milestones = Annotated[
     str,
     typer.Option(
