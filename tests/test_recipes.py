@@ -20,7 +20,8 @@ def run_tiny(recipe: str, out: Path, *args: str, **overrides: str) -> subprocess
         "KDTOOL_PYTHON": sys.executable,
         "KDTOOL_EPOCHS": "1",
         "KDTOOL_OUT": str(out),
-        "KDTOOL_EXTRA": "--limit-train 256 --limit-test 128",
+        # 1 epoch: a paper recipe's --warmup-epochs 5 would be more than half the run (refused); EXTRA comes last
+        "KDTOOL_EXTRA": "--limit-train 256 --limit-test 128 --warmup-epochs 0",
         **overrides,
     }
     done = subprocess.run(["bash", str(ROOT / "recipes" / recipe), *args], env=env, capture_output=True, text=True)
@@ -144,7 +145,7 @@ def test_tinyimagenet_recipe_on_a_tiny_imagefolder(tmp_path):
                 Image.new("RGB", (12, 12), tuple(v - 10 * i for v in colour)).save(folder / f"{i}.JPEG")
     out = tmp_path / "tin"
     run_tiny("tinyimagenet_resnet18.sh", out, str(data), KDTOOL_SEEDS="0",
-             KDTOOL_EXTRA="--image-size 8 --batch-size 6")  # fmt: skip
+             KDTOOL_EXTRA="--image-size 8 --batch-size 6 --warmup-epochs 0")  # fmt: skip
     assert [(r[0], r[1]) for r in markdown_rows(out / "compare.md")] == [("onehot", "1"), ("ls", "1"), ("lls", "1")]
 
 
@@ -165,7 +166,7 @@ def test_imagefolder_finetune_recipe_on_a_tiny_imagefolder(tmp_path):
     torch.save(timm.create_model("resnet10t").state_dict(), weights)
     out = tmp_path / "ft"
     done = run_tiny("imagefolder_finetune_lls.sh", out, str(data), str(weights), MODEL="timm:resnet10t",
-                    IMAGE_SIZE="16", KDTOOL_EXTRA="--batch-size 6")  # fmt: skip
+                    IMAGE_SIZE="16", KDTOOL_EXTRA="--batch-size 6 --warmup-epochs 0")  # fmt: skip
     assert "84 tensors loaded, 2 skipped (fc.weight, fc.bias)" in done.stdout
     teacher = json.loads((out / "teacher-lls" / "config.json").read_text())
     assert teacher["input_size"] == 176 and teacher["pretrained_weights"]["path"] == str(weights)
