@@ -3,24 +3,55 @@
 python3 recipes/search_table.py OUT [--test-of-choice]     # markdown on stdout (standard library only)
 
 Grid points are ranked on the validation split alone. ``--test-of-choice`` adds the test accuracy of
-the one point the validation split chose (at each seed's selected epoch), and of no other.
+the one point the validation split chose (at each seed's selected epoch), and of no other. A non-finite
+value never wins: rows holding one are skipped, and seeds that diverged (kdtool stopped them) are left out
+and named.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 from pathlib import Path
 
 
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """The rows of a metrics.csv, as numbers."""
+    with path.open(newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def finite(row: dict[str, float]) -> bool:
+    return all(math.isfinite(value) for value in row.values())
+
+
+def diverged(seed: Path) -> bool:
+    """Whether the run folder ``seed`` stopped because its training loss became non-finite (its config.json)."""
+    try:
+        return json.loads((seed / "config.json").read_text()).get("status") == "diverged"
+    except (OSError, ValueError):
+        return False
+
+
 def seeds_of(point: Path) -> list[list[dict[str, float]]]:
-    """Each finished seed's metrics.csv rows under a grid point (``seed<N>/metrics.csv``)."""
-    runs = []
-    for path in sorted(point.glob("seed*/metrics.csv")):
-        with path.open(newline="") as f:
-            runs.append([{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)])
+    """Each seed's finite metrics.csv rows under a grid point (``seed<N>/metrics.csv``); a seed that diverged
+    has no result and is left out."""
+    paths = [path for path in sorted(point.glob("seed*/metrics.csv")) if not diverged(path.parent)]
+    runs = [[row for row in read_rows(path) if finite(row)] for path in paths]
     return [run for run in runs if run]
+
+
+def unsound_seeds(point: Path) -> list[str]:
+    """The seeds under ``point`` that diverged or wrote a non-finite value (``seed1 diverged``, ``seed2``)."""
+    names = []
+    for seed in sorted(p for p in point.glob("seed*") if p.is_dir()):
+        if diverged(seed):
+            names.append(f"{seed.name} diverged")
+        elif (seed / "metrics.csv").is_file() and not all(map(finite, read_rows(seed / "metrics.csv"))):
+            names.append(seed.name)
+    return names
 
 
 def finished_points(folder: Path) -> list[tuple[str, list[list[dict[str, float]]]]]:
@@ -56,7 +87,10 @@ def grid_table(folder: Path) -> list[str]:
     header = ["run", "seeds", "val acc last (%)", "val NLL last", "val acc selected (%)", "val NLL selected"]
     cells = [[r[0], str(r[1]), f"{r[2]:.2f}", f"{r[3]:.4f}", f"{r[4]:.2f}", f"{r[5]:.4f}"] for r in rows]
     title = "## Grid (validation split, mean over seeds; best first by accuracy at the selected epoch)"
-    return [title, "", *markdown(header, cells), ""] if rows else []
+    left_out = [f"{p.name}/{seed.name}" for p in sorted(folder.iterdir()) if p.is_dir()
+                for seed in sorted(p.glob("seed*")) if diverged(seed)]  # fmt: skip
+    note = [f"Left out, diverged: {', '.join(left_out)}", ""] if left_out else []
+    return [title, "", *markdown(header, cells), "", *note] if rows else note
 
 
 def test_of_choice(folder: Path) -> list[str]:
@@ -75,11 +109,16 @@ def test_of_choice(folder: Path) -> list[str]:
 
 
 def probe_table(folder: Path) -> list[str]:
+    """Per point the final training accuracy of each seed with a result, and the seeds that diverged or wrote
+    a non-finite value."""
     cells = []
-    for name, runs in finished_points(folder):
+    for point in sorted(p for p in folder.iterdir() if p.is_dir()):
+        runs, unsound = seeds_of(point), unsound_seeds(point)
+        if not runs and not unsound:
+            continue
         accs = [100 * run[-1]["train_acc"] for run in runs]
-        finite = all(math.isfinite(row["train_loss"]) for run in runs for row in run)
-        cells.append([name, " ".join(f"{a:.1f}" for a in accs), f"{min(accs):.1f}", "yes" if finite else "NO"])
+        shown, lowest = (" ".join(f"{a:.1f}" for a in accs), f"{min(accs):.1f}") if accs else ("-", "-")
+        cells.append([point.name, shown, lowest, f"NO: {', '.join(unsound)}" if unsound else "yes"])
     header = ["run", "final train acc per seed (%)", "lowest (%)", "losses finite"]
     title = "## Short runs (final training accuracy of each seed)"
     return [title, "", *markdown(header, cells), ""] if cells else []

@@ -99,3 +99,53 @@ def test_search_table_never_chooses_a_non_finite_epoch():
     run = [{"epoch": 1, "val_nll": NAN}, {"epoch": 2, "val_nll": 0.9}, {"epoch": 3, "val_nll": 0.7},
            {"epoch": 4, "val_nll": NAN}, {"epoch": 5, "val_nll": 0.8}]  # fmt: skip
     assert [row["epoch"] for row in table.selected_rows([run, [{"epoch": 1, "val_nll": NAN}]])] == [3, 1]
+
+
+def test_a_sweep_goes_on_after_a_diverged_run_and_lists_it(run_cli, tmp_path):
+    # --lr 100 diverges for real in epoch 2 (epoch 1's loss is finite, 1e15); the next grid point still trains
+    args = ("sweep", "--lr", "100,0.05", "--limit-train", "256", "--limit-test", "128", "--epochs", "2",
+            "--batch-size", "64", "--smoothing", "onehot", "--schedule", "constant", "--out", tmp_path)  # fmt: skip
+    code, out, err = run_cli(*args)
+    assert code == 3, err
+    assert re.search(r"epoch 2 diverged: training loss is nan at step \d+ \(lr 100\); the last finite checkpoint is "
+                     rf"epoch 1 \({re.escape(str(tmp_path / 'lr-100'))}\)", out), out  # fmt: skip
+    assert (tmp_path / "lr-0.05" / "model.safetensors").is_file()
+    assert [row["lr"] for row in csv.DictReader((tmp_path / "sweep.csv").open())] == ["0.05"]  # results only
+    assert f"1 runs summarised in {tmp_path / 'sweep.csv'}" in out
+    assert err.strip().splitlines()[-1] == f"1 of 2 runs diverged: lr-100 ({tmp_path / 'lr-100'})"
+    code, out, err = run_cli(*args)  # run again: the diverged point is skipped and listed again
+    assert code == 3 and "[1/2] lr-100: diverged earlier, skipped" in out and "1 of 2 runs diverged" in err
+
+
+def write_seed(folder: Path, rows: list[dict[str, float]], status: str = "finished") -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"status": status}))
+    with open(folder / "metrics.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_search_table_skips_non_finite_rows_and_names_diverged_seeds(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_table", ROOT / "recipes" / "search_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+
+    def row(epoch, val_nll, val_acc, train_loss=1.0):
+        return {"epoch": epoch, "train_loss": train_loss, "train_acc": 0.5, "val_nll": val_nll, "val_acc": val_acc,
+                "test_acc": 0.8}  # fmt: skip
+
+    point = tmp_path / "grid" / "a"
+    write_seed(point / "seed0", [row(1, 0.9, 0.4), row(2, 0.5, 0.6), row(3, NAN, 0.1)])
+    write_seed(point / "seed1", [row(1, NAN, 0.1), row(2, 0.7, 0.5)])
+    write_seed(point / "seed2", [row(1, 0.1, 0.9)], status="diverged")  # stopped in its 2nd epoch: no result
+    write_seed(tmp_path / "probe" / "b" / "seed0", [row(1, 0.9, 0.4), row(2, 0.9, 0.4, train_loss=NAN)])
+    write_seed(tmp_path / "probe" / "c" / "seed0", [row(1, 0.9, 0.4)], status="diverged")
+    assert [r["epoch"] for r in table.selected_rows(table.seeds_of(point))] == [2, 2]
+    grid = table.grid_table(tmp_path / "grid")
+    assert "| a | 2 | 55.00 | 0.6000 | 55.00 | 0.6000 |" in grid  # seeds 0 and 1, their finite rows only
+    assert "Left out, diverged: a/seed2" in grid
+    probe = table.probe_table(tmp_path / "probe")
+    assert "| b | 50.0 | 50.0 | NO: seed0 |" in probe and "| c | - | - | NO: seed0 diverged |" in probe

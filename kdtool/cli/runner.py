@@ -94,8 +94,9 @@ def plan_runs(
     return planned
 
 
-def execute(planned: list[PlannedRun], console: Console) -> None:
-    """Train, resume or skip each planned run, one after the other.
+def execute(planned: list[PlannedRun], console: Console, after_each: Callable[[], None] | None = None) -> None:
+    """Train, resume or skip each planned run, one after the other, calling ``after_each`` after each run trained
+    (or diverged).
 
     A run that diverges does not stop the others: they go on, and the diverged ones are listed at the end
     (:class:`~kdtool.errors.RunDiverged`, exit code 3). A lone run's divergence propagates as it is.
@@ -121,6 +122,8 @@ def execute(planned: list[PlannedRun], console: Console) -> None:
                 raise
             console.print(str(exc), soft_wrap=True)
             diverged.append(run)
+        if after_each is not None:
+            after_each()
     if diverged:
         listed = ", ".join(f"{run.label or 'run'} ({run.cfg.out})" for run in diverged)
         raise RunDiverged(f"{len(diverged)} of {len(planned)} runs diverged: {listed}")

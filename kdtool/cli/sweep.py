@@ -14,7 +14,7 @@ import typer
 from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
 from kdtool.cli.runner import PLAN_ONLY, PlannedRun, execute
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, RunDiverged
 from kdtool.sweep import SweepRun, expand, parse_grid
 
 SUMMARY = "sweep.csv"
@@ -99,7 +99,8 @@ def sweep(
     `--smoothing prior:FILE` means `--smoothing prior --prior FILE`. Runs whose folder already holds
     model.safetensors and the same options are skipped, and interrupted ones resumed, so a sweep continues
     where it stopped; a finished run of other options is refused (--force retrains every grid point). The
-    metrics of every finished run, at its selected epoch and at its last epoch, go to OUT/sweep.csv.
+    metrics of every finished run, at its selected epoch and at its last epoch, go to OUT/sweep.csv. A run
+    that diverges does not stop the sweep: it is left out of sweep.csv and listed at the end (exit code 3).
 
     Each run is independent: `--print-commands` prints them, one per line, to spread over machines
     or GPUs (e.g. with GNU parallel or a job array) into the same --out folder.
@@ -123,11 +124,17 @@ def sweep(
         return
     planned = [_plan(ctx, command, run, out / run.name, force) for run in runs]  # every folder checked first
     out.mkdir(parents=True, exist_ok=True)
-    for run in planned:
-        execute([run], console)
-        _write_summary(out / SUMMARY, _summary_rows(out, runs))
+    diverged = None
+    try:
+        execute(planned, console, after_each=lambda: _write_summary(out / SUMMARY, _summary_rows(out, runs)))
+    except RunDiverged as exc:  # the runs after a diverged one were trained: summarise them, then list it
+        diverged = exc
     rows = _summary_rows(out, runs)
+    if rows:
+        _write_summary(out / SUMMARY, rows)
+        console.print(f"{len(rows)} runs summarised in {out / SUMMARY} (selected and last epoch of each)",
+                      soft_wrap=True)  # fmt: skip
+    if diverged is not None:
+        raise diverged
     if not rows:
         raise KdtoolError("sweep finished no run")
-    _write_summary(out / SUMMARY, rows)
-    console.print(f"{len(rows)} runs summarised in {out / SUMMARY} (selected and last epoch of each)", soft_wrap=True)
