@@ -230,12 +230,14 @@ def groups(runs: RunSet, group_by: Sequence[str]) -> dict[str, list[str]]:
 
 
 def curves(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, pd.DataFrame]:
-    """Per group: ``metric`` per epoch over the group's runs, columns ``mean``, ``min``, ``max``."""
+    """Per group: ``metric`` per epoch over the group's runs, columns ``mean``, ``min``, ``max``; a group whose runs
+    lack the column (an older run's learning rate is "lr") has none."""
     labels = group_labels(runs, group_by)
     frame = runs.epochs.join(labels, on="run")
     result = {}
     for label, rows in frame.groupby(list(group_by), sort=False):
-        result[group_name(label)] = rows.groupby("epoch")[metric].agg(["mean", "min", "max"])
+        if rows[metric].notna().any():
+            result[group_name(label)] = rows.groupby("epoch")[metric].agg(["mean", "min", "max"])
     return result
 
 
@@ -417,7 +419,7 @@ def dynamics_curves(runs: RunSet) -> dict[float, dict[str, dict[str, pd.DataFram
         raise KdtoolError(
             f"these runs record no {', '.join(missing or ['smoothing'])}: they predate the dynamics metrics"
         )
-    # metrics.csv has its own per-epoch "lr" column: the run's peak lr gets another name
+    # metrics.csv of older runs has its own per-epoch "lr" column: the run's peak lr gets another name
     labels = pd.DataFrame({"peak_lr": runs.configs["lr"].astype(float), "method": method_labels(runs)})
     frame = runs.epochs.join(labels, on="run")
     result: dict[float, dict[str, dict[str, pd.DataFrame]]] = {}

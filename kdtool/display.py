@@ -151,7 +151,7 @@ def short_sci(value: float) -> str:
 # key in a metrics row, column (drop: hidden in this order when narrow), how a value is written
 _COLUMNS: tuple[tuple[str, Column, Callable[[float], str]], ...] = (
     ("epoch", Column("epoch"), "{:.0f}".format),
-    ("lr", Column("lr", drop=3, width_hint=4), short_sci),
+    ("lr_mean", Column("mean lr", drop=3, width_hint=4), short_sci),
     ("train_loss", Column("train loss", drop=5, width_hint=6), "{:.4f}".format),
     ("train_acc", Column("train acc", drop=2, width_hint=6), "{:.2%}".format),
     ("test_acc", Column("test acc", width_hint=6), "{:.2%}".format),

@@ -196,6 +196,7 @@ class Trainer:
         watch = DivergenceWatch(epoch, len(self.train_loader), device, self.dist_env)
         # what was trained on (a streaming loader may skip unreadable samples, even whole batches)
         samples = steps = 0
+        lr_sum = 0.0
         generator = self.train_loader.augment_generator(epoch)
         for step, (x, y, teacher_logits) in enumerate(self.train_loader.training_batches(epoch, generator)):
             batch = self.mixer(self.accel.inputs(x), y, generator, teacher_logits)
@@ -207,6 +208,7 @@ class Trainer:
             average_method_gradients(self.target.parameters(), self.dist_env)
             norm = gradient_norm(self.model)
             grad_norm_sum += norm if self.scaler is None else norm.nan_to_num(0.0, 0.0, 0.0)  # skipped fp16 step: 0
+            lr_sum += self.optimizer.param_groups[0]["lr"]  # this step's rate: the scheduler moves it after the step
             self._optimizer_step()
             self.scheduler.step()
             loss_sum += loss.detach() * y.shape[0]
@@ -230,7 +232,8 @@ class Trainer:
         loss_total, correct_total, n = totals.tolist()
         # The network's gradient is the same on every rank (DDP averages it), as is the number of steps: no reduction.
         grad_norm = grad_norm_sum.item() / max(1, steps)
-        return {"train_loss": loss_total / n, "train_acc": correct_total / n, "grad_norm": grad_norm}
+        return {"lr_mean": lr_sum / max(1, steps), "train_loss": loss_total / n, "train_acc": correct_total / n,
+                "grad_norm": grad_norm}  # fmt: skip
 
     def _lr_at(self, step: int) -> float:
         """The network's learning rate at the run's (0-based) optimizer step ``step``."""
@@ -278,9 +281,8 @@ class Trainer:
     def epochs(self, on_step: StepCallback | None = None, start_epoch: int = 0) -> Iterator[dict[str, float]]:
         """Train epoch by epoch from ``start_epoch`` (0-based), yielding each epoch's metrics row."""
         for epoch in range(start_epoch, self.cfg.epochs):
-            lr = self.optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
-            row: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
+            row: dict[str, float] = {"epoch": epoch + 1}
             row.update(self.train_epoch(epoch, on_step))
             row["train_seconds"] = time.perf_counter() - start
             if self.val_loader is not None:

@@ -20,6 +20,7 @@ from kdtool import compare as cmp
 from kdtool.config import RECORD_FACTS
 from kdtool.plots import (
     CURVE_PANELS,
+    LR_COLUMNS,
     GroupCurve,
     confusion_figure,
     curves_figure,
@@ -218,15 +219,16 @@ def _header(column: str) -> str:
 
 
 def _number(column: str, text: str) -> str:
-    """A metrics.csv value as the tables show it: accuracies in %, the learning rate in 3 digits."""
-    if column == "epoch":
+    """A metrics.csv value as the tables show it: accuracies in %, the learning rate in 3 digits; blank stays blank
+    (a column that a resumed run's earlier epochs, written by an older kdtool, do not have)."""
+    if column == "epoch" or not text:
         return text
     if column == "selected":
         return "selected" if float(text) else ""
     value = float(text)
     if is_percent(column):
         return f"{100 * value:.2f}"
-    if column == "lr":
+    if column in LR_COLUMNS:
         return f"{value:.3g}"
     return f"{value:.1f}" if column.endswith("seconds") else f"{value:.4f}"
 

@@ -123,6 +123,13 @@ def integer_epochs(ax) -> None:
 
 
 _METRIC_NAMES = {"acc": "accuracy", "macro_f1": "macro-F1", "nll": "NLL", "ece": "ECE", "loss": "loss"}
+# Whole axis labels of the metrics.csv columns not named split_metric.
+_LABELS = {
+    "grad_norm": "gradient norm (mean over steps)",
+    "generalization_error": "|test error − train error| (% points)",
+    "lr_mean": "mean learning rate of the epoch",
+    "lr": "learning rate at the epoch's first step",
+}
 
 
 def is_percent(metric: str) -> bool:
@@ -133,10 +140,8 @@ def is_percent(metric: str) -> bool:
 
 def metric_label(metric: str) -> str:
     """An axis label with the unit: ``test_acc`` -> ``test accuracy (%)``, ``test_nll`` -> ``test NLL (nats)``."""
-    if metric == "grad_norm":
-        return "gradient norm (mean over steps)"
-    if metric == "generalization_error":
-        return "|test error − train error| (% points)"
+    if metric in _LABELS:
+        return _LABELS[metric]
     split, _, name = metric.partition("_")
     words = f"{split} {_METRIC_NAMES.get(name, name)}" if name else metric
     unit = " (%)" if is_percent(metric) else " (nats)" if name in ("nll", "loss") else " (0–1)" if name in (
@@ -222,13 +227,16 @@ def _draw_reliability(ax, groups: list[GroupCurve], colours: dict[str, str]) -> 
     ax.legend(fontsize=8, loc="upper left")
 
 
+# metrics.csv's learning rate: the mean over the epoch's steps; runs of earlier kdtool versions have the rate of
+# the epoch's first step instead, as "lr".
+LR_COLUMNS = ("lr_mean", "lr")
 # Panels of :func:`curves_figure`: a title and the metrics.csv columns drawn in it.
 CURVE_PANELS = (
     ("accuracy", ("train_acc", "val_acc", "test_acc")),
     ("loss and NLL", ("train_loss", "val_nll", "test_nll")),
     ("ECE", ("val_ece", "test_ece")),
     ("macro-F1", ("val_macro_f1", "test_macro_f1")),
-    ("learning rate", ("lr",)),
+    ("learning rate", LR_COLUMNS),
     ("gradient norm", ("grad_norm",)),
 )
 # Line styles by split and markers by group: lines stay apart in print and without colour vision.

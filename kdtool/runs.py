@@ -350,7 +350,8 @@ class RunDir:
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        # every row's columns: a run resumed from an older kdtool's checkpoint has rows with other columns ("lr")
+        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.path / METRICS, buffer.getvalue())

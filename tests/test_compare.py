@@ -19,14 +19,15 @@ LLS = {
 }
 
 
-def write_run(path, config, epochs):
-    """A run folder as train-teacher leaves it, minus the weights: config.json and metrics.csv."""
+def write_run(path, config, epochs, lr_column="lr_mean"):
+    """A run folder as train-teacher leaves it, minus the weights: config.json and metrics.csv (``lr_column``
+    "lr": as kdtool wrote it before the epoch's mean learning rate)."""
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"epochs": len(epochs), "dataset_info": {"name": "fmnist"},
                                                   **config}))  # fmt: skip
     with open(path / "metrics.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["epoch", "lr", "test_acc", "test_nll", "test_ece", "seconds"])
+        writer.writerow(["epoch", lr_column, "test_acc", "test_nll", "test_ece", "seconds"])
         for epoch, values in enumerate(epochs, 1):
             writer.writerow([epoch, 0.1, *values])
 
@@ -166,3 +167,23 @@ def test_a_run_named_twice_counts_once(run_cli, runs):
     code, out, err = run_cli("compare", runs / "lls" / "seed1", runs / "lls", "--format", "csv", "--metric", "test_acc")
     assert code == 0, err
     assert next(csv.DictReader(io.StringIO(out)))["n"] == "2"
+
+
+def test_the_learning_rate_is_named_the_epochs_mean_and_older_runs_lr_still_reads(tmp_path):
+    from kdtool import compare, htmlreport
+    from kdtool.plots import curves_figure, metric_label
+
+    write_run(tmp_path / "new", {"smoothing": "ls"}, ONEHOT["seed0"])
+    write_run(tmp_path / "old", {"smoothing": "onehot"}, ONEHOT["seed1"], lr_column="lr")
+    found = compare.load_runs(compare.find_runs([tmp_path / "new", tmp_path / "old"]))
+    curves = htmlreport._curves(found, ["smoothing"])
+    assert {"lr_mean", "lr"} <= set(curves)  # the learning-rate panel draws both
+    assert list(curves["lr_mean"]) == ["ls"] and list(curves["lr"]) == ["onehot"]
+    figure = curves_figure(curves)
+    titled = [ax for ax in figure.axes if ax.get_title() == "learning rate"]
+    assert [text.get_text() for text in titled[0].get_legend().get_texts()] == ["ls · lr_mean", "onehot · lr"]
+    assert metric_label("lr_mean") == "mean learning rate of the epoch"
+    assert metric_label("lr") == "learning rate at the epoch's first step"
+    # the per-epoch tables write either in 3 digits (a small rate is not 0.0000), and a blank cell blank
+    assert [htmlreport._number(c, "3.75e-05") for c in ("lr_mean", "lr")] == ["3.75e-05", "3.75e-05"]
+    assert htmlreport._number("lr_mean", "") == ""

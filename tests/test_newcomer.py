@@ -82,8 +82,8 @@ def test_mps_without_apple_silicon_is_refused(monkeypatch):
 
 # --- item 4: narrow terminals and pipes ---------------------------------------------------------------------
 
-ROW = {"epoch": 1, "lr": 0.1, "train_loss": 1.8271, "train_acc": 0.125, "test_acc": 0.2534, "test_macro_f1": 0.0222,
-       "test_nll": 2.2936, "test_ece": 0.0122, "seconds": 2.0}  # fmt: skip
+ROW = {"epoch": 1, "lr_mean": 0.1, "train_loss": 1.8271, "train_acc": 0.125, "test_acc": 0.2534,
+       "test_macro_f1": 0.0222, "test_nll": 2.2936, "test_ece": 0.0122, "seconds": 2.0}  # fmt: skip
 
 
 def _epoch_table(width: int) -> str:
@@ -91,7 +91,7 @@ def _epoch_table(width: int) -> str:
     console = Console(file=buffer, width=width, force_terminal=True, color_system=None)
     display = EpochDisplay(console, "lls · lenet5 · fashion-mnist (256 train / 128 test)", 2, 4)
     display.epoch_done(ROW)
-    display.epoch_done({**ROW, "epoch": 2, "lr": 0.0025})
+    display.epoch_done({**ROW, "epoch": 2, "lr_mean": 0.0025})
     console.print(display.table)
     return buffer.getvalue()
 
@@ -101,7 +101,7 @@ def test_the_epoch_table_at_60_columns_shows_whole_numbers_and_hides_columns_ins
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 60
     for number in ("25.34%", "2.2936", "0.0222", "0.0122", "1.8271"):  # test acc, NLL, macro-F1, ECE, train loss
         assert number in text
-    assert "macro" in text and "not shown at this width: lr, train acc, s" in text
+    assert "macro" in text and "not shown at this width: mean lr, train acc, s" in text
 
 
 def test_the_epoch_table_at_80_columns_shows_every_column_and_lr_in_short_form():

@@ -40,7 +40,7 @@ def test_tensorboard_logs_every_metric_once_per_epoch_across_a_resume(run_cli, t
     rows = metrics_rows(out)
     columns = logged_columns(out)
     assert set(columns) <= set(events.Tags()["scalars"])
-    assert {"lr", "test_acc", "test_nll", "test_ece", "train_loss", "grad_norm"} <= set(columns)
+    assert {"lr_mean", "test_acc", "test_nll", "test_ece", "train_loss", "grad_norm"} <= set(columns)
     for column in columns:
         scalars = events.Scalars(column)
         assert [s.step for s in scalars] == [1, 2], column  # once per epoch, the resumed epoch not twice

@@ -32,7 +32,11 @@ def test_train_teacher_lls_writes_a_complete_loadable_run(run_cli, tmp_path):
     assert config["dataset_info"]["class_names"][6] == "Shirt"
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert len(rows) == 1
-    assert {"epoch", "lr", "train_loss", "train_acc", "test_acc", "test_nll", "test_ece", "seconds"} <= set(rows[0])
+    columns = set(rows[0])
+    assert {"epoch", "lr_mean", "train_loss", "train_acc", "test_acc", "test_nll", "test_ece", "seconds"} <= columns
+    # the epoch's mean rate over its 4 steps (warm-up, then the cosine), not the first step's
+    cfg = TrainConfig(epochs=1).resolve()
+    assert float(rows[0]["lr_mean"]) == pytest.approx(cfg.lr * sum(lr_factor(s, 4, cfg) for s in range(4)) / 4)
     torch.manual_seed(0)
     untrained = build_model("lenet5", 10, 1, 28)
     model = RunDir.open(out).load_weights(build_model("lenet5", 10, 1, 28))
@@ -178,3 +182,24 @@ def test_constant_and_cosine_schedules():
 def test_unknown_schedule(run_cli, tmp_path):
     code, _, stderr = run_cli("train-teacher", "--schedule", "zigzag", "--out", tmp_path / "x")
     assert code == 2 and "unknown --schedule" in stderr
+
+
+@pytest.mark.slow
+def test_a_run_resumed_from_an_older_kdtools_checkpoint_keeps_both_lr_columns(run_cli, tmp_path, interrupt_at_epoch):
+    out = tmp_path / "run"
+    args = ("train-teacher", *TINY, "--epochs", "2", "--device", "cpu", "--out", out)
+    interrupt_at_epoch(1)
+    assert run_cli(*args)[0] == 130
+    # as kdtool wrote it before the epoch's mean rate: the first step's rate, named "lr"
+    checkpoint = out / "checkpoint" / "last.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["rows"] = [{("lr" if k == "lr_mean" else k): v for k, v in row.items()} for row in state["rows"]]
+    torch.save(state, checkpoint)
+    interrupt_at_epoch(None)
+    code, _, stderr = run_cli(*args, "--resume")
+    assert code == 0, stderr
+    rows = RunDir(out).metrics()
+    assert list(rows[0])[:2] == ["epoch", "lr"] and "lr_mean" in rows[0]
+    assert rows[0]["lr_mean"] == "" and rows[1]["lr"] == "" and float(rows[0]["lr"]) > 0 < float(rows[1]["lr_mean"])
+    code, _, stderr = run_cli("report", out, "--out", tmp_path / "report.html", "--device", "cpu")
+    assert code == 0, stderr
