@@ -24,7 +24,14 @@ def test_train_teacher_lls_writes_a_complete_loadable_run(run_cli, tmp_path):
     assert code == 0, stderr
     assert "test accuracy" in stdout and "q.safetensors" in stdout
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["checkpoint", "config.json", "metrics.csv", "model.safetensors", "q.safetensors"]
+    assert files == [
+        ".kdtool-manifest.json",
+        "checkpoint",
+        "config.json",
+        "metrics.csv",
+        "model.safetensors",
+        "q.safetensors",
+    ]
     assert [p.name for p in (out / "checkpoint").iterdir()] == ["last.pt"]  # no temporary leftovers
     config = json.loads((out / "config.json").read_text())
     assert config["smoothing"] == "lls" and config["alpha"] == 0.2 and config["seed"] == 0
