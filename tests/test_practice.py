@@ -51,5 +51,6 @@ def test_mixup_alpha_needs_mixup_or_cutmix_and_both_options_are_recorded(run_cli
     assert code == 0, err
     record = json.loads((tmp_path / "yes" / "config.json").read_text())
     assert record["mixup_alpha"] == 0.2 and record["decay_bias_norm"] is True
+    assert json.loads((tmp_path / "yes" / "config.json").read_text())["mixup_alpha"] == TrainConfig().mixup_alpha == 0.2
     code, _, err = run_cli("train-teacher", *TINY, "--augment", "mixup", "--mixup-alpha", "0", "--out", tmp_path / "z")
     assert code == 2 and "--mixup-alpha must be > 0" in err

@@ -101,7 +101,7 @@ def distill(
     lr: opt.Lr = None,
     weight_decay: opt.WeightDecay = 5e-4,
     decay_bias_norm: opt.DecayBiasNorm = False,
-    mixup_alpha: opt.MixupAlpha = 1.0,
+    mixup_alpha: opt.MixupAlpha = 0.2,
     schedule: opt.Schedule = None,
     warmup_epochs: opt.WarmupEpochs = None,
     val_fraction: opt.ValFraction = 0.0,
