@@ -127,7 +127,7 @@ def written_by_kdtool(path: str | os.PathLike) -> bool:
         return isinstance(metadata, dict) and str(metadata.get("format", "")).startswith("kdtool.")
     if path.suffix in (".png", ".pdf", ".svg"):
         return b"matplotlib" in head.lower()
-    if path.suffix in (".html", ".htm"):  # a page of `kdtool report` (kdtool.htmlreport.GENERATOR)
+    if path.suffix in (".html", ".htm"):  # a page of `kdtool report` (kdtool.reporting.htmlreport.GENERATOR)
         return b'<meta name="generator" content="kdtool' in head
     return False
 

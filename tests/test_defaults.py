@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kdtool.config import FAMILY_DEFAULTS, TrainConfig, training_defaults
+from kdtool.config.runconfig import FAMILY_DEFAULTS, TrainConfig, training_defaults
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from kdtool import LearnableLabelSmoothing, QMatrix, RowLazySGD
-from kdtool.accel import Accel
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split
-from kdtool.engine import Trainer, lr_factor, seed_everything
-from kdtool.pipeline import make_loaders
-from kdtool.runs import RunDir
-from kdtool.targets import resolve_q_update
-from kdtool.targets.lls import SPARSE_Q_FROM
+from kdtool.losses import resolve_q_update
+from kdtool.losses.lls import SPARSE_Q_FROM
+from kdtool.runs.folder import RunDir
+from kdtool.training.accel import Accel
+from kdtool.training.engine import Trainer, lr_factor, seed_everything
+from kdtool.workflows.pipeline import make_loaders
 
 K = 50
 CPU = torch.device("cpu")

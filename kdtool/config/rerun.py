@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdtool.config import RECORD_FACTS, TrainConfig, config_of_record
+from kdtool.config.runconfig import RECORD_FACTS, TrainConfig, config_of_record
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.runs import MODEL, RunDir, read_config
-from kdtool.subsets import parse_name_list
+from kdtool.q.subsets import parse_name_list
+from kdtool.runs.folder import MODEL, RunDir, read_config
 
 # Options --set does not change: the output folder is rerun's own --out.
 _NOT_SETTABLE = {"out": "the new run's folder is rerun's --out"}

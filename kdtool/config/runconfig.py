@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kdtool.accel import check_amp
 from kdtool.data.augment import parse_augment
 from kdtool.data.registry import stored_image_size
 from kdtool.data.shards import is_wds, resolve_val_shards
@@ -23,23 +22,22 @@ from kdtool.data.text import has_official_validation, is_text_dataset, resolve_t
 from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.distributed import check_device
 from kdtool.errors import KdtoolError
-from kdtool.models import check_model_name
-from kdtool.qmatrix import QMatrix
-from kdtool.runs import q_artifact_path
-from kdtool.selection import SELECT_CHOICES
-from kdtool.targets.dist import check_dist_options
-from kdtool.targets.dkd import check_dkd_options
-from kdtool.targets.focal import parse_focal_gamma
-from kdtool.targets.kd import check_kd_options
-from kdtool.targets.lls import Q_UPDATES, parse_lls_terms
-from kdtool.targets.simple import check_unit_interval
-from kdtool.targets.tfkd import check_tfkd_options
-from kdtool.targets.zipf import check_zipf_options
+from kdtool.losses.dist import check_dist_options
+from kdtool.losses.dkd import check_dkd_options
+from kdtool.losses.focal import parse_focal_gamma
+from kdtool.losses.kd import check_kd_options
+from kdtool.losses.lls import Q_UPDATES, parse_lls_terms
+from kdtool.losses.simple import check_unit_interval
+from kdtool.losses.tfkd import check_tfkd_options
+from kdtool.losses.zipf import check_zipf_options
+from kdtool.models.registry import check_model_name
+from kdtool.models.zoo import HUB, is_zoo_name, zoo_data_config
+from kdtool.q.matrix import QMatrix
+from kdtool.runs.folder import q_artifact_path
 from kdtool.trackers import check_installed, parse_log
-from kdtool.zoo import HUB, is_zoo_name, zoo_data_config
 
 SCHEDULES = ("multistep", "cosine", "constant")
-# --smoothing of train-teacher; kdtool.methods builds each (a test keeps the two lists equal)
+# --smoothing of train-teacher; kdtool.workflows.methods builds each (a test keeps the two lists equal)
 SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior")
 # Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
@@ -48,6 +46,18 @@ RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device
                           "imported_weights", "data_loader"})  # fmt: skip
 # --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
 INPUT_NORMS = ("model", "dataset")
+# --select: which epoch's weights a run keeps (kdtool.training.selection)
+SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1")
+# --amp: mixed precision (kdtool.training.accel)
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+def check_amp(mode: str) -> str:
+    """The canonical ``--amp`` value, or a KdtoolError naming the choices."""
+    value = mode.strip().lower()
+    if value not in AMP_MODES:
+        raise KdtoolError(f"unknown --amp {mode!r}: choose one of {', '.join(AMP_MODES)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -228,7 +238,7 @@ class TrainConfig:
     val_fraction: float = 0.0
     select: str | None = None
     early_stopping: int = 0
-    amp: str = "none"  # mixed precision: none, bf16, fp16 (see kdtool.accel)
+    amp: str = "none"  # mixed precision: none, bf16, fp16 (see kdtool.training.accel)
     channels_last: bool = False
     compile: bool = False
     log: str = "csv"  # experiment trackers (kdtool.trackers); metrics.csv is always written
@@ -403,7 +413,7 @@ class TrainConfig:
             raise KdtoolError(f"config.json of a {record.get('kind', cls.kind)} run: {exc}") from None
 
 
-# --kd-loss of a student taught by a teacher; kdtool.methods builds each (a test keeps the two lists equal)
+# --kd-loss of a student taught by a teacher; kdtool.distill.teachers builds each (a test keeps the two lists equal)
 KD_LOSSES = ("kd", "dkd", "dist")
 # Defaults of --temperature and --beta (the cross-entropy weight) per student method: each paper's CIFAR-100
 # setting (KD: the LLS paper's β = 0, T = 1; KD with --logit-standardize: T = 2 as Sun et al.; DKD: CE + DKD at

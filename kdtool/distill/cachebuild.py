@@ -3,7 +3,7 @@ augmented views of every training sample, its top-k logits stored with the augme
 
 View v of the cache draws every sample's augmentation choices from a generator seeded by (seed, v),
 in sample order, exactly as a training batch draws them (:meth:`~kdtool.data.ImageBatchTransform.draw`),
-and applies them the same way; a student replays them (:class:`~kdtool.data.replay.ReplayLoader`).
+and applies them the same way; a student replays them (:class:`~kdtool.distill.replay.ReplayLoader`).
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from collections.abc import Callable
 
 import torch
 
-from kdtool.accel import frozen_for_inference
 from kdtool.data import ImageBatchTransform, load_dataset
 from kdtool.data.augment import parse_augment
 from kdtool.data.loader import BatchTransform
 from kdtool.data.text import trim_to_longest
+from kdtool.distill.cache import TeacherCache, compress_logits, data_options
 from kdtool.distributed import select_device
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.runmodel import load_run_model, run_vocabulary
-from kdtool.runs import MODEL, RunDir
-from kdtool.targets import FrozenTeacher
-from kdtool.teachercache import TeacherCache, compress_logits, data_options
+from kdtool.losses import FrozenTeacher
+from kdtool.runs.folder import MODEL, RunDir
+from kdtool.training.accel import frozen_for_inference
+from kdtool.training.runmodel import load_run_model, run_vocabulary
 
 # Views of a cache whose data are augmented, unless --views says otherwise: a student epoch e replays view
 # e mod V, so a run of up to this many epochs sees a new augmentation every epoch.

@@ -1,7 +1,7 @@
 """Replaying a teacher cache: the in-memory loader whose epoch e shows view ``e mod V`` of every sample,
 augmented with exactly the choices stored for it, together with the teacher's logits of that view.
 
-The cache (:class:`kdtool.teachercache.TeacherCache`) is read through :class:`CachedViews` only, so the
+The cache (:class:`kdtool.distill.cache.TeacherCache`) is read through :class:`CachedViews` only, so the
 data layer knows nothing of its file format. Shuffling and batch mixing still come from the student's
 own seeded generators; only the per-image augmentation and the teacher's outputs are replayed.
 """

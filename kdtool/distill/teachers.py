@@ -1,10 +1,6 @@
-"""Which method a run trains, built from its config: the one place that loads what a method needs.
-
-:mod:`kdtool.targets` holds the losses, which take loaded objects; this module turns option values
-into those objects (a frozen teacher from a run folder, θ from a prior artifact, a Q artifact
-sliced to the student's classes) and records where they came from.
-
-Adding a training method = one module in ``targets/`` + one entry in :data:`METHODS`.
+"""A student's teacher, built from its config: a teacher run's network frozen for inference, the run's
+teacher cache, or a Q artifact (LLS-ST); sliced to the student's classes, with the provenance its
+``config.json`` records. The losses themselves (:mod:`kdtool.losses`) take these loaded objects.
 """
 
 from __future__ import annotations
@@ -12,35 +8,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kdtool.accel import frozen_for_inference
-from kdtool.config import DistillConfig, TrainConfig
+from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import DatasetInfo
+from kdtool.distill.cache import TeacherCache
 from kdtool.distributed import select_device
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.qmatrix import QMatrix
-from kdtool.runmodel import load_run_model
-from kdtool.runs import MODEL, RunDir
-from kdtool.subsets import source_class_index
-from kdtool.targets import (
+from kdtool.losses import (
     DISTKD,
     DecoupledKD,
     DistillationTarget,
-    FocalLoss,
     FrozenTeacher,
     KnowledgeDistillation,
-    LabelSmoothing,
-    LearnableLabelSmoothing,
-    OneHot,
-    OnlineLabelSmoothing,
-    PriorSmoothing,
     SubstituteTeacher,
-    Target,
-    TeacherFreeRegularization,
-    TeacherFreeSelf,
-    ZipfLabelSmoothing,
 )
-from kdtool.teachercache import TeacherCache
+from kdtool.q.matrix import QMatrix
+from kdtool.q.subsets import source_class_index
+from kdtool.runs.folder import MODEL, RunDir
+from kdtool.training.accel import frozen_for_inference
+from kdtool.training.runmodel import load_run_model
 
 
 def frozen_teacher(path: str, cfg: TrainConfig) -> tuple[FrozenTeacher, TrainConfig, dict[str, Any], RunDir]:
@@ -50,48 +36,6 @@ def frozen_teacher(path: str, cfg: TrainConfig) -> tuple[FrozenTeacher, TrainCon
     # A frozen teacher runs inference only: channels-last pays on a CPU even without --channels-last.
     channels_last = cfg.channels_last or select_device(cfg.device).type == "cpu"
     return FrozenTeacher(frozen_for_inference(network, channels_last)), teacher_cfg, info, run
-
-
-def _tfkd_self(cfg: TrainConfig, num_classes: int) -> Target:
-    teacher, _, info, run = frozen_teacher(cfg.teacher, cfg)
-    if len(info["class_names"]) != num_classes:
-        raise KdtoolError(f"--teacher {run.path} has {len(info['class_names'])} classes, the data {num_classes}")
-    return TeacherFreeSelf(teacher, cfg.tfkd_temperature, cfg.tfkd_weight, cfg.tfkd_multiplier)
-
-
-def _prior(cfg: TrainConfig, num_classes: int) -> Target:
-    q = QMatrix.load(cfg.prior)
-    if q.num_classes != num_classes:
-        raise KdtoolError(f"--prior {cfg.prior} has {q.num_classes} classes, the data {num_classes}")
-    return PriorSmoothing(q.probabilities(), cfg.epsilon)
-
-
-# --smoothing name -> factory(config, number of classes)
-METHODS: dict[str, Callable[[TrainConfig, int], Target]] = {
-    "onehot": lambda cfg, k: OneHot(),
-    "ls": lambda cfg, k: LabelSmoothing(cfg.epsilon),
-    "lls": lambda cfg, k: LearnableLabelSmoothing(k, cfg.alpha, cfg.lls_terms, cfg.q_update),
-    "ols": lambda cfg, k: OnlineLabelSmoothing(k),
-    "tfkd-reg": lambda cfg, k: TeacherFreeRegularization(
-        k, cfg.tfkd_temperature, cfg.tfkd_weight, cfg.tfkd_multiplier, cfg.tfkd_correct_prob
-    ),
-    "tfkd-self": _tfkd_self,
-    "zipf": lambda cfg, k: ZipfLabelSmoothing(cfg.zipf_weight, cfg.zipf_exponent),
-    "focal": lambda cfg, k: FocalLoss(cfg.focal_gamma),
-    "prior": _prior,
-}
-
-
-def check_method(name: str) -> None:
-    """Refuse an unknown ``--smoothing`` (before any work)."""
-    if name not in METHODS:
-        raise KdtoolError(f"unknown smoothing method {name!r}: choose one of {', '.join(METHODS)}")
-
-
-def build_method(cfg: TrainConfig, num_classes: int) -> Target:
-    """The training method ``cfg.smoothing`` for ``num_classes`` classes."""
-    check_method(cfg.smoothing)
-    return METHODS[cfg.smoothing](cfg, num_classes)
 
 
 # --kd-loss name -> factory(config, frozen teacher network, teacher class index of the student's classes)
@@ -121,7 +65,7 @@ def distillation_target(
 def _cached_teacher_target(
     cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None, cache: TeacherCache
 ) -> tuple[DistillationTarget, dict[str, Any]]:
-    """No teacher network: the batches bring the cached logits (:class:`kdtool.data.replay.ReplayLoader`)."""
+    """No teacher network: the batches bring the cached logits (:class:`kdtool.distill.replay.ReplayLoader`)."""
     index = source_class_index(cache.class_names, info.class_names, kept, f"teacher cache {cache.path}")
     target = KD_LOSSES[cfg.kd_loss](cfg, None, index)
     record = {"teacher_cache_file": {"sha256": sha256_file(cache.path), "teacher_run": cache.teacher_run,

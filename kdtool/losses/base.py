@@ -16,7 +16,7 @@ from torch import nn
 
 
 class LazyRows(Protocol):
-    """What updates a method's row-sparse parameters lazily (:class:`kdtool.lazysgd.RowLazySGD`)."""
+    """What updates a method's row-sparse parameters lazily (:class:`kdtool.optim.lazysgd.RowLazySGD`)."""
 
     def rows(self, param: nn.Parameter, index: torch.Tensor) -> torch.Tensor:
         """The rows ``index`` of ``param`` brought up to date, as a new tensor."""

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
-from kdtool.targets.teacher import DistillationTarget, FrozenTeacher, check_temperature
+from kdtool.losses.teacher import DistillationTarget, FrozenTeacher, check_temperature
 
 
 def check_dist_options(beta: float, gamma: float) -> None:
@@ -57,7 +57,7 @@ def dist_loss(
 
 class DISTKD(DistillationTarget):
     """DIST: ``ce_weight·CE(e_y, softmax(z_s)) + DIST``; teacher and ``class_index`` as in
-    :class:`~kdtool.targets.teacher.DistillationTarget`."""
+    :class:`~kdtool.losses.teacher.DistillationTarget`."""
 
     name = "dist"
 

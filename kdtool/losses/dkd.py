@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
-from kdtool.targets.teacher import (
+from kdtool.losses.teacher import (
     DistillationTarget,
     FrozenTeacher,
     check_temperature,
@@ -80,7 +80,7 @@ class DecoupledKD(DistillationTarget):
 
     ``standardize`` z-scores both logit vectors before the temperature (logit standardisation); the
     cross-entropy keeps the raw student logits. Teacher and ``class_index`` as in
-    :class:`~kdtool.targets.teacher.DistillationTarget`.
+    :class:`~kdtool.losses.teacher.DistillationTarget`.
     """
 
     name = "dkd"

@@ -12,7 +12,7 @@ teacher's entropy, a constant: the gradients are identical, and the loss is 0 wh
 matches the teacher.
 
 With ``standardize`` (Sun et al., CVPR 2024) both logit vectors are z-scored before the temperature
-(:func:`~kdtool.targets.teacher.standardize_logits`); the cross-entropy keeps the raw student logits.
+(:func:`~kdtool.losses.teacher.standardize_logits`); the cross-entropy keeps the raw student logits.
 
 For LLS-ST the teacher's logits are replaced by ``log t`` with the class-wise target
 ``t = (1-α)·e_y + α·softmax(Q[y])``; at T = 1 the student is trained towards ``t`` itself.
@@ -27,16 +27,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
-from kdtool.qmatrix import QMatrix
-from kdtool.targets.base import Target
-from kdtool.targets.simple import check_unit_interval
-from kdtool.targets.teacher import (
+from kdtool.losses.base import Target
+from kdtool.losses.simple import check_unit_interval
+from kdtool.losses.teacher import (
     DistillationTarget,
     FrozenTeacher,
     check_temperature,
     kl_divergence,
     standardize_logits,
 )
+from kdtool.q.matrix import QMatrix
 
 
 def check_kd_options(beta: float, temperature: float) -> None:

@@ -10,10 +10,10 @@ The target is *not* detached: ``Q`` receives gradient through every term that co
 The reverse cross-entropy is what gives ``Q`` a useful gradient, so dropping it (for the
 paper's ablation) has to be asked for explicitly.
 
-With all four terms the loss and its gradients are written out (:mod:`kdtool.targets.symkl`), a
+With all four terms the loss and its gradients are written out (:mod:`kdtool.losses.symkl`), a
 dozen passes over the B×K tensors instead of autograd's thirty. Only the rows ``Q[y]`` of a batch's
 labels get gradient. With ``q_update="sparse"`` the gradient says so (a sparse COO tensor of those
-rows), and an optimizer that updates Q row-lazily (:class:`kdtool.lazysgd.RowLazySGD`) trains the same
+rows), and an optimizer that updates Q row-lazily (:class:`kdtool.optim.lazysgd.RowLazySGD`) trains the same
 Q at a cost per step that grows with the rows touched instead of K².
 """
 
@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
-from kdtool.qmath import mixture_log_target
-from kdtool.targets.base import Target
-from kdtool.targets.simple import check_unit_interval
-from kdtool.targets.symkl import symmetric_kl_loss
+from kdtool.losses.base import Target
+from kdtool.losses.simple import check_unit_interval
+from kdtool.losses.symkl import symmetric_kl_loss
+from kdtool.q.maths import mixture_log_target
 
 LLS_TERMS = ("target_entropy", "forward_ce", "prediction_entropy", "reverse_ce")
 Q_UPDATES = ("dense", "sparse", "auto")

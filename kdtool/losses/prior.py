@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from kdtool.errors import KdtoolError
-from kdtool.targets.base import Target
-from kdtool.targets.simple import check_unit_interval
+from kdtool.losses.base import Target
+from kdtool.losses.simple import check_unit_interval
 
 
 class PriorSmoothing(Target):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from kdtool.errors import KdtoolError
-from kdtool.targets.base import Target
+from kdtool.losses.base import Target
 
 
 def check_unit_interval(name: str, value: float) -> float:

@@ -9,7 +9,7 @@ allocate most of them anew; the gradients written out need a dozen passes, mostl
 
 (from ∂f/∂t_k = ½(d_k + 1 − p_k/t_k) and α·s_k = t_k off the label). The gradient of Q comes back
 dense (K×K, zero off the batch's rows), or as a sparse tensor of the batch's rows, so that only those
-rows are ever updated (kdtool.lazysgd).
+rows are ever updated (kdtool.optim.lazysgd).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class _SymmetricKL(torch.autograd.Function):
         with torch.autocast(logits.device.type, enabled=False):  # the row dot products stay float32
             log_p = F.log_softmax(logits.float(), dim=1)
             rows = rows.float()
-            # log t as kdtool.qmath.mixture_log_target computes it, in place; it becomes d below
+            # log t as kdtool.q.maths.mixture_log_target computes it, in place; it becomes d below
             d = F.log_softmax(rows, dim=1).add_(math.log(alpha))
             on_label = d.gather(1, index)
             d.scatter_(1, index, torch.logaddexp(on_label, torch.full_like(on_label, math.log1p(-alpha))))

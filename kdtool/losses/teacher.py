@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kdtool.errors import KdtoolError
-from kdtool.targets.base import Target
+from kdtool.losses.base import Target
 
 
 def check_temperature(temperature: float) -> None:

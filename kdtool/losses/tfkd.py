@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
-from kdtool.targets.base import Target
-from kdtool.targets.teacher import FrozenTeacher, kl_divergence
+from kdtool.losses.base import Target
+from kdtool.losses.teacher import FrozenTeacher, kl_divergence
 
 
 def virtual_teacher(labels: torch.Tensor, num_classes: int, correct_prob: float) -> torch.Tensor:

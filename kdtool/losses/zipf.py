@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from kdtool.errors import KdtoolError
-from kdtool.targets.base import Target
+from kdtool.losses.base import Target
 
 
 def zipf_targets(logits: torch.Tensor, labels: torch.Tensor, exponent: float = 1.0) -> torch.Tensor:

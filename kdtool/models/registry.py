@@ -1,5 +1,5 @@
 """Model registry: every network kdtool trains, sized by the dataset (image shape or vocabulary) and K: kdtool's
-own (:data:`MODELS`) and the ``timm:`` and ``torchvision:`` zoos (:mod:`kdtool.zoo`)."""
+own (:data:`MODELS`) and the ``timm:`` and ``torchvision:`` zoos (:mod:`kdtool.models.zoo`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from torch import nn
 
 from kdtool.data.dataset import DatasetInfo
 from kdtool.errors import KdtoolError
-from kdtool.text_models import TEXT_MODELS
-from kdtool.zoo import ZOOS, build_zoo_model, check_zoo_name, is_zoo_name, torchvision_models
+from kdtool.models.text import TEXT_MODELS
+from kdtool.models.zoo import ZOOS, build_zoo_model, check_zoo_name, is_zoo_name, torchvision_models
 
 
 class LeNet5(nn.Module):

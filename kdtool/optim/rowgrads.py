@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from kdtool.distributed import DistEnv, average_gradients
-from kdtool.lazysgd import gradient_rows
+from kdtool.optim.lazysgd import gradient_rows
 
 
 def average_method_gradients(params: Iterable[torch.nn.Parameter], env: DistEnv) -> None:

@@ -1,4 +1,4 @@
-"""The target maths shared by LLS (``targets/lls.py``) and Q artifacts (``qmatrix.py``)."""
+"""The target maths shared by LLS (``losses/lls.py``) and Q artifacts (``q/matrix.py``)."""
 
 from __future__ import annotations
 

@@ -28,9 +28,9 @@ from safetensors.torch import save_file
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write, check_format, read_safetensors
-from kdtool.qmath import mixture_log_target
-from kdtool.runs import q_artifact_path
-from kdtool.subsets import resolve_classes
+from kdtool.q.maths import mixture_log_target
+from kdtool.q.subsets import resolve_classes
+from kdtool.runs.folder import q_artifact_path
 
 FORMAT = "kdtool.q/1"
 _REQUIRED_METADATA = ("format", "num_classes", "class_names", "alpha", "dataset", "source", "created_by")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from kdtool.errors import KdtoolError
-from kdtool.qmatrix import QMatrix
+from kdtool.q.matrix import QMatrix
 
 
 def load_groups(path: str | os.PathLike) -> dict[str, list[str]]:

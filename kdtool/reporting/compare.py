@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdtool.display import Column
 from kdtool.errors import KdtoolError
-from kdtool.plots import GroupCurve, is_percent
-from kdtool.runs import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS
+from kdtool.reporting.display import Column
+from kdtool.reporting.plots import DYNAMICS_METRICS, GroupCurve, is_percent
+from kdtool.runs.folder import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS
 
 DEFAULT_GROUP_BY = ("smoothing",)
 DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")
@@ -243,9 +243,9 @@ def calibrated_groups(
     """Per group: its curve of ``metric`` and the calibration of its best run by ``metric`` (see
     :func:`best_runs`), that run's network evaluated on its test set on ``device``. A best run without
     weights is left out of the calibration, and ``note`` says so."""
-    from kdtool.metrics import calibration_bins
-    from kdtool.pipeline import predict_run
-    from kdtool.runs import RunDir
+    from kdtool.runs.folder import RunDir
+    from kdtool.training.metrics import calibration_bins
+    from kdtool.training.rundata import predict_run
 
     members = groups(runs, group_by)
     best = best_runs(runs, group_by, metric)
@@ -381,9 +381,6 @@ def to_markdown(headers: Sequence[str], rows: Sequence[Sequence[str]], text_colu
     rule = [":--" if i < text_columns else "--:" for i in range(len(headers))]
     lines = [headers, rule, *rows]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines) + "\n"
-
-
-DYNAMICS_METRICS = ("grad_norm", "generalization_error")
 
 
 def method_labels(runs: RunSet) -> pd.Series:

@@ -1,6 +1,6 @@
 """One self-contained HTML page for a run, or for several runs grouped as ``compare`` groups them (``kdtool report``).
 
-The page needs nothing but itself: its figures (drawn by plots.py and report.py) are PNG data URIs, its style
+The page needs nothing but itself: its figures (drawn by plots.py and qreport.py) are PNG data URIs, its style
 is inline, and it has no scripts, fonts or links to fetch, so it opens from a mail attachment. Numbers and
 names are in tables and captions; colour only repeats them (figures also tell lines apart by marker and line
 style). Figures shrink and wide tables scroll in a narrow window; printed, tables unfold.
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from kdtool import __version__
-from kdtool import compare as cmp
-from kdtool.config import RECORD_FACTS
-from kdtool.plots import (
+from kdtool.config.runconfig import RECORD_FACTS
+from kdtool.reporting import compare as cmp
+from kdtool.reporting.plots import (
     CURVE_PANELS,
     GroupCurve,
     confusion_figure,
@@ -27,7 +27,7 @@ from kdtool.plots import (
     is_percent,
     reliability_figure,
 )
-from kdtool.runs import Q, RunDir, selected_row
+from kdtool.runs.folder import Q, RunDir, selected_row
 
 # <meta name="generator"> of every report: how kdtool knows a file it may replace (fileio.written_by_kdtool).
 GENERATOR = "kdtool"
@@ -66,8 +66,8 @@ def run_page(path: Path, device: str) -> str:
     """The report of one finished run: its command and options, result at the selected and the last epoch,
     its teacher or Q source, curves, the per-epoch table, reliability diagram and confusion matrix on its
     test set (its network run on ``device``), and for a Q run the Q heatmap and each class's similar classes."""
-    from kdtool.metrics import calibration_bins, confusion_matrix
-    from kdtool.pipeline import predict_run
+    from kdtool.training.metrics import calibration_bins, confusion_matrix
+    from kdtool.training.rundata import predict_run
 
     run = RunDir.open(path)
     record, rows = run.config(), run.metrics()
@@ -263,7 +263,7 @@ def _curves(found: cmp.RunSet, group_by: Sequence[str]) -> dict[str, dict[str, A
 
 
 def _confusion(confusion: Any, names: list[str], title: str) -> str:
-    from kdtool.report import HEATMAP_MAX_CLASSES
+    from kdtool.reporting.qreport import HEATMAP_MAX_CLASSES
 
     if len(names) > HEATMAP_MAX_CLASSES:
         return f"<p class='note'>{len(names)} classes: unreadable in one picture (limit {HEATMAP_MAX_CLASSES}).</p>"
@@ -273,8 +273,8 @@ def _confusion(confusion: Any, names: list[str], title: str) -> str:
 
 def _q_section(path: Path) -> str:
     """The Q heatmap (within its class limit) and each class's most similar classes with their probabilities."""
-    from kdtool.qmatrix import QMatrix
-    from kdtool.report import HEATMAP_MAX_CLASSES, q_heatmap_png
+    from kdtool.q.matrix import QMatrix
+    from kdtool.reporting.qreport import HEATMAP_MAX_CLASSES, q_heatmap_png
 
     q = QMatrix.load(path)
     parts = []

@@ -1,13 +1,13 @@
 """Pictures of runs: learning curves beside a reliability diagram (``compare --plot``), the training
 dynamics (``compare --plot-dynamics``) and a confusion matrix (``evaluate``), and the style every
-kdtool figure shares (the Q heatmap of report.py included):
+kdtool figure shares (the Q heatmap of qreport.py included):
 
 - one colour per method or group in every figure, keyed by its name through a fixed palette
   (:func:`method_colours`), never by the order the runs were named in;
 - integer epoch ticks; accuracies, errors and confidences in percent, axes labelled with their unit;
 - PNG, PDF or SVG by the file's extension (:func:`check_figure_path` refuses others before any work).
 
-Like report.py, this draws on matplotlib's Agg canvas only (no pyplot global state), imported when
+Like qreport.py, this draws on matplotlib's Agg canvas only (no pyplot global state), imported when
 a picture is drawn, and writes each file atomically. It imports neither torch nor pandas.
 """
 
@@ -149,7 +149,7 @@ class GroupCurve:
 
     ``curve``: index epoch, columns ``mean``, ``min``, ``max`` of the metric over the group's runs.
     ``calibration``: (count, summed confidence, summed hits) per confidence bin of the group's best
-    run on its test set (see :func:`kdtool.metrics.calibration_bins`), or None when not drawn.
+    run on its test set (see :func:`kdtool.training.metrics.calibration_bins`), or None when not drawn.
     """
 
     name: str
@@ -303,6 +303,10 @@ def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str
     return fig
 
 
+# metrics.csv columns of the training-dynamics figure (compare --plot-dynamics), one row of panels each
+DYNAMICS_METRICS = ("grad_norm", "generalization_error")
+
+
 def plot_dynamics(curves: dict[float, dict[str, dict[str, pd.DataFrame]]], path: str | os.PathLike) -> None:
     """Write :func:`dynamics_figure` to ``path`` (PNG, PDF or SVG by its extension)."""
     save_figure(dynamics_figure(curves), path, rect=(0, 0.06, 1, 1))
@@ -314,8 +318,6 @@ def dynamics_figure(curves: dict[float, dict[str, dict[str, pd.DataFrame]]]):
     seeds) and a min–max band. Methods have their colour of :func:`method_colours` in every panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from kdtool.compare import DYNAMICS_METRICS
 
     colours = method_colours(m for per_lr in curves.values() for m in per_lr)
     fig = Figure(figsize=(4.6 * len(curves), 8.0))

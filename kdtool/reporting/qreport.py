@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from kdtool.errors import KdtoolError
-from kdtool.metrics import confusion_matrix, select_classes
-from kdtool.qmatrix import QMatrix
-from kdtool.subsets import resolve_classes
+from kdtool.q.matrix import QMatrix
+from kdtool.q.subsets import resolve_classes
+from kdtool.training.metrics import confusion_matrix, select_classes
 
 HEATMAP_MAX_CLASSES = 300  # beyond this a K×K picture is unreadable (and costly for a large sparse Q)
 _ANNOTATE_MAX_CLASSES = 15  # small matrices get each cell's percentage written in it
@@ -43,7 +43,7 @@ def cell_decimals(rows, max_decimals: int = 3) -> int:
 
 def plot_q_heatmap(q: QMatrix, path: str | os.PathLike, title: str = "") -> None:
     """Write :func:`q_heatmap_figure` to ``path`` (PNG, PDF or SVG by its extension)."""
-    from kdtool.plots import save_figure
+    from kdtool.reporting.plots import save_figure
 
     fig, rect = q_heatmap_figure(q, title)
     save_figure(fig, path, rect)
@@ -51,7 +51,7 @@ def plot_q_heatmap(q: QMatrix, path: str | os.PathLike, title: str = "") -> None
 
 def q_heatmap_png(q: QMatrix, title: str = "") -> bytes:
     """:func:`q_heatmap_figure` as a PNG file's bytes (for trackers and HTML reports)."""
-    from kdtool.plots import figure_bytes
+    from kdtool.reporting.plots import figure_bytes
 
     fig, rect = q_heatmap_figure(q, title)
     return figure_bytes(fig, "png", rect)
@@ -73,7 +73,7 @@ def q_heatmap_figure(q: QMatrix, title: str = "") -> tuple[Any, tuple[float, flo
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from kdtool.plots import text_colour
+    from kdtool.reporting.plots import text_colour
 
     check_heatmap_size(q)
     k = q.num_classes

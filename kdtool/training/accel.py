@@ -17,20 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from kdtool.config.runconfig import check_amp
 from kdtool.errors import KdtoolError
 
-AMP_MODES = ("none", "bf16", "fp16")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 Note = Callable[[str], None]
-
-
-def check_amp(mode: str) -> str:
-    """The canonical ``--amp`` value, or a KdtoolError naming the choices."""
-    value = mode.strip().lower()
-    if value not in AMP_MODES:
-        raise KdtoolError(f"unknown --amp {mode!r}: choose one of {', '.join(AMP_MODES)}")
-    return value
 
 
 def _cpu_has_native_bf16() -> bool:

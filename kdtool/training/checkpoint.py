@@ -18,7 +18,7 @@ import torch
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write
-from kdtool.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, checkpoint_path
+from kdtool.runs.folder import CHECKPOINT_DIR, LAST_CHECKPOINT, checkpoint_path
 
 
 def rng_state() -> dict[str, Any]:

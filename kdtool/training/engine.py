@@ -1,9 +1,9 @@
 """The one training loop, shared by every method, teacher or student.
 
-The engine sees a model, a :class:`~kdtool.targets.Target` and two loaders. It never asks which
+The engine sees a model, a :class:`~kdtool.losses.Target` and two loaders. It never asks which
 method it trains: the target turns logits into a loss and may own parameters (put in the same
 optimizer as the network, with their own weight decay; row-lazily updated where the target says
-their gradients are row-sparse, see :mod:`kdtool.lazysgd`).
+their gradients are row-sparse, see :mod:`kdtool.optim.lazysgd`).
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdtool.accel import Accel
 from kdtool.data import BatchLoader
 from kdtool.data.augment import BatchMixer, parse_augment
 from kdtool.distributed import DistEnv, all_reduce_sum, select_device
-from kdtool.lazysgd import RowLazySGD
-from kdtool.metrics import classification_metrics
-from kdtool.rowgrads import average_method_gradients
-from kdtool.targets import Target
+from kdtool.losses import Target
+from kdtool.optim.lazysgd import RowLazySGD
+from kdtool.optim.rowgrads import average_method_gradients
+from kdtool.training.accel import Accel
+from kdtool.training.metrics import classification_metrics
 
 StepCallback = Callable[[], None]
 
 
 class TrainingOptions(Protocol):
-    """The options the loop reads (kdtool.config.TrainConfig has them all)."""
+    """The options the loop reads (kdtool.config.runconfig.TrainConfig has them all)."""
 
     epochs: int
     lr: float
@@ -59,7 +59,7 @@ def build_optimizer(model: nn.Module, target: Target, cfg: TrainingOptions) -> t
     """SGD over the network and the method's own parameters (LLS's Q), as the paper trains them.
 
     A method with row-sparse gradients (LLS's Q with sparse updates) gets the same SGD, row-lazily
-    (:class:`~kdtool.lazysgd.RowLazySGD`), through which it reads them, up to date."""
+    (:class:`~kdtool.optim.lazysgd.RowLazySGD`), through which it reads them, up to date."""
     if target.lazy_rows is not None:
         target.lazy_rows.sync()  # rows an earlier optimizer of this method left behind
     groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]

@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdtool.config import TrainConfig, config_of_record
+from kdtool.config.runconfig import TrainConfig, config_of_record
 from kdtool.data import DatasetInfo
 from kdtool.data.inputs import ModelInput, attach_input_adapter, stats_for
 from kdtool.data.text import Vocabulary
 from kdtool.errors import KdtoolError
-from kdtool.models import build_model
-from kdtool.runs import MODEL, VOCAB, RunDir
-from kdtool.zoo import LoadReport, is_zoo_name, load_pretrained, zoo_data_config
+from kdtool.models.registry import build_model
+from kdtool.models.zoo import LoadReport, is_zoo_name, load_pretrained, zoo_data_config
+from kdtool.runs.folder import MODEL, VOCAB, RunDir
 
 
 def model_input(cfg: TrainConfig, info: DatasetInfo, channels: int | None = None) -> ModelInput:

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1")
 _CRITERIA = {"best-val-loss": ("val_nll", min), "best-val-acc": ("val_acc", max), "best-val-f1": ("val_macro_f1", max)}
 
 

@@ -16,15 +16,16 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from kdtool.config import DistillConfig, TrainConfig
+from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split
-from kdtool.engine import seed_everything
+from kdtool.distill.teachers import KD_LOSSES, distillation_target
 from kdtool.errors import KdtoolError
-from kdtool.methods import KD_LOSSES, build_method, distillation_target
-from kdtool.models import PYTHON_PREFIX
-from kdtool.pipeline import fit as fit_run
-from kdtool.runs import Q, RunDir, plan_run
-from kdtool.targets import FrozenTeacher, SubstituteTeacher
+from kdtool.losses import FrozenTeacher, SubstituteTeacher
+from kdtool.models.registry import PYTHON_PREFIX
+from kdtool.runs.folder import Q, RunDir, plan_run
+from kdtool.training.engine import seed_everything
+from kdtool.workflows.methods import build_method
+from kdtool.workflows.pipeline import fit as fit_run
 
 Data = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]]
 

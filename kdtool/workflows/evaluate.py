@@ -9,17 +9,17 @@ import torch
 from kdtool.data import DatasetInfo, load_dataset
 from kdtool.distributed import select_device
 from kdtool.errors import KdtoolError
-from kdtool.metrics import (
+from kdtool.q.subsets import resolve_classes
+from kdtool.runs.folder import RunDir
+from kdtool.training.metrics import (
     classification_metrics,
     confusion_matrix,
     per_class_accuracy,
     per_class_f1,
     select_classes,
 )
-from kdtool.pipeline import predict_run, predict_split
-from kdtool.runmodel import load_run_model, run_vocabulary
-from kdtool.runs import RunDir
-from kdtool.subsets import resolve_classes
+from kdtool.training.rundata import predict_run, predict_split
+from kdtool.training.runmodel import load_run_model, run_vocabulary
 
 
 @dataclass

@@ -10,16 +10,16 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from kdtool.config import ImportConfig
+from kdtool.config.runconfig import ImportConfig
 from kdtool.data import DatasetInfo
 from kdtool.distributed import select_device
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.metrics import classification_metrics
-from kdtool.pipeline import dataset_record, load_data, predict_split
-from kdtool.runmodel import build_run_model, model_input
-from kdtool.runs import RunDir, plan_run, stops_safely
-from kdtool.zoo import check_fits, input_and_head_layers, read_state_dict
+from kdtool.models.zoo import check_fits, input_and_head_layers, read_state_dict
+from kdtool.runs.folder import RunDir, plan_run, stops_safely
+from kdtool.training.metrics import classification_metrics
+from kdtool.training.rundata import dataset_record, load_data, predict_split
+from kdtool.training.runmodel import build_run_model, model_input
 
 
 def imported_network(cfg: ImportConfig, info: DatasetInfo, state: dict[str, torch.Tensor]) -> tuple[nn.Module, Any]:

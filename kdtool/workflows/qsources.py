@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.pipeline import predict_run
-from kdtool.qmatrix import QMatrix
-from kdtool.runs import CONFIG, METRICS, MODEL, Q, RunDir, selected_row
-from kdtool.targets.simple import check_unit_interval
+from kdtool.losses.simple import check_unit_interval
+from kdtool.q.matrix import QMatrix
+from kdtool.runs.folder import CONFIG, METRICS, MODEL, Q, RunDir, selected_row
+from kdtool.training.rundata import predict_run
 
 # Temperature of a Q estimated from a network (export-q --from-teacher): a trained network's predictions on its
 # own training samples are nearly 1-hot, so at T = 1 softmax(Q[y]) keeps ~all its mass on y and LLS-ST from it
