@@ -1,9 +1,8 @@
 """Training methods behind one interface: each turns (logits, labels, batch) into a loss.
 
 This package is a leaf: its modules take loaded objects (a frozen teacher network, a θ tensor, a
-Q matrix) and never read files or import the data, training, workflows or CLI layers (an import-linter
-contract checks it). Which method a run uses, and what it loads for it, is decided where the run is
-composed (:mod:`kdtool.workflows.methods`; a student's teacher: :mod:`kdtool.distill.teachers`).
+Q matrix) and never read files or import the data, engine, pipeline or CLI layers. Which method a
+run uses, and what it loads for it, is decided where the run is composed (:mod:`kdtool.workflows.methods`).
 """
 
 from __future__ import annotations
