@@ -3,7 +3,7 @@
     python bench/cache_exactness.py [--classes 100] [--top-k 10] [--batch 256]
 
 Teacher and student logits are drawn at random (a peaked teacher: a scale of 4 on standard normals); the
-teacher's go through the cache's own compression (kdtool.teachercache.compress_logits, then the dense
+teacher's go through the cache's own compression (kdtool.distill.cache.compress_logits, then the dense
 logits a replay builds). For each loss: the largest |Δ| of the loss and of its gradient with respect to the
 student's logits, and the gradient norm relative to the live one, at k = K (what cache-teacher stores by
 default) and at the given top-k.
@@ -15,8 +15,8 @@ import argparse
 
 import torch
 
-from kdtool.targets import DISTKD, DecoupledKD, KnowledgeDistillation
-from kdtool.teachercache import compress_logits
+from kdtool.distill.cache import compress_logits
+from kdtool.losses import DISTKD, DecoupledKD, KnowledgeDistillation
 
 LOSSES = {
     "kd T=1": lambda: KnowledgeDistillation(None, temperature=1.0),

@@ -18,12 +18,12 @@ import time
 import torch
 from common import KdtoolEpochs, Timing, arguments, fashion_mnist, interleave, kdtool_config, lenet5, machine, report
 
-from kdtool.accel import frozen_for_inference
-from kdtool.cachebuild import teacher_views
 from kdtool.data import ImageBatchTransform
-from kdtool.models import build_model
-from kdtool.targets import FrozenTeacher, KnowledgeDistillation
-from kdtool.teachercache import TeacherCache, data_options
+from kdtool.distill.cache import TeacherCache, data_options
+from kdtool.distill.cachebuild import teacher_views
+from kdtool.losses import FrozenTeacher, KnowledgeDistillation
+from kdtool.models.registry import build_model
+from kdtool.training.accel import frozen_for_inference
 
 TARGET = 0.1
 

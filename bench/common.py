@@ -27,15 +27,15 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision import transforms as T
 
-from kdtool.config import DistillConfig, TrainConfig
+from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split, load_dataset
 from kdtool.data.embedded import EMBEDDED_ROOT, FASHION_MNIST_INFO
-from kdtool.display import EpochDisplay
-from kdtool.engine import Trainer, seed_everything
-from kdtool.models import LeNet5
-from kdtool.pipeline import make_loaders
-from kdtool.targets import Target
-from kdtool.teachercache import TeacherCache
+from kdtool.distill.cache import TeacherCache
+from kdtool.losses import Target
+from kdtool.models.registry import LeNet5
+from kdtool.reporting.display import EpochDisplay
+from kdtool.training.engine import Trainer, seed_everything
+from kdtool.workflows.pipeline import make_loaders
 
 MIB = 2**20
 

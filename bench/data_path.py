@@ -25,7 +25,7 @@ from common import (
     torchvision_loader,
 )
 
-from kdtool.pipeline import make_loaders
+from kdtool.workflows.pipeline import make_loaders
 
 TARGET = 0.1
 

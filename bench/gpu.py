@@ -413,8 +413,8 @@ def run_config(batch: int, smoothing: str):
 
     if smoothing not in ("kd", "lls-st"):
         return kdtool_config(batch, smoothing=smoothing)
-    from kdtool.config import DistillConfig
-    from kdtool.engine import seed_everything
+    from kdtool.config.runconfig import DistillConfig
+    from kdtool.training.engine import seed_everything
 
     seed_everything(0)
     source = {"teacher": "(in memory)"} if smoothing == "kd" else {"substitute_q": "(in memory)", "alpha": 0.1}
@@ -428,7 +428,7 @@ def engine_epochs(part: Part, dataset, model, target, smoothing: str, batch: int
     its memory format, target moved, model compiled, loaders, engine."""
     from common import KdtoolEpochs
 
-    from kdtool.accel import maybe_compile, resolve_accel
+    from kdtool.training.accel import maybe_compile, resolve_accel
 
     cfg = run_config(batch, smoothing)
     cfg.device = str(part.device)
@@ -456,8 +456,8 @@ def part_throughput(part: Part) -> None:
     import torch
     from common import interleave
 
-    from kdtool.models import build_model
-    from kdtool.targets import OneHot
+    from kdtool.losses import OneHot
+    from kdtool.models.registry import build_model
 
     s = part.sizes
     dataset = fashion_mnist_32(part, s.limit)
@@ -545,8 +545,8 @@ def part_overhead(part: Part) -> None:
     import torch
     from common import interleave, report
 
-    from kdtool.models import build_model
-    from kdtool.targets import OneHot
+    from kdtool.losses import OneHot
+    from kdtool.models.registry import build_model
 
     s = part.sizes
     dataset = fashion_mnist_32(part, s.limit)
@@ -602,8 +602,8 @@ def part_lls(part: Part, k: int) -> None:
     import torch
     from common import interleave, report, synthetic_images
 
-    from kdtool.models import build_model
-    from kdtool.targets import LabelSmoothing, LearnableLabelSmoothing
+    from kdtool.losses import LabelSmoothing, LearnableLabelSmoothing
+    from kdtool.models.registry import build_model
 
     s = part.sizes
     dataset = synthetic_images(s.lls_batch * s.lls_steps, k)
@@ -645,10 +645,10 @@ def part_llsst_kd(part: Part) -> None:
     import torch
     from common import interleave, report
 
-    from kdtool.accel import frozen_for_inference
-    from kdtool.models import build_model
-    from kdtool.qmatrix import QMatrix
-    from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher
+    from kdtool.losses.kd import KnowledgeDistillation, SubstituteTeacher
+    from kdtool.models.registry import build_model
+    from kdtool.q.matrix import QMatrix
+    from kdtool.training.accel import frozen_for_inference
 
     s = part.sizes
     dataset = fashion_mnist_32(part, s.kd_limit)
@@ -788,8 +788,8 @@ def part_sparse_q(part: Part) -> None:
     from common import MIB, interleave, print_ratio
     from sparse_q import held_mib, random_sparse
 
-    from kdtool.qmatrix import QMatrix
-    from kdtool.targets.kd import SubstituteTeacher
+    from kdtool.losses.kd import SubstituteTeacher
+    from kdtool.q.matrix import QMatrix
 
     s = part.sizes
     k, n, batch = s.sparse_classes, s.sparse_topn, s.sparse_batch

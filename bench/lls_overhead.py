@@ -14,8 +14,8 @@ import time
 import torch
 from common import KdtoolEpochs, Timing, arguments, interleave, kdtool_config, machine, report, synthetic_images
 
-from kdtool.models import build_model
-from kdtool.targets import LabelSmoothing, LearnableLabelSmoothing
+from kdtool.losses import LabelSmoothing, LearnableLabelSmoothing
+from kdtool.models.registry import build_model
 
 TARGET = 1.02
 K = 100

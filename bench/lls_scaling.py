@@ -4,7 +4,7 @@ A linear head 512 → K on random 512-feature inputs (2×16×16 images), batch 2
 ``--classes``; a ResNet-18 (CIFAR stem, random 3×32×32 images) at K = 1,000 as a realistic case.
 Every side trains through kdtool's engine as the CLI does (SGD lr 0.1, momentum 0.9, weight decay
 5e-4, all sides from the same initial weights). ``dense`` is ``--q-update dense`` (Q in torch's SGD),
-``sparse`` is ``--q-update sparse`` (kdtool.lazysgd). Each timed run is one epoch of ``--steps`` steps;
+``sparse`` is ``--q-update sparse`` (kdtool.optim.lazysgd). Each timed run is one epoch of ``--steps`` steps;
 each LLS side alternates with the LS side (LS, sparse, LS, dense: the two LLS sides are never held in
 memory together). The sparse side's pass that brings every row of Q up to date at the end of an
 epoch (O(K²) once an epoch; writing Q into the epoch's checkpoint costs more) is timed on its own,
@@ -29,12 +29,12 @@ import torch.distributed as dist
 from common import KdtoolEpochs, Timing, arguments, kdtool_config, machine, print_ratio, rss_mib, synthetic_images
 from torch import nn
 
-from kdtool import engine
 from kdtool.data import Dataset
 from kdtool.distributed import barrier, init_from_env, max_divergence, shutdown
-from kdtool.models import build_model
-from kdtool.pipeline import make_loaders
-from kdtool.targets import LabelSmoothing, LearnableLabelSmoothing
+from kdtool.losses import LabelSmoothing, LearnableLabelSmoothing
+from kdtool.models.registry import build_model
+from kdtool.training import engine
+from kdtool.workflows.pipeline import make_loaders
 
 TARGET = 1.3
 TARGET_K = 10_000

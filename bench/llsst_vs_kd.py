@@ -13,10 +13,10 @@ from __future__ import annotations
 import torch
 from common import KdtoolEpochs, Timing, arguments, fashion_mnist, interleave, kdtool_config, lenet5, machine, report
 
-from kdtool.accel import frozen_for_inference
-from kdtool.models import build_model
-from kdtool.qmatrix import QMatrix
-from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher
+from kdtool.losses.kd import KnowledgeDistillation, SubstituteTeacher
+from kdtool.models.registry import build_model
+from kdtool.q.matrix import QMatrix
+from kdtool.training.accel import frozen_for_inference
 
 TARGET = 0.6
 

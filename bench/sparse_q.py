@@ -16,7 +16,7 @@ import gc
 import torch
 from common import MIB, Timing, arguments, interleave, machine, peak_rss_mib, print_ratio, reset_peak_rss, rss_mib
 
-from kdtool.qmatrix import QMatrix, SparseLogits
+from kdtool.q.matrix import QMatrix, SparseLogits
 
 TARGET = 0.01
 

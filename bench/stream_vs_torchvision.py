@@ -29,10 +29,11 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig
 from kdtool.data.stream import default_workers, format_bytes
-from kdtool.models import LeNet5
-from kdtool.pipeline import choose_data_path, load_data, make_loaders
+from kdtool.models.registry import LeNet5
+from kdtool.training.rundata import choose_data_path, load_data
+from kdtool.workflows.pipeline import make_loaders
 
 TARGET = 1.0
 CLASSES = 10

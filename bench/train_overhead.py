@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from common import KdtoolEpochs, Timing, arguments, fashion_mnist, interleave, kdtool_config, lenet5, machine, report
 
 from kdtool.data.loader import random_crop
-from kdtool.targets import OneHot
+from kdtool.losses import OneHot
 
 TARGET = 1.05
 

@@ -35,8 +35,8 @@ from common import (
 from torchdistill.common.yaml_util import load_yaml_file
 from torchdistill.core.distillation import DistillationBox, get_distillation_box
 
-from kdtool.accel import frozen_for_inference
-from kdtool.targets.kd import KnowledgeDistillation
+from kdtool.losses.kd import KnowledgeDistillation
+from kdtool.training.accel import frozen_for_inference
 
 TARGET = 0.6
 CONFIG = Path(__file__).with_name("torchdistill_kd.yaml")

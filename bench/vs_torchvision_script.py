@@ -29,7 +29,7 @@ from common import (
 )
 from torch.utils.data import DataLoader
 
-from kdtool.targets import OneHot
+from kdtool.losses import OneHot
 
 TARGET = 0.6
 

@@ -13,29 +13,26 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "DISTKD": "kdtool.targets",
-    "DecoupledKD": "kdtool.targets",
-    "FrozenTeacher": "kdtool.targets",
-    "KnowledgeDistillation": "kdtool.targets",
-    "LearnableLabelSmoothing": "kdtool.targets",
-    "QMatrix": "kdtool.qmatrix",
-    "RowLazySGD": "kdtool.lazysgd",
-    "SparseLogits": "kdtool.qmatrix",
-    "SubstituteTeacher": "kdtool.targets",
-    "Target": "kdtool.targets",
-    "dist_loss": "kdtool.targets",
-    "dkd_loss": "kdtool.targets",
-    "fit": "kdtool.api",
-    "kd_loss": "kdtool.targets",
-    "label_smoothing_loss": "kdtool.targets",
-    "standardize_logits": "kdtool.targets",
+    "DISTKD": "kdtool.losses",
+    "DecoupledKD": "kdtool.losses",
+    "FrozenTeacher": "kdtool.losses",
+    "KnowledgeDistillation": "kdtool.losses",
+    "LearnableLabelSmoothing": "kdtool.losses",
+    "QMatrix": "kdtool.q.matrix",
+    "RowLazySGD": "kdtool.optim.lazysgd",
+    "SparseLogits": "kdtool.q.matrix",
+    "SubstituteTeacher": "kdtool.losses",
+    "Target": "kdtool.losses",
+    "dist_loss": "kdtool.losses",
+    "dkd_loss": "kdtool.losses",
+    "fit": "kdtool.workflows.api",
+    "kd_loss": "kdtool.losses",
+    "label_smoothing_loss": "kdtool.losses",
+    "standardize_logits": "kdtool.losses",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
-    from kdtool.api import fit  # noqa: F401
-    from kdtool.lazysgd import RowLazySGD  # noqa: F401
-    from kdtool.qmatrix import QMatrix, SparseLogits  # noqa: F401
-    from kdtool.targets import (  # noqa: F401
+    from kdtool.losses import (  # noqa: F401
         DISTKD,
         DecoupledKD,
         FrozenTeacher,
@@ -49,6 +46,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         label_smoothing_loss,
         standardize_logits,
     )
+    from kdtool.optim.lazysgd import RowLazySGD  # noqa: F401
+    from kdtool.q.matrix import QMatrix, SparseLogits  # noqa: F401
+    from kdtool.workflows.api import fit  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

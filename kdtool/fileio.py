@@ -245,7 +245,7 @@ def written_by_kdtool(path: str | os.PathLike) -> bool:
         return isinstance(metadata, dict) and str(metadata.get("format", "")).startswith("kdtool.")
     if path.suffix in _FIGURE_MARKS:
         return any(_FIGURE_MARKS[path.suffix].search(part) for part in (head, tail))
-    if path.suffix in (".html", ".htm"):  # a page of `kdtool report` (kdtool.htmlreport.GENERATOR)
+    if path.suffix in (".html", ".htm"):  # a page of `kdtool report` (kdtool.reporting.htmlreport.GENERATOR)
         return b'<meta name="generator" content="kdtool' in head
     return False
 
@@ -271,7 +271,7 @@ def check_can_create(path: str | os.PathLike, what: str) -> None:
     systems still refuse)."""
     parent = next((p for p in Path(path).absolute().parents if p.exists()), Path("."))
     if not parent.is_dir():
-        raise KdtoolError(f"cannot write {what}: {parent} is not a folder")
+        raise KdtoolError(f"cannot write {what}: {parent} is not a writable folder")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".kdtool-probe-", dir=parent))
     except OSError as exc:

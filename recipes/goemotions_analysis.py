@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from kdtool.metrics import per_class_f1
-from kdtool.pipeline import predict_run
-from kdtool.qmatrix import QMatrix
-from kdtool.runs import RunDir, run_folders, selected_row
+from kdtool.q.matrix import QMatrix
+from kdtool.runs.folder import RunDir, run_folders, selected_row
 from kdtool.stats import spearman
+from kdtool.training.metrics import per_class_f1
+from kdtool.training.rundata import predict_run
 
 
 def selected_val_f1(run: Path) -> float:

@@ -22,7 +22,7 @@ TINY = ("--limit-train", "256", "--limit-test", "128", "--epochs", "1", "--batch
 @pytest.fixture
 def interrupt_at_epoch(monkeypatch):
     """``interrupt_at_epoch(n)``: training raises Ctrl-C as 0-based epoch ``n`` starts (``None``: no more)."""
-    from kdtool.engine import Trainer
+    from kdtool.training.engine import Trainer
 
     original = Trainer.train_epoch
 

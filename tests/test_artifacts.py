@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kdtool.fileio import sha256_file
-from kdtool.qmatrix import QMatrix
+from kdtool.q.matrix import QMatrix
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 # | `file` | Q | teacher (test accuracy) | α | `sha256` |

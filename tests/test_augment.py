@@ -7,7 +7,7 @@ from kdtool.data.augment import OPS, BatchMixer, MixedBatch, cutout, parse_augme
 from kdtool.data.embedded import FASHION_MNIST_INFO
 from kdtool.data.loader import ImageBatchTransform
 from kdtool.errors import KdtoolError
-from kdtool.targets import LearnableLabelSmoothing
+from kdtool.losses import LearnableLabelSmoothing
 
 
 def gen(seed=0):

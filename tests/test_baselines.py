@@ -6,11 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from kdtool.config import SMOOTHING_METHODS, TrainConfig
+from kdtool.config.runconfig import SMOOTHING_METHODS, TrainConfig
 from kdtool.errors import KdtoolError
-from kdtool.methods import METHODS, build_method
-from kdtool.priors import prior_q
-from kdtool.targets import (
+from kdtool.losses import (
     FocalLoss,
     OnlineLabelSmoothing,
     PriorSmoothing,
@@ -18,8 +16,10 @@ from kdtool.targets import (
     TeacherFreeSelf,
     ZipfLabelSmoothing,
 )
-from kdtool.targets.focal import flsd53_gamma, parse_focal_gamma
-from kdtool.targets.zipf import zipf_targets
+from kdtool.losses.focal import flsd53_gamma, parse_focal_gamma
+from kdtool.losses.zipf import zipf_targets
+from kdtool.q.priors import prior_q
+from kdtool.workflows.methods import METHODS, build_method
 from tests.conftest import TINY
 
 Z = [2.0, 1.0, 0.0]  # the logits of every hand computation below

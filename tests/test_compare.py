@@ -170,8 +170,8 @@ def test_a_run_named_twice_counts_once(run_cli, runs):
 
 
 def test_the_learning_rate_is_named_the_epochs_mean_and_older_runs_lr_still_reads(tmp_path):
-    from kdtool import compare, htmlreport
-    from kdtool.plots import curves_figure, metric_label
+    from kdtool.reporting import compare, htmlreport
+    from kdtool.reporting.plots import curves_figure, metric_label
 
     write_run(tmp_path / "new", {"smoothing": "ls"}, ONEHOT["seed0"])
     write_run(tmp_path / "old", {"smoothing": "onehot"}, ONEHOT["seed1"], lr_column="lr")

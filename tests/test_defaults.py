@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kdtool.config import FAMILY_DEFAULTS, TrainConfig, training_defaults
+from kdtool.config.runconfig import FAMILY_DEFAULTS, TrainConfig, training_defaults
 
 TRAINING_PAGE = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 

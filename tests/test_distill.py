@@ -11,13 +11,13 @@ from torch import nn
 
 import kdtool
 from kdtool import QMatrix, kd_loss
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split, load_dataset
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.models import LeNet5
-from kdtool.pipeline import train_teacher
-from kdtool.targets.kd import KnowledgeDistillation, SubstituteTeacher
+from kdtool.losses.kd import KnowledgeDistillation, SubstituteTeacher
+from kdtool.models.registry import LeNet5
+from kdtool.workflows.pipeline import train_teacher
 from tests.conftest import TINY
 
 FMNIST = load_dataset("fashion-mnist")
@@ -179,7 +179,7 @@ def test_lls_st_runs_no_teacher_network(run_cli, teacher, tmp_path, lenet_calls,
     def no_teacher(*args, **kwargs):
         raise AssertionError("LLS-ST must not rebuild a teacher")
 
-    monkeypatch.setattr("kdtool.methods.load_run_model", no_teacher)
+    monkeypatch.setattr("kdtool.distill.teachers.load_run_model", no_teacher)
     q_file = teacher / "q.safetensors"
     out = tmp_path / "st"
     code, _, stderr = run_cli("distill", "--substitute-q", q_file, *TINY, "--out", out)
@@ -195,16 +195,16 @@ def test_lls_st_runs_no_teacher_network(run_cli, teacher, tmp_path, lenet_calls,
 
 def capture_fit(monkeypatch):
     """Patch the pipeline's ``fit`` to record the dataset and target it trains with."""
-    import kdtool.pipeline
+    import kdtool.workflows.pipeline
 
     seen = {}
-    real_fit = kdtool.pipeline.fit
+    real_fit = kdtool.workflows.pipeline.fit
 
     def fit(cfg, dataset, model, target, *args, **kwargs):
         seen.update(dataset=dataset, target=target, model=model)
         return real_fit(cfg, dataset, model, target, *args, **kwargs)
 
-    monkeypatch.setattr(kdtool.pipeline, "fit", fit)
+    monkeypatch.setattr(kdtool.workflows.pipeline, "fit", fit)
     return seen
 
 
@@ -317,7 +317,7 @@ def test_kd_loss_is_exported_and_help_has_examples(run_cli):
 
 def test_substitute_teacher_dense_table_equals_per_step_targets():
     from kdtool import QMatrix
-    from kdtool.targets.kd import SubstituteTeacher
+    from kdtool.losses.kd import SubstituteTeacher
 
     torch.manual_seed(0)
     dense = QMatrix(torch.randn(6, 6), [f"c{i}" for i in range(6)], 0.2, "toy", "lls")

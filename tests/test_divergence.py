@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdtool.selection import ModelSelector
+from kdtool.training.selection import ModelSelector
 
 ROOT = Path(__file__).resolve().parent.parent
 NAN = math.nan
@@ -63,7 +63,7 @@ def test_a_diverging_run_stops_with_one_line_exit_3_and_keeps_its_last_finite_ep
 
 def test_seeds_go_on_after_a_diverged_run_and_list_it(run_cli, tmp_path, monkeypatch):
     """Seed 1 diverges (its learning rate alone is raised 10^6-fold from epoch 2); seeds 0 and 2 train."""
-    from kdtool import engine
+    from kdtool.training import engine
 
     original = engine.lr_factor
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from kdtool.compare import dynamics_curves, load_runs
 from kdtool.errors import KdtoolError
+from kdtool.reporting.compare import dynamics_curves, load_runs
 
 
 def fake_run(folder, lr, smoothing, seed, grad_norms, gaps, prior=None):

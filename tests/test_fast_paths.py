@@ -5,17 +5,18 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from kdtool import accel as accel_module
-from kdtool.accel import Accel, check_amp, frozen_for_inference, maybe_compile, resolve_accel
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig, check_amp
 from kdtool.data import BatchLoader, ImageBatchTransform, Split
 from kdtool.data.loader import random_crop
-from kdtool.engine import Trainer, gradient_norm, predict
 from kdtool.errors import KdtoolError
-from kdtool.models import build_model
-from kdtool.pipeline import predict_run, train_teacher
-from kdtool.runs import RunDir
-from kdtool.targets import OneHot
+from kdtool.losses import OneHot
+from kdtool.models.registry import build_model
+from kdtool.runs.folder import RunDir
+from kdtool.training import accel as accel_module
+from kdtool.training.accel import Accel, frozen_for_inference, maybe_compile, resolve_accel
+from kdtool.training.engine import Trainer, gradient_norm, predict
+from kdtool.training.rundata import predict_run
+from kdtool.workflows.pipeline import train_teacher
 
 from .conftest import TINY
 
@@ -158,7 +159,7 @@ def test_channels_last_and_frozen_teacher_keep_the_outputs():
 
 
 def test_a_teacher_that_cannot_be_traced_or_has_no_batchnorm_is_used_as_it_is():
-    from kdtool.text_models import BiLSTMClassifier
+    from kdtool.models.text import BiLSTMClassifier
 
     lstm = BiLSTMClassifier(3, 20, embed_dim=8, hidden_size=4)
     lstm.lstm.register_module("bn", torch.nn.BatchNorm1d(4))  # a BatchNorm, so folding is tried and fails

@@ -12,11 +12,11 @@ from rich.console import Console
 
 import kdtool
 from kdtool import dist_loss, dkd_loss, kd_loss, standardize_logits
-from kdtool.config import KD_LOSSES, TrainConfig
+from kdtool.config.runconfig import KD_LOSSES, TrainConfig
+from kdtool.distill.teachers import KD_LOSSES as KD_LOSS_FACTORIES
 from kdtool.errors import KdtoolError
-from kdtool.methods import KD_LOSSES as KD_LOSS_FACTORIES
-from kdtool.pipeline import train_teacher
-from kdtool.targets import DISTKD, DecoupledKD, KnowledgeDistillation
+from kdtool.losses import DISTKD, DecoupledKD, KnowledgeDistillation
+from kdtool.workflows.pipeline import train_teacher
 from tests.conftest import TINY
 
 

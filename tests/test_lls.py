@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from kdtool import LearnableLabelSmoothing, label_smoothing_loss
 from kdtool.errors import KdtoolError
-from kdtool.targets import LLS_TERMS, parse_lls_terms
+from kdtool.losses import LLS_TERMS, parse_lls_terms
 
 
 def hand_lls(logits, labels, q, alpha, terms=LLS_TERMS):

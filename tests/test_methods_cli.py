@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig
 from kdtool.data import BatchLoader, ImageBatchTransform, Split
-from kdtool.engine import Trainer
-from kdtool.targets import OneHot
+from kdtool.losses import OneHot
+from kdtool.training.engine import Trainer
 from tests.conftest import TINY
 
 

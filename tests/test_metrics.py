@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from kdtool.metrics import (
+from kdtool.training.metrics import (
     accuracy,
     calibration_bins,
     classification_metrics,

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from kdtool.errors import KdtoolError
-from kdtool.models import MODELS, build_model
-from kdtool.text_models import TEXT_MODELS
+from kdtool.models.registry import MODELS, build_model
+from kdtool.models.text import TEXT_MODELS
 
 
 @pytest.mark.parametrize("name", sorted(set(MODELS) - set(TEXT_MODELS)))

@@ -12,10 +12,10 @@ import torch
 from rich.console import Console
 
 from kdtool.cli import main
-from kdtool.display import EpochDisplay, short_sci
 from kdtool.distributed import select_device
 from kdtool.errors import KdtoolError
-from kdtool.qmatrix import QMatrix
+from kdtool.q.matrix import QMatrix
+from kdtool.reporting.display import EpochDisplay, short_sci
 from tests.conftest import TINY
 
 SHA = "9f2c" + "0123456789abcdef" * 3 + "7d1e5a0b3c4f"  # 64 hex digits, as in config.json's sha256 fields
@@ -142,7 +142,7 @@ def test_piped_training_prints_plain_unwrapped_lines(run_cli, tmp_path):
 def _groups(names):
     import pandas as pd
 
-    from kdtool.plots import GroupCurve
+    from kdtool.reporting.plots import GroupCurve
 
     curve = pd.DataFrame({"mean": [0.5, 0.6], "min": [0.4, 0.5], "max": [0.6, 0.7]}, index=[1, 2])
     return [GroupCurve(name, 2, curve, f"runs/{name}/seed0", None) for name in names]
@@ -158,7 +158,7 @@ def _line_colours(fig) -> dict[str, str]:
 def test_a_method_keeps_its_colour_whatever_the_argument_order_and_in_every_figure():
     import pandas as pd
 
-    from kdtool.plots import comparison_figure, dynamics_figure
+    from kdtool.reporting.plots import comparison_figure, dynamics_figure
 
     one = _line_colours(comparison_figure(_groups(["onehot", "ls", "lls"]), "test_acc"))
     other = _line_colours(comparison_figure(_groups(["lls", "onehot", "ls"]), "test_acc"))
@@ -170,7 +170,7 @@ def test_a_method_keeps_its_colour_whatever_the_argument_order_and_in_every_figu
 
 
 def test_curves_and_reliability_share_percent_units_and_epochs_are_integers():
-    from kdtool.plots import comparison_figure
+    from kdtool.reporting.plots import comparison_figure
 
     fig = comparison_figure(_groups(["ls"]), "test_acc")
     fig.canvas.draw()
@@ -205,7 +205,7 @@ def test_an_unknown_heatmap_extension_is_refused_before_any_work(run_cli, tmp_pa
 
 
 def test_heatmap_cells_get_enough_digits_to_rank_them():
-    from kdtool.report import cell_decimals
+    from kdtool.reporting.qreport import cell_decimals
 
     assert cell_decimals([[4.0, 5.0, 30.0]]) == 0
     assert cell_decimals([[4.31, 4.36, 30.0]]) == 1

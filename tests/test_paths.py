@@ -57,6 +57,6 @@ def test_ctrl_c_before_the_first_epoch_prints_the_interrupted_line(run_cli, tmp_
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("kdtool.pipeline.load_data", interrupted)
+    monkeypatch.setattr("kdtool.workflows.pipeline.load_data", interrupted)
     code, _, stderr = run_cli("train-teacher", *TINY, "--out", tmp_path / "run")
     assert code == 130 and "interrupted: no epoch completed" in stderr and not (tmp_path / "run").exists()

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig
 from kdtool.data.augment import BatchMixer
-from kdtool.engine import build_optimizer
-from kdtool.targets import LearnableLabelSmoothing
+from kdtool.losses import LearnableLabelSmoothing
+from kdtool.training.engine import build_optimizer
 from tests.conftest import TINY
 
 

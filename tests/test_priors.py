@@ -10,7 +10,7 @@ from kdtool import QMatrix
 from kdtool.data.classnames import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES, dataset_class_names
 from kdtool.data.wordvectors import DEFAULT_LABEL_VECTORS, class_name_words, class_vectors
 from kdtool.errors import KdtoolError
-from kdtool.priors import semantic_prior, superclass_prior
+from kdtool.q.priors import semantic_prior, superclass_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 

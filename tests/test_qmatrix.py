@@ -10,8 +10,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from kdtool import QMatrix, SparseLogits
 from kdtool.errors import KdtoolError
-from kdtool.metrics import confusion_matrix
-from kdtool.report import HEATMAP_MAX_CLASSES, check_heatmap_size, confusion_agreement, confusion_on_classes
+from kdtool.reporting.qreport import HEATMAP_MAX_CLASSES, check_heatmap_size, confusion_agreement, confusion_on_classes
+from kdtool.training.metrics import confusion_matrix
 
 K = 6
 NAMES = [f"c{i}" for i in range(K)]

@@ -10,8 +10,8 @@ import torch
 from kdtool import QMatrix
 from kdtool.cli import main
 from kdtool.data import load_dataset
-from kdtool.runmodel import load_run_model
-from kdtool.runs import RunDir
+from kdtool.runs.folder import RunDir
+from kdtool.training.runmodel import load_run_model
 from tests.conftest import TINY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -301,7 +301,7 @@ def test_gpu_recipe_commands_are_accepted_by_kdtool(recipe, recipe_commands, mon
     import torchvision.datasets
 
     from kdtool.cli import main_args
-    from kdtool.engine import Trainer
+    from kdtool.training.engine import Trainer
 
     def no_training(*args, **kwargs):
         raise TrainingWouldStart

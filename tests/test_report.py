@@ -107,7 +107,7 @@ def test_a_run_report_is_one_self_contained_page(run_cli, runs):
     # --force replaces the page it wrote; the page inside the run folder does not stop --force of the run
     assert run_cli("report", runs / "lls", "--out", out, "--device", "cpu")[0] == 2
     assert run_cli("report", runs / "lls", "--out", out, "--device", "cpu", "--force")[0] == 0
-    from kdtool.runs import check_replaceable
+    from kdtool.runs.folder import check_replaceable
 
     check_replaceable(runs / "lls")
 

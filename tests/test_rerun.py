@@ -44,7 +44,7 @@ def test_a_rerun_reproduces_metrics_csv_exactly_on_the_cpu(run_cli, tmp_path, te
 
 
 def test_set_changes_options_and_default_rules_follow_them(tmp_path, teacher):
-    from kdtool.rerun import parse_changes, rerun_config
+    from kdtool.config.rerun import parse_changes, rerun_config
 
     recorded = json.loads((teacher / "config.json").read_text())
     assert recorded["milestones"] == [1] and recorded["q_weight_decay"] == recorded["weight_decay"]

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from kdtool import QMatrix
-from kdtool.runs import RunDir
+from kdtool.runs.folder import RunDir
 
 # several 3-epoch AlexNet runs and 2-process torchrun jobs: 10-35 s each on 2 CPU cores
 pytestmark = pytest.mark.slow

@@ -92,3 +92,13 @@ def test_a_failing_tracker_warning_carries_no_credential(run_cli, tmp_path, monk
         "--log tensorboard failed (ConnectionError: cannot reach http://localhost:9/?workspace=lab)" in stdout + stderr
     )
     assert not any(s in stdout + stderr for s in SECRETS)
+
+
+def test_an_error_line_and_the_same_run_check_never_show_or_trip_on_a_credential(run_cli, tmp_path):
+    code, _, err = run_cli("train-teacher", "--dataset", "wds:https://alice:S3CRET-TOKEN@host/train-{0..1}.tar",
+                           "--out", tmp_path / "run")  # fmt: skip
+    assert code == 2 and "S3CRET" not in err and "alice" not in err and "https://host/train-" in err
+    from kdtool.runs.folder import first_difference
+
+    requested = {"dataset": "wds:https://alice:S3CRET-TOKEN@host/train-{0..1}.tar", "alpha": 0.1}
+    assert first_difference(redact_values(requested)[0], requested) is None  # the same run, as config.json has it

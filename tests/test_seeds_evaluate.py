@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from kdtool.cli import main
-from kdtool.evaluation import Evaluation
-from kdtool.metrics import per_class_accuracy, select_classes
+from kdtool.training.metrics import per_class_accuracy, select_classes
+from kdtool.workflows.evaluate import Evaluation
 from tests.conftest import TINY
 
 TOPS = "T-shirt/top,Pullover,Coat,Shirt"

@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split
 from kdtool.data.dataset import stratified_index
 from kdtool.errors import KdtoolError
-from kdtool.runs import RunDir, selected_row
-from kdtool.selection import ModelSelector
+from kdtool.runs.folder import RunDir, selected_row
+from kdtool.training.selection import ModelSelector
 from tests.conftest import TINY
 
 

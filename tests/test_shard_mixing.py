@@ -52,8 +52,8 @@ def test_the_written_order_is_seeded(tmp_path):
 def test_workers_change_wds_batches_so_they_count_as_a_result_changing_option(tmp_path):
     """wds: shards are dealt out to the workers, each making its own batches: --workers is recorded (resolved)
     and a run of other --workers is another run; streamed imagefolder batches do not depend on it."""
-    from kdtool.config import TrainConfig
-    from kdtool.runs import first_difference
+    from kdtool.config.runconfig import TrainConfig
+    from kdtool.runs.folder import first_difference
 
     dataset = class_ordered(classes=4, per_class=10)
     wds.write_shards(dataset, tmp_path / "wds", shard_size=10, seed=0)

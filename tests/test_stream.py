@@ -15,11 +15,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig
 from kdtool.data.registry import load_dataset
 from kdtool.data.shards import ShardSplit, default_val_shards, expand_braces
 from kdtool.data.stream import FileSplit
-from kdtool.pipeline import load_data, make_loaders
+from kdtool.training.rundata import load_data
+from kdtool.workflows.pipeline import make_loaders
 
 CPU = torch.device("cpu")
 COLOURS = ((220, 40, 40), (40, 200, 60), (50, 70, 230))  # one class per colour: learnable in an epoch or two
@@ -97,7 +98,7 @@ def test_students_distill_on_streamed_data(run_cli, tmp_path, folder):
 
 
 def csv_rows(run: Path) -> list[dict[str, float]]:
-    from kdtool.runs import RunDir
+    from kdtool.runs.folder import RunDir
 
     return [{k: float(v) for k, v in row.items()} for row in RunDir(run).metrics()]
 
@@ -335,7 +336,8 @@ import sys, torch, torch.distributed as dist
 sys.path.insert(0, {tests!r})
 from test_stream import stream_config
 from kdtool.distributed import init_from_env
-from kdtool.pipeline import load_data, make_loaders
+from kdtool.training.rundata import load_data
+from kdtool.workflows.pipeline import make_loaders
 import kdtool.data.shards, kdtool.data.stream
 
 def read(where, data, label, num_classes, transform, epoch, sample_id):
@@ -399,8 +401,8 @@ def test_train_loss_and_accuracy_count_only_the_samples_delivered(tmp_path):
     import torch.nn.functional as F
     from torch import nn
 
-    from kdtool.engine import Trainer
-    from kdtool.targets.simple import OneHot
+    from kdtool.losses.simple import OneHot
+    from kdtool.training.engine import Trainer
 
     data = make_imagefolder(tmp_path / "data", per_class=(8, 4))
     for name in ("0001.jpg", "0002.png", "0005.jpg"):

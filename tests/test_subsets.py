@@ -3,7 +3,7 @@ import torch
 
 from kdtool.data import Dataset, DatasetInfo, Split
 from kdtool.errors import KdtoolError
-from kdtool.subsets import parse_name_list, resolve_classes
+from kdtool.q.subsets import parse_name_list, resolve_classes
 
 NAMES = ["a", "b", "c", "d"]
 

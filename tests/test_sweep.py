@@ -3,7 +3,7 @@ import csv
 import pytest
 
 from kdtool.errors import KdtoolError
-from kdtool.sweep import expand, parse_grid
+from kdtool.runs.sweep import expand, parse_grid
 
 FLAGS = {"--lr": True, "--smoothing": True, "--milestones": True, "--no-augment": False, "--seed": True}
 

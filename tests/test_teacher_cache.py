@@ -10,18 +10,19 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from kdtool.accel import frozen_for_inference
-from kdtool.cachebuild import build_teacher_cache, view_generator
-from kdtool.config import DistillConfig, TrainConfig
+from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, ImageBatchTransform, Split, load_dataset
 from kdtool.data.augment import BatchMixer, MixedBatch
-from kdtool.data.replay import ReplayLoader
+from kdtool.distill.cache import TeacherCache, compress_logits, data_options
+from kdtool.distill.cachebuild import build_teacher_cache, view_generator
+from kdtool.distill.replay import ReplayLoader
 from kdtool.errors import KdtoolError
-from kdtool.pipeline import checked_teacher_cache, make_loaders, select_data, train_teacher
-from kdtool.runmodel import load_run_model
-from kdtool.runs import RunDir
-from kdtool.targets import DISTKD, DecoupledKD, FrozenTeacher, KnowledgeDistillation
-from kdtool.teachercache import TeacherCache, compress_logits, data_options
+from kdtool.losses import DISTKD, DecoupledKD, FrozenTeacher, KnowledgeDistillation
+from kdtool.runs.folder import RunDir
+from kdtool.training.accel import frozen_for_inference
+from kdtool.training.rundata import select_data
+from kdtool.training.runmodel import load_run_model
+from kdtool.workflows.pipeline import checked_teacher_cache, make_loaders, train_teacher
 from tests.conftest import TINY
 
 LIMIT = ("--limit-train", "256")
@@ -239,7 +240,7 @@ def test_distill_from_a_cache_builds_no_teacher(run_cli, cache_file, tmp_path, m
     def no_teacher(*a, **k):
         raise AssertionError("a cached teacher must not be built")
 
-    monkeypatch.setattr("kdtool.methods.load_run_model", no_teacher)
+    monkeypatch.setattr("kdtool.distill.teachers.load_run_model", no_teacher)
     out = tmp_path / "st"
     augment = () if "--augment" in args else AUGMENTED
     code, _, stderr = run_cli("distill", "--teacher-cache", cache_file, *args, *augment, *TINY, "--out", out)

@@ -13,11 +13,11 @@ from kdtool.data.classnames import dataset_class_names
 from kdtool.data.embedded import EMBEDDED_ROOT
 from kdtool.data.text import PAD_ID, UNK_ID, Vocabulary, load_text_dataset, tokenize, trim_to_longest
 from kdtool.errors import KdtoolError
-from kdtool.models import build_model
-from kdtool.pipeline import predict_run
-from kdtool.runmodel import load_run_model
-from kdtool.runs import RunDir
-from kdtool.text_models import TEXT_MODELS, BiLSTMClassifier, TextCNN, load_word_vectors
+from kdtool.models.registry import build_model
+from kdtool.models.text import TEXT_MODELS, BiLSTMClassifier, TextCNN, load_word_vectors
+from kdtool.runs.folder import RunDir
+from kdtool.training.rundata import predict_run
+from kdtool.training.runmodel import load_run_model
 
 WORDS = {
     "joy": ["love", "great", "happy", "thanks", "awesome"],

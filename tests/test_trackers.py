@@ -144,8 +144,8 @@ def test_tracker_options_apply_only_with_their_tracker(run_cli, tmp_path, option
 
 
 def test_trackers_do_not_make_another_run():
-    from kdtool.config import TrainConfig
-    from kdtool.runs import first_difference
+    from kdtool.config.runconfig import TrainConfig
+    from kdtool.runs.folder import first_difference
 
     plain = TrainConfig().resolve().to_dict()
     logged = TrainConfig(log="mlflow,tensorboard", mlflow_uri="sqlite:///m.db").resolve()

@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from kdtool import QMatrix
-from kdtool.config import TrainConfig
+from kdtool.config.runconfig import TrainConfig
 from kdtool.data import load_dataset
-from kdtool.engine import lr_factor
-from kdtool.models import build_model
-from kdtool.runs import RunDir
+from kdtool.models.registry import build_model
+from kdtool.runs.folder import RunDir
+from kdtool.training.engine import lr_factor
 from tests.conftest import TINY
 
 

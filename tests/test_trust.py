@@ -1,5 +1,5 @@
 """Trustworthy runs: --force never deletes what kdtool did not write, one "same run?" check,
-options that do not apply are refused, and the layering that keeps targets/ and --help light."""
+options that do not apply are refused, and the layering that keeps losses/ and --help light."""
 
 import json
 import subprocess
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kdtool.config import DistillConfig, TrainConfig
+from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.errors import KdtoolError
 from kdtool.fileio import written_by_kdtool
-from kdtool.runs import RunDir, clear_run, first_difference, is_run
+from kdtool.runs.folder import RunDir, clear_run, first_difference, is_run
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,9 +222,9 @@ def _modules_after(code: str) -> set[str]:
     return set(out.stdout.split())
 
 
-def test_targets_is_a_leaf():
-    loaded = _modules_after("import kdtool.targets")
-    upper = ("kdtool.data", "kdtool.engine", "kdtool.pipeline", "kdtool.cli", "kdtool.config", "kdtool.methods")
+def test_losses_is_a_leaf():
+    loaded = _modules_after("import kdtool.losses")
+    upper = ("kdtool.data", "kdtool.training", "kdtool.workflows", "kdtool.cli", "kdtool.config", "kdtool.distill")
     assert not [m for m in loaded if m.startswith(upper)]
 
 

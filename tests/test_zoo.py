@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from kdtool.data.inputs import ModelInput, convert_batch
-from kdtool.runmodel import load_run_model
-from kdtool.runs import RunDir
-from kdtool.zoo import load_pretrained, read_state_dict, zoo_names
+from kdtool.models.zoo import load_pretrained, read_state_dict, zoo_names
+from kdtool.runs.folder import RunDir
+from kdtool.training.runmodel import load_run_model
 from tests.conftest import TINY
 
 timm = pytest.importorskip("timm")
@@ -90,7 +90,7 @@ def test_pretrained_torchvision_weights_skip_the_head_and_a_first_convolution_of
 
 
 def test_default_input_of_pretrained_weights_is_their_own(weights):
-    from kdtool.config import TrainConfig
+    from kdtool.config.runconfig import TrainConfig
 
     cfg = TrainConfig(model=TIMM, pretrained=str(weights / "resnet10t.pth")).resolve()
     assert (cfg.input_size, cfg.input_norm) == (176, "model")  # timm's pretrained config of resnet10t
@@ -133,7 +133,7 @@ def test_kdtool_models_lists_its_own_then_the_zoos(run_cli):
 
 
 def test_every_model_of_kdtool_has_a_description():
-    from kdtool.models import DESCRIPTIONS, MODELS
+    from kdtool.models.registry import DESCRIPTIONS, MODELS
 
     assert list(DESCRIPTIONS) == list(MODELS)
 
@@ -238,8 +238,8 @@ def test_import_refuses_a_head_of_another_size_and_weights_of_another_network(ru
 
 
 def test_a_64px_teacher_teaches_a_28px_student_on_the_same_batches(run_cli, tmp_path):
-    from kdtool.config import DistillConfig
-    from kdtool.methods import frozen_teacher
+    from kdtool.config.runconfig import DistillConfig
+    from kdtool.distill.teachers import frozen_teacher
 
     teacher = tmp_path / "teacher"
     code, _, stderr = run_cli("train-teacher", "--model", TIMM, "--input-size", "64", "--input-norm", "model",

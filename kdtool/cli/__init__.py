@@ -10,6 +10,7 @@ from kdtool.cli import cache, distill, importer, prior, qtools, report, rerun, s
 from kdtool.cli.app import app
 from kdtool.cli.helpstyle import install as install_help_style
 from kdtool.errors import KdtoolError, RunDiverged, RunInterrupted
+from kdtool.redact import redact
 
 __all__ = ["app", "main"]
 
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line on stderr and exit with code 2 (a diverged run: 3)."""
     try:
         code = main_args(argv)
-    except KdtoolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KdtoolError as exc:  # a message may quote an option's value: never its credentials
+        print(redact(f"error: {exc}"), file=sys.stderr)
         sys.exit(2)
     except RunInterrupted as exc:
         print(str(exc), file=sys.stderr)
@@ -48,6 +49,6 @@ def main(argv: list[str] | None = None) -> None:
         # their interface rather than by a class that moves between typer versions.
         if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
             raise
-        print(_usage_error_line(exc), file=sys.stderr)
+        print(redact(_usage_error_line(exc)), file=sys.stderr)
         sys.exit(exc.exit_code)
     sys.exit(code)

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 
 from kdtool import __version__
-from kdtool.display import OutputConsole
 from kdtool.errors import KdtoolError
+from kdtool.reporting.display import OutputConsole
 
 app = typer.Typer(
     name="kdtool",
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Under torchrun only rank 0 talks; the other ranks train silently. Into a pipe or a file it prints plain,
-# unwrapped lines (see kdtool.display.OutputConsole).
+# unwrapped lines (see kdtool.reporting.display.OutputConsole).
 console: Console = OutputConsole(quiet=os.environ.get("RANK", "0") != "0")
 
 

@@ -55,9 +55,9 @@ def cache_teacher(
     kdtool distill --teacher-cache caches/fmnist-resnet.cache.safetensors --kd-loss dkd --out runs/st-dkd
     ```
     """
-    from kdtool.cachebuild import build_teacher_cache
-    from kdtool.config import training_defaults
-    from kdtool.runs import RunDir
+    from kdtool.config.runconfig import training_defaults
+    from kdtool.distill.cachebuild import build_teacher_cache
+    from kdtool.runs.folder import RunDir
 
     given = opt.given_options(ctx)
     check_output_file(out, force)

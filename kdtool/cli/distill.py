@@ -11,7 +11,7 @@ from kdtool.cli import options as opt
 from kdtool.cli.app import app, parse_int_list
 from kdtool.cli.runner import run_command
 from kdtool.cli.train import train_run
-from kdtool.subsets import parse_name_list
+from kdtool.q.subsets import parse_name_list
 
 SOURCE = "Distillation"
 
@@ -153,7 +153,7 @@ def distill(
     kdtool distill --substitute-q artifacts/fmnist.q.safetensors --seeds 0,1,2 --out runs/st   # runs/st/seed0 ...
     ```
     """
-    from kdtool.config import DistillConfig
+    from kdtool.config.runconfig import DistillConfig
 
     cfg = DistillConfig(
         teacher=opt.as_text(teacher),

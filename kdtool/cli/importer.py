@@ -56,8 +56,8 @@ def import_(
     kdtool distill --teacher runs/imported --student lenet5 --out runs/student
     ```
     """
-    from kdtool.config import ImportConfig
-    from kdtool.importer import import_run
+    from kdtool.config.runconfig import ImportConfig
+    from kdtool.workflows.importer import import_run
 
     cfg = ImportConfig(model=model, weights=str(weights), out=str(out), dataset=dataset,
                        data_root=opt.as_text(data_root), download=download, image_size=image_size,

@@ -12,7 +12,7 @@ from kdtool.errors import KdtoolError
 from kdtool.fileio import check_output_file
 
 if TYPE_CHECKING:  # torch-backed: imported when a command runs, so --help stays fast
-    from kdtool.qmatrix import QMatrix
+    from kdtool.q.matrix import QMatrix
 
 prior_app = typer.Typer(
     help="Build a fixed smoothing prior θ (Preferential Label Smoothing) as a Q artifact.",
@@ -74,7 +74,7 @@ def superclass(
     ```
     """
     from kdtool.data.classnames import CIFAR100_SUPERCLASSES, dataset_class_names
-    from kdtool.priors import load_groups, prior_q, superclass_prior
+    from kdtool.q.priors import load_groups, prior_q, superclass_prior
 
     check_output_file(out, force)
     names = dataset_class_names(dataset)
@@ -112,7 +112,7 @@ def semantic(
     """
     from kdtool.data.classnames import dataset_class_names
     from kdtool.data.wordvectors import DEFAULT_LABEL_VECTORS, class_vectors
-    from kdtool.priors import prior_q, semantic_prior
+    from kdtool.q.priors import prior_q, semantic_prior
 
     check_output_file(out, force)
     word_vectors = DEFAULT_LABEL_VECTORS if word_vectors is None else word_vectors

@@ -15,9 +15,9 @@ from kdtool.errors import KdtoolError
 from kdtool.fileio import check_output_file, sha256_file
 
 if TYPE_CHECKING:  # torch-backed: imported when a command runs, so --help stays fast
-    from kdtool.qmatrix import QMatrix
-    from kdtool.report import ConfusionAgreement
-    from kdtool.runs import RunDir
+    from kdtool.q.matrix import QMatrix
+    from kdtool.reporting.qreport import ConfusionAgreement
+    from kdtool.runs.folder import RunDir
 
 RunArgument = Annotated[Path, typer.Argument(help="A run folder made by train-teacher or distill.", metavar="RUN",
                                              show_default=False)]  # fmt: skip
@@ -90,8 +90,8 @@ def export_q(
     kdtool export-q runs/fmnist-onehot --from-teacher --temperature 2 --out artifacts/fmnist-t2.q.safetensors
     ```
     """
-    from kdtool.qsources import TEACHER_Q_TEMPERATURE, learned_q, teacher_q
-    from kdtool.runs import RunDir
+    from kdtool.runs.folder import RunDir
+    from kdtool.workflows.qsources import TEACHER_Q_TEMPERATURE, learned_q, teacher_q
 
     if alpha is not None and not from_teacher:
         raise KdtoolError("--alpha applies only with --from-teacher (a learned Q keeps the α it was trained with)")
@@ -142,16 +142,16 @@ def inspect_q(
     kdtool inspect-q artifacts/in21k-top32.q.safetensors --top 5 --max-classes 20
     ```
     """
-    from kdtool.qmatrix import QMatrix
-    from kdtool.report import check_heatmap_size
-    from kdtool.runs import RunDir
+    from kdtool.q.matrix import QMatrix
+    from kdtool.reporting.qreport import check_heatmap_size
+    from kdtool.runs.folder import RunDir
 
     opt.refuse_unused(ctx, {"device": (vs_confusion is not None, "with --vs-confusion"),
                              "force": (heatmap is not None, "with --heatmap")})  # fmt: skip
     if top < 1 or max_classes < 1:
         raise KdtoolError("--top and --max-classes must be at least 1")
     if heatmap is not None:
-        from kdtool.plots import check_figure_path
+        from kdtool.reporting.plots import check_figure_path
 
         check_figure_path(heatmap, force)
     q = QMatrix.load(file)
@@ -164,7 +164,7 @@ def inspect_q(
     if agreement is not None:
         _print_agreement(q, agreement, run.path)
     if heatmap is not None:
-        from kdtool.report import plot_q_heatmap
+        from kdtool.reporting.qreport import plot_q_heatmap
 
         heatmap.parent.mkdir(parents=True, exist_ok=True)
         plot_q_heatmap(q, heatmap, title=f"softmax(Q) · {file.name}")
@@ -172,8 +172,8 @@ def inspect_q(
 
 
 def _agreement(q: QMatrix, run: RunDir, device: str) -> ConfusionAgreement:
-    from kdtool.pipeline import predict_run
-    from kdtool.report import confusion_agreement, confusion_on_classes
+    from kdtool.reporting.qreport import confusion_agreement, confusion_on_classes
+    from kdtool.training.rundata import predict_run
 
     logits, labels, names = predict_run(run, "test", device)
     return confusion_agreement(q, confusion_on_classes(logits, labels, names, q.class_names))
@@ -268,9 +268,9 @@ def transfer_q(
     kdtool transfer-q artifacts/in21k.q.safetensors --top-n 32 --out artifacts/in21k-top32.q.safetensors
     ```
     """
-    from kdtool.qmatrix import QMatrix
-    from kdtool.runs import q_artifact_path
-    from kdtool.subsets import parse_name_list, resolve_classes
+    from kdtool.q.matrix import QMatrix
+    from kdtool.q.subsets import parse_name_list, resolve_classes
+    from kdtool.runs.folder import q_artifact_path
 
     if classes is None and class_indices is None and top_n is None:
         raise KdtoolError("nothing to do: give --classes, --class-indices or --top-n")

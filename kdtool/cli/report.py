@@ -13,8 +13,8 @@ from rich.console import Console
 
 from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
-from kdtool.display import Column, FittedTable
 from kdtool.errors import KdtoolError
+from kdtool.reporting.display import Column, FittedTable
 
 FORMATS = ("table", "markdown", "csv")
 # Notes go to stderr so that a markdown or CSV table on stdout can be redirected as it is.
@@ -73,11 +73,11 @@ def compare(
     kdtool compare runs/pls-dynamics --plot-dynamics artifacts/pls-dynamics.png      # a kdtool sweep's runs
     ```
     """
-    from kdtool import compare as cmp
+    from kdtool.reporting import compare as cmp
 
     if output_format not in FORMATS:
         raise KdtoolError(f"unknown --format {output_format!r}: choose one of {', '.join(FORMATS)}")
-    from kdtool.plots import check_figure_path
+    from kdtool.reporting.plots import check_figure_path
 
     drawn = plot is not None or plot_dynamics is not None
     opt.refuse_unused(ctx, {"device": (plot is not None, "with --plot (its reliability diagram)"),
@@ -112,7 +112,7 @@ def compare(
     if plot is not None:
         _plot(found, group_keys, metrics[0], plot, device)
     if plot_dynamics is not None:
-        from kdtool.plots import plot_dynamics as draw_dynamics
+        from kdtool.reporting.plots import plot_dynamics as draw_dynamics
 
         plot_dynamics.parent.mkdir(parents=True, exist_ok=True)
         draw_dynamics(cmp.dynamics_curves(found), plot_dynamics)
@@ -121,8 +121,8 @@ def compare(
 
 def _plot(found, group_keys: list[str], metric: str, path: Path, device: str) -> None:
     """Curves of every group and the calibration of each group's best run, evaluated on its test set."""
-    from kdtool import compare as cmp
-    from kdtool.plots import plot_comparison
+    from kdtool.reporting import compare as cmp
+    from kdtool.reporting.plots import plot_comparison
 
     groups = cmp.calibrated_groups(found, group_keys, metric, device, notes.print)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,10 +161,10 @@ def report(
     kdtool report runs/alpha --group-by alpha --metric test_acc,test_macro_f1 --out alpha.html
     ```
     """
-    from kdtool import compare as cmp
-    from kdtool import htmlreport
     from kdtool.distributed import check_device
     from kdtool.fileio import atomic_write_text, check_output_file
+    from kdtool.reporting import compare as cmp
+    from kdtool.reporting import htmlreport
 
     if out.suffix.lower() not in (".html", ".htm"):
         raise KdtoolError(f"report writes an HTML page: --out must end in .html (got {out.name!r})")
@@ -251,11 +251,11 @@ def evaluate(
     ```
     """
     from kdtool.distributed import check_device
-    from kdtool.evaluation import evaluate as run_evaluate
-    from kdtool.plots import check_figure_path, plot_confusion
-    from kdtool.report import HEATMAP_MAX_CLASSES
-    from kdtool.runs import RunDir
-    from kdtool.subsets import parse_name_list
+    from kdtool.q.subsets import parse_name_list
+    from kdtool.reporting.plots import check_figure_path, plot_confusion
+    from kdtool.reporting.qreport import HEATMAP_MAX_CLASSES
+    from kdtool.runs.folder import RunDir
+    from kdtool.workflows.evaluate import evaluate as run_evaluate
 
     if max_classes < 1:
         raise KdtoolError("--max-classes must be at least 1")

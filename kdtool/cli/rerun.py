@@ -45,7 +45,7 @@ def rerun(
     kdtool rerun runs/st-kd --out runs/st-kd-seed1 --set seed=1 --set log=tensorboard
     ```
     """
-    from kdtool.rerun import parse_changes, rerun_config
+    from kdtool.config.rerun import parse_changes, rerun_config
 
     cfg, given = rerun_config(run, out, parse_changes(set_ or []))
     execute(plan_runs(cfg, given, force, resume, None, train_run), console)

@@ -1,6 +1,6 @@
 """Running the training commands: one run, one run per seed (``--seeds``), or a sweep's grid point.
 
-Every run folder goes through one decision (:func:`kdtool.runs.plan_run`), taken for all folders
+Every run folder goes through one decision (:func:`kdtool.runs.folder.plan_run`), taken for all folders
 before anything is trained: train afresh, replace a kdtool run (``--force``), resume an interrupted
 one, or skip a finished one of the same options (``--seeds``, ``sweep``); a finished folder of other
 options is refused, naming the first option that differs.
@@ -21,8 +21,8 @@ from kdtool.cli.app import console, parse_int_list
 from kdtool.errors import KdtoolError, RunDiverged
 
 if TYPE_CHECKING:  # the CLI imports torch-backed modules only when a command runs
-    from kdtool.config import TrainConfig
-    from kdtool.runs import RunPlan
+    from kdtool.config.runconfig import TrainConfig
+    from kdtool.runs.folder import RunPlan
 
 # train_one(cfg, force, resume): train the run folder cfg.out
 TrainOne = Callable[["TrainConfig", bool, bool], None]
@@ -48,7 +48,7 @@ def seed_folder(out: str | Path, seed: int) -> Path:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run folder and what to do with it (see :class:`kdtool.runs.RunPlan`)."""
+    """One run folder and what to do with it (see :class:`kdtool.runs.folder.RunPlan`)."""
 
     cfg: TrainConfig
     plan: RunPlan
@@ -70,7 +70,7 @@ def plan_runs(
     ``seeds`` (a comma list) gives one run per seed in ``OUT/seed<N>``; ``reuse`` (set by ``sweep``)
     skips or resumes a run folder of the same options as ``--seeds`` does.
     """
-    from kdtool.runs import plan_run
+    from kdtool.runs.folder import plan_run
 
     cfg.resolve()
     cfg.check_given(given)

@@ -15,7 +15,7 @@ from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
 from kdtool.cli.runner import PLAN_ONLY, PlannedRun, execute
 from kdtool.errors import KdtoolError, RunDiverged
-from kdtool.sweep import SweepRun, expand, parse_grid
+from kdtool.runs.sweep import SweepRun, expand, parse_grid
 
 SUMMARY = "sweep.csv"
 _SUMMARY_METRICS = ("test_acc", "test_macro_f1", "test_nll", "test_ece", "grad_norm", "generalization_error")
@@ -50,7 +50,7 @@ def _plan(ctx: typer.Context, command, run: SweepRun, folder: Path, force: bool)
 
 def _summary_rows(out: Path, runs: list[SweepRun]) -> list[dict[str, str]]:
     """One row per finished run: the swept values, then the metrics of the selected and of the last epoch."""
-    from kdtool.runs import MODEL, RunDir, selected_row
+    from kdtool.runs.folder import MODEL, RunDir, selected_row
 
     rows = []
     for run in runs:

@@ -12,7 +12,7 @@ from kdtool.cli.app import app, console, parse_int_list
 from kdtool.cli.runner import run_command
 
 if TYPE_CHECKING:
-    from kdtool.config import TrainConfig
+    from kdtool.config.runconfig import TrainConfig
 
 
 @app.command("train-teacher")
@@ -110,7 +110,7 @@ def train_teacher(
     torchrun --nproc-per-node 4 -m kdtool train-teacher --dataset cifar100 --data-root ~/data --out runs/c100
     ```
     """
-    from kdtool.config import TrainConfig
+    from kdtool.config.runconfig import TrainConfig
 
     cfg = TrainConfig(
         dataset=dataset,
@@ -180,7 +180,7 @@ def train_teacher(
 def train_run(cfg: TrainConfig, force: bool, resume: bool) -> None:
     """Train the run folder ``cfg.out`` with the pipeline of its kind (train-teacher or distill), then print
     its closing lines."""
-    from kdtool import pipeline
+    from kdtool.workflows import pipeline
 
     train = pipeline.distill if cfg.kind == "distill" else pipeline.train_teacher
     run, rows = train(cfg, force, console, resume=resume)
@@ -189,7 +189,7 @@ def train_run(cfg: TrainConfig, force: bool, resume: bool) -> None:
 
 def report_run(path: Path, rows: list[dict[str, float]]) -> None:
     """The closing lines every training command prints: the test metrics of the epoch whose weights were kept."""
-    from kdtool.runs import selected_row
+    from kdtool.runs.folder import selected_row
 
     kept = selected_row(rows)
     epoch = f"epoch {int(kept['epoch'])} of {len(rows)}" + (" (selected)" if kept is not rows[-1] else "")

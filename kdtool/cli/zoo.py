@@ -27,8 +27,8 @@ def models(pattern: Pattern = "") -> None:
     kdtool models torchvision:
     ```
     """
-    from kdtool.models import DESCRIPTIONS, MODELS
-    from kdtool.zoo import TIMM_INSTALL, ZOOS, matches, matching, timm_available, zoo_names
+    from kdtool.models.registry import DESCRIPTIONS, MODELS
+    from kdtool.models.zoo import TIMM_INSTALL, ZOOS, matches, matching, timm_available, zoo_names
 
     zoo, sep, rest = pattern.partition(":")
     zoos = [zoo] if sep and zoo in ZOOS else list(ZOOS)

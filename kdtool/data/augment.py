@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from kdtool.errors import KdtoolError
 
-# A method's loss, as kdtool.targets.Target implements it: (logits, labels, inputs) -> scalar; distillation
+# A method's loss, as kdtool.losses.Target implements it: (logits, labels, inputs) -> scalar; distillation
 # targets also take the batch's ``teacher_logits=`` where they come with it (a teacher cache).
 LossFunction = Callable[..., torch.Tensor]
 

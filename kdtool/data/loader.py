@@ -5,7 +5,7 @@ horizontal flip, normalisation) instead of per sample through PIL. Every random 
 epoch comes from a generator seeded by ``(seed, epoch)``, so any epoch can be replayed exactly,
 which is what makes resuming a run bit-identical. The choices are drawn per image as integer
 parameters (:meth:`ImageBatchTransform.draw`) and then applied (:meth:`ImageBatchTransform.apply`), so
-stored parameters replay an augmentation exactly (a teacher cache, :mod:`kdtool.data.replay`).
+stored parameters replay an augmentation exactly (a teacher cache, :mod:`kdtool.distill.replay`).
 """
 
 from __future__ import annotations
@@ -252,6 +252,6 @@ class BatchLoader:
         self, epoch: int, augment_generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """:meth:`epoch`'s batches as ``(inputs, labels, teacher_logits)``: a plain split brings no teacher
-        logits (None); a teacher cache's replay does (:class:`kdtool.data.replay.ReplayLoader`)."""
+        logits (None); a teacher cache's replay does (:class:`kdtool.distill.replay.ReplayLoader`)."""
         for x, y in self.epoch(epoch, augment_generator):
             yield x, y, None

@@ -4,7 +4,7 @@
 need their optional package (``pip install "kdtool[NAME]"``), checked when the options resolve, before
 any work. Every tracker implements :class:`Tracker`: start, scalars per epoch, an image, finish.
 
-:class:`Trackers` drives the chosen ones for :func:`kdtool.pipeline.fit`, on rank 0 only. A tracker that
+:class:`Trackers` drives the chosen ones for :func:`kdtool.workflows.pipeline.fit`, on rank 0 only. A tracker that
 fails (a server gone mid-run) is reported once and dropped: training never stops for a tracker. What a
 tracker needs to continue the same logged run after ``--resume`` (MLflow's run id, W&B's id) is kept in
 the run folder's ``trackers.json``.
@@ -23,7 +23,7 @@ from typing import Any
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_write_json, files_below, folders_below, record_written
 from kdtool.redact import redact, redact_values
-from kdtool.runs import TRACKER_DIRS, TRACKING
+from kdtool.runs.folder import TRACKER_DIRS, TRACKING
 
 # --log name -> the package its tracker needs (the tracker itself is kdtool.trackers.<name>_log); csv needs none
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kdtool.runs import TENSORBOARD_DIR
+from kdtool.runs.folder import TENSORBOARD_DIR
 from kdtool.trackers import RunInfo, Tracker, option_text
 
 # The metrics TensorBoard's HParams dashboard lists beside the options.

@@ -1,0 +1,6 @@
+"""Run options declared once: the train / distill / import configs, their resolution and checks, dataset-family
+defaults, which option applies when (:mod:`.runconfig`), and a recorded run's config rebuilt with changes
+(:mod:`.rerun`).
+
+Layer: above the building blocks it checks options against (data, models, losses, q, runs, trackers), below
+everything built from a config (training, distill, reporting, workflows, cli)."""

@@ -1,0 +1,76 @@
+"""LLS's loss with all four terms, for rows of Q given as values, and its gradient in closed form.
+
+``½ Σ_k (t_k − p_k)(log t_k − log p_k)`` per sample, batch mean, with ``p = softmax(z)`` and
+``t = (1−α)·e_y + α·softmax(q)``. Autograd would go over the B×K tensors some thirty times and
+allocate most of them anew; the gradients written out need a dozen passes, mostly in place::
+
+    ∂f/∂z = ½ [p ⊙ (1 + Σ_k p_k d_k − d) − t]                        d = log t − log p
+    ∂f/∂q = u − s·Σ_k u_k,   u = ½ [t ⊙ (d + 1) − p] − ½ (1−α)(d_y + 1 − p_y/t_y)·e_y,   s = softmax(q)
+
+(from ∂f/∂t_k = ½(d_k + 1 − p_k/t_k) and α·s_k = t_k off the label). The gradient of Q comes back
+dense (K×K, zero off the batch's rows), or as a sparse tensor of the batch's rows, so that only those
+rows are ever updated (kdtool.optim.lazysgd).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+class _SymmetricKL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, q, rows, labels, alpha, sparse):
+        index = labels[:, None]
+        with torch.autocast(logits.device.type, enabled=False):  # the row dot products stay float32
+            log_p = F.log_softmax(logits.float(), dim=1)
+            rows = rows.float()
+            # log t as kdtool.q.maths.mixture_log_target computes it, in place; it becomes d below
+            d = F.log_softmax(rows, dim=1).add_(math.log(alpha))
+            on_label = d.gather(1, index)
+            d.scatter_(1, index, torch.logaddexp(on_label, torch.full_like(on_label, math.log1p(-alpha))))
+            t = d.exp()
+            d.sub_(log_p)
+            p = log_p.exp_()  # log p is not needed any more
+            t_d = torch.mul(t, d, out=rows)  # nor are the rows: t ⊙ d, which ∂f/∂q starts from
+            p_dot_d = torch.linalg.vecdot(p, d)
+            loss = 0.5 * (t_d.sum(1) - p_dot_d).mean()
+        ctx.save_for_backward(p, t, d, p_dot_d, labels, d.gather(1, index))
+        ctx.t_d = t_d
+        ctx.alpha, ctx.sparse, ctx.logits_dtype = alpha, sparse, logits.dtype
+        ctx.q_shape, ctx.q_dtype = q.shape, q.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        p, t, d, p_dot_d, labels, d_label = ctx.saved_tensors
+        alpha, half = ctx.alpha, 0.5 * grad / labels.numel()  # ½ and the batch mean
+        index = labels[:, None]
+        # u, doubled: t ⊙ (d + 1) − p, then its on-label correction
+        u = ctx.t_d.add_(t).sub_(p)
+        del ctx.t_d
+        p_label, t_label = p.gather(1, index), t.gather(1, index)
+        u.scatter_add_(1, index, -(1.0 - alpha) * (d_label + 1.0 - p_label / t_label))
+        total = u.sum(1, keepdim=True)
+        # minus s·Σu, with s = t/α off the label and (t_y − (1−α))/α on it
+        u.addcmul_(t, total, value=-1.0 / alpha)
+        u.scatter_add_(1, index, total * ((1.0 - alpha) / alpha))
+        u = u.mul_(half).to(ctx.q_dtype)
+        if ctx.sparse:
+            grad_q = torch.sparse_coo_tensor(labels[None], u, ctx.q_shape, check_invariants=False)
+        else:  # as autograd's gradient of q[labels]
+            grad_q = u.new_zeros(ctx.q_shape, dtype=ctx.q_dtype).index_add_(0, labels, u)
+        # ∂f/∂z in d's memory
+        grad_logits = torch.sub((1.0 + p_dot_d)[:, None], d, out=d).mul_(p).sub_(t).mul_(half)
+        return grad_logits.to(ctx.logits_dtype), grad_q, None, None, None, None
+
+
+def symmetric_kl_loss(
+    logits: torch.Tensor, q: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, alpha: float, sparse: bool
+) -> torch.Tensor:
+    """The batch-mean LLS loss (all four terms) with ``rows`` = the values of ``q[labels]`` (a tensor of
+    the caller's that this overwrites); ``q``'s gradient is dense, or with ``sparse`` a sparse COO
+    tensor with one row per sample."""
+    return _SymmetricKL.apply(logits, q, rows, labels, alpha, sparse)

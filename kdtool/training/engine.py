@@ -1,0 +1,294 @@
+"""The one training loop, shared by every method, teacher or student.
+
+The engine sees a model, a :class:`~kdtool.losses.Target` and two loaders. It never asks which
+method it trains: the target turns logits into a loss and may own parameters (put in the same
+optimizer as the network, with their own weight decay; row-lazily updated where the target says
+their gradients are row-sparse, see :mod:`kdtool.optim.lazysgd`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from kdtool.data import BatchLoader
+from kdtool.data.augment import BatchMixer, parse_augment
+from kdtool.distributed import DistEnv, all_reduce_max, all_reduce_sum, select_device
+from kdtool.errors import RunDiverged, divergence_line
+from kdtool.losses import Target
+from kdtool.optim.lazysgd import RowLazySGD
+from kdtool.optim.rowgrads import average_method_gradients
+from kdtool.training.accel import Accel
+from kdtool.training.metrics import classification_metrics
+
+StepCallback = Callable[[], None]
+# Steps between two host reads of the non-finite-loss flag: a diverged run stops within this many steps, and a
+# GPU run pays one synchronisation per this many steps, not one per step.
+DIVERGENCE_CHECK_STEPS = 50
+
+
+class TrainingOptions(Protocol):
+    """The options the loop reads (kdtool.config.runconfig.TrainConfig has them all)."""
+
+    epochs: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    decay_bias_norm: bool
+    mixup_alpha: float
+    q_weight_decay: float | None
+    schedule: str
+    warmup_epochs: float
+    milestones: Sequence[int]
+    gamma: float
+    augment: str
+
+
+__all__ = ["Trainer", "build_optimizer", "lr_factor", "predict", "seed_everything", "select_device", "unwrap_model"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: nn.Module, target: Target, cfg: TrainingOptions) -> torch.optim.Optimizer:
+    """SGD over the network and the method's own parameters (LLS's Q), as the paper trains them.
+
+    A method with row-sparse gradients (LLS's Q with sparse updates) gets the same SGD, row-lazily
+    (:class:`~kdtool.optim.lazysgd.RowLazySGD`), through which it reads them, up to date."""
+    if target.lazy_rows is not None:
+        target.lazy_rows.sync()  # rows an earlier optimizer of this method left behind
+    groups = network_groups(model, cfg.weight_decay, cfg.decay_bias_norm)
+    method_params = [p for p in target.parameters() if p.requires_grad]
+    if method_params:
+        lazy = {"row_lazy": True} if target.row_sparse else {}
+        groups.append({"params": method_params, "weight_decay": cfg.q_weight_decay, **lazy})
+    if not target.row_sparse:
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    optimizer = RowLazySGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    target.lazy_rows = optimizer
+    return optimizer
+
+
+def network_groups(model: nn.Module, weight_decay: float, decay_bias_norm: bool) -> list[dict]:
+    """The network's parameter groups: weights at ``weight_decay``; biases and normalisation parameters (every
+    parameter of one dimension, as timm's ``param_groups_weight_decay`` tells them) at 0 unless ``decay_bias_norm``."""
+    params = list(model.parameters())
+    if decay_bias_norm:
+        return [{"params": params, "weight_decay": weight_decay}]
+    groups = ({"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0})  # fmt: skip
+    return [group for group in groups if group["params"]]
+
+
+def lr_factor(step: int, steps_per_epoch: int, cfg: TrainingOptions) -> float:
+    """Linear warm-up over ``warmup_epochs`` (per step; rounded to whole steps), then the ``schedule``:
+    ``multistep`` (×gamma at each milestone epoch), ``cosine`` (to 0 at the end) or ``constant``."""
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, cfg.epochs * steps_per_epoch - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    epoch = step // steps_per_epoch
+    return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or the network itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def gradient_norm(model: nn.Module) -> torch.Tensor:
+    """L2 norm of the network's whole gradient vector, as a device tensor (no host sync)."""
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    # One multi-tensor kernel instead of one norm() call per parameter (per-step cost on small networks).
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: BatchLoader, accel: Accel = Accel()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float32) and labels of a whole split, in order, with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for x, y in loader.epoch():
+        with accel.autocast():
+            logits.append(model(accel.inputs(x)).float())
+        labels.append(y)
+    model.train(was_training)
+    return torch.cat(logits), torch.cat(labels)
+
+
+class DivergenceWatch:
+    """The first step of an epoch whose training loss is not finite, kept on the device between host reads.
+
+    :meth:`check` raises :class:`~kdtool.errors.RunDiverged` once one is seen on any rank (the ranks agree:
+    the earliest step over all of them), so every rank stops at the same step.
+    """
+
+    def __init__(self, epoch: int, steps_per_epoch: int, device: torch.device, env: DistEnv) -> None:
+        self.epoch, self.steps_per_epoch, self.env = epoch, steps_per_epoch, env
+        # steps_per_epoch + 1 - step for a bad step, 0 for none: the largest over steps and ranks is the earliest
+        self.flag = torch.zeros((), device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def record(self, step: int, loss: torch.Tensor) -> None:
+        first = (self.flag == 0) & ~torch.isfinite(loss)
+        self.flag = torch.where(first, float(self.steps_per_epoch + 1 - step), self.flag)
+        self.loss = torch.where(first, loss.float(), self.loss)
+
+    def check(self, lr_at: Callable[[int], float]) -> None:
+        flag = all_reduce_max(self.flag.clone(), self.env).item()
+        if flag == 0:
+            return
+        step = self.steps_per_epoch + 1 - int(flag)
+        run_step = self.epoch * self.steps_per_epoch + step
+        value = self.loss.item()
+        record = {"epoch": self.epoch + 1, "step": run_step + 1, "lr": lr_at(run_step),
+                  "loss": "nan" if math.isnan(value) else str(value)}  # fmt: skip
+        raise RunDiverged(divergence_line(record), record)
+
+
+@dataclass
+class Trainer:
+    model: nn.Module
+    target: Target
+    train_loader: BatchLoader
+    test_loader: BatchLoader
+    cfg: TrainingOptions
+    dist_env: DistEnv = field(default_factory=DistEnv)
+    val_loader: BatchLoader | None = None
+    accel: Accel = field(default_factory=Accel)  # mixed precision and memory format of every step
+
+    def __post_init__(self) -> None:
+        self.scaler = self.accel.grad_scaler()
+        self.optimizer = build_optimizer(self.model, self.target, self.cfg)
+        steps = len(self.train_loader)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, steps, self.cfg)
+        )
+        self.mixer = BatchMixer(parse_augment(self.cfg.augment), self.cfg.mixup_alpha)  # mixup/cutmix, or as they come
+
+    def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> dict[str, float]:
+        self.model.train()
+        self.target.train()
+        self.target.on_epoch_start(epoch)
+        device = self.train_loader.device
+        # Sums stay on the device: one host sync per epoch, not one per step.
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        grad_norm_sum = torch.zeros((), device=device)
+        watch = DivergenceWatch(epoch, len(self.train_loader), device, self.dist_env)
+        # what was trained on (a streaming loader may skip unreadable samples, even whole batches)
+        samples = steps = 0
+        lr_sum = 0.0
+        generator = self.train_loader.augment_generator(epoch)
+        for step, (x, y, teacher_logits) in enumerate(self.train_loader.training_batches(epoch, generator)):
+            batch = self.mixer(self.accel.inputs(x), y, generator, teacher_logits)
+            with self.accel.autocast():
+                logits = self.model(batch.inputs)
+                loss = batch.loss(self.target, logits)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._backward(loss)
+            average_method_gradients(self.target.parameters(), self.dist_env)
+            norm = gradient_norm(self.model)
+            grad_norm_sum += norm if self.scaler is None else norm.nan_to_num(0.0, 0.0, 0.0)  # skipped fp16 step: 0
+            lr_sum += self.optimizer.param_groups[0]["lr"]  # this step's rate: the scheduler moves it after the step
+            self._optimizer_step()
+            self.scheduler.step()
+            loss_sum += loss.detach() * y.shape[0]
+            correct += batch.hits(logits.detach())
+            watch.record(step, loss.detach())
+            samples, steps = samples + y.shape[0], steps + 1
+            if on_step is not None:
+                on_step()
+            if (step + 1) % DIVERGENCE_CHECK_STEPS == 0:
+                watch.check(self._lr_at)
+        watch.check(self._lr_at)
+        if isinstance(self.optimizer, RowLazySGD):
+            # every row up to date, at the same step on every rank: what follows (checkpoint, model
+            # selection, export) reads Q, and rows brought up to date at other steps differ in the last bits
+            self.optimizer.sync()
+        for name in self.target.epoch_accumulators:
+            all_reduce_sum(getattr(self.target, name), self.dist_env)
+        self.target.on_epoch_end(epoch)
+        totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
+        totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([samples])]), self.dist_env)
+        loss_total, correct_total, n = totals.tolist()
+        # The network's gradient is the same on every rank (DDP averages it), as is the number of steps: no reduction.
+        grad_norm = grad_norm_sum.item() / max(1, steps)
+        return {"lr_mean": lr_sum / max(1, steps), "train_loss": loss_total / n, "train_acc": correct_total / n,
+                "grad_norm": grad_norm}  # fmt: skip
+
+    def _lr_at(self, step: int) -> float:
+        """The network's learning rate at the run's (0-based) optimizer step ``step``."""
+        return self.cfg.lr * lr_factor(step, len(self.train_loader), self.cfg)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        """Gradients of ``loss``; with fp16 loss scaling they come back unscaled (true norms and averages)."""
+        if self.scaler is None:
+            loss.backward()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+
+    def _optimizer_step(self) -> None:
+        if self.scaler is None:
+            self.optimizer.step()
+            return
+        self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed
+        self.scaler.update()
+
+    def evaluate(self) -> dict[str, float]:
+        logits, labels = predict(self.model, self.test_loader, self.accel)
+        return classification_metrics(logits, labels, prefix="test_")
+
+    def state_dict(self) -> dict:
+        """Everything that changes during training (for checkpoints)."""
+        state = {
+            "model": unwrap_model(self.model).state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        unwrap_model(self.model).load_state_dict(state["model"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+    def epochs(self, on_step: StepCallback | None = None, start_epoch: int = 0) -> Iterator[dict[str, float]]:
+        """Train epoch by epoch from ``start_epoch`` (0-based), yielding each epoch's metrics row."""
+        for epoch in range(start_epoch, self.cfg.epochs):
+            start = time.perf_counter()
+            row: dict[str, float] = {"epoch": epoch + 1}
+            row.update(self.train_epoch(epoch, on_step))
+            row["train_seconds"] = time.perf_counter() - start
+            if self.val_loader is not None:
+                row.update(classification_metrics(*predict(self.model, self.val_loader, self.accel), prefix="val_"))
+            row.update(self.evaluate())
+            # PLS's generalization error |test error − train error|, with the running training error.
+            row["generalization_error"] = abs(row["train_acc"] - row["test_acc"])
+            row["seconds"] = time.perf_counter() - start
+            yield row
