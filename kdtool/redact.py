@@ -15,7 +15,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 _URI = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-_SECRET_NAME = re.compile(r"token|key|secret|passw|pwd|auth|sig|credential|session", re.IGNORECASE)
+_SECRET_WORDS = r"token|key|secret|passw|pwd|auth|sig|credential|session"
+_SECRET_NAME = re.compile(_SECRET_WORDS, re.IGNORECASE)
+# a secret query parameter outside a whole URI (a library's message quoting only the path: ``url: /?api_key=...``)
+_LOOSE_SECRET = re.compile(rf"(?P<name>[?&][^=&\s#'\"]*(?:{_SECRET_WORDS})[^=&\s#'\"]*=)[^&\s#'\"]+", re.IGNORECASE)
 
 
 def _clean_uri(uri: str) -> str:
@@ -37,7 +40,7 @@ def redact(text: str) -> str:
         trailing = len(uri) - len(uri.rstrip(").,;:!?]"))  # punctuation of the text around it, not of the URI
         return _clean_uri(uri[: len(uri) - trailing]) + uri[len(uri) - trailing :]
 
-    return _URI.sub(clean, text)
+    return _LOOSE_SECRET.sub(r"\g<name>***", _URI.sub(clean, text))
 
 
 def redact_values(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

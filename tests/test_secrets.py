@@ -20,6 +20,7 @@ SECRETS = ("S3CRET", "alice")
     ("train-teacher --mlflow-uri https://u@h/x?sig=1 --out r", "train-teacher --mlflow-uri https://h/x --out r"),
     ("sqlite:///runs/mlflow.db", "sqlite:///runs/mlflow.db"),
     ("did you mean alpha? see http://h/docs?page=2", "did you mean alpha? see http://h/docs?page=2"),
+    ("retries exceeded with url: /?api_key=S3/api/2.0 (Caused", "retries exceeded with url: /?api_key=*** (Caused"),
 ])  # fmt: skip
 def test_redact_removes_user_info_and_secret_query_parameters(text, clean):
     assert redact(text) == clean
