@@ -344,7 +344,8 @@ def test_goemotions_recipe_in_tiny_mode(tmp_path):
 
 @pytest.mark.slow
 def test_fmnist_pls_dynamics_recipe_in_tiny_mode(tmp_path):
-    run_tiny("fmnist_pls_dynamics.sh", tmp_path, KDTOOL_SEEDS="0")
+    # the recipe passes --warmup-epochs 0 itself (a second one would be a sweep grid of two equal values)
+    run_tiny("fmnist_pls_dynamics.sh", tmp_path, KDTOOL_SEEDS="0", KDTOOL_EXTRA="--limit-train 256 --limit-test 128")
     runs = sorted(p.name for p in tmp_path.iterdir() if (p / "model.safetensors").is_file())
     assert len(runs) == 12 and "lr-0.0001_smoothing-prior-fmnist-semantic" in runs  # one seed: not in the name
     assert (tmp_path / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
