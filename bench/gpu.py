@@ -424,7 +424,7 @@ def run_config(batch: int, smoothing: str):
 def engine_epochs(part: Part, dataset, model, target, smoothing: str, batch: int, amp: str, channels_last: bool,
                   compile: bool = False):  # fmt: skip
     """:class:`common.KdtoolEpochs` on the part's device with kdtool's speed options, prepared in the
-    order ``kdtool train-teacher`` prepares them (pipeline.fit): accel resolved, model moved and put in
+    order ``kdtool train-teacher`` prepares them (pipeline._setup): accel resolved, model moved and put in
     its memory format, target moved, model compiled, loaders, engine."""
     from common import KdtoolEpochs
 

@@ -94,6 +94,18 @@ def compare(
         notes.print(line)
     group_keys = cmp.check_group_keys(found, group_by.split(","))
     metrics = cmp.check_metrics(found, metric.split(","))
+    _print_summary(found, group_keys, metrics, output_format)
+    if plot is not None:
+        _plot(found, group_keys, metrics[0], plot, device)
+    if plot_dynamics is not None:
+        _plot_dynamics(found, plot_dynamics)
+
+
+def _print_summary(found, group_keys: list[str], metrics: list[str], output_format: str) -> None:
+    """The groups' mean ± std table in ``output_format`` on stdout, then a note for each group whose runs differ
+    in more than the seed."""
+    from kdtool.reporting import compare as cmp
+
     table = cmp.group_summary(found, group_keys, metrics)
     headers, rows = cmp.display_table(table, group_keys)
     if output_format == "csv":
@@ -109,14 +121,16 @@ def compare(
     for group, keys in cmp.mixed_options(found, group_keys).items():
         notes.print(f"note: the runs of group {group} also differ in {', '.join(keys[:5])}"
                     f"{' ...' if len(keys) > 5 else ''}; add keys to --group-by to separate them")  # fmt: skip
-    if plot is not None:
-        _plot(found, group_keys, metrics[0], plot, device)
-    if plot_dynamics is not None:
-        from kdtool.reporting.plots import plot_dynamics as draw_dynamics
 
-        plot_dynamics.parent.mkdir(parents=True, exist_ok=True)
-        draw_dynamics(cmp.dynamics_curves(found), plot_dynamics)
-        console.print(f"dynamics plot written to {plot_dynamics}", soft_wrap=True)
+
+def _plot_dynamics(found, path: Path) -> None:
+    """Per learning rate, the gradient norm and generalization error per epoch of each method (a sweep's runs)."""
+    from kdtool.reporting import compare as cmp
+    from kdtool.reporting.plots import plot_dynamics
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_dynamics(cmp.dynamics_curves(found), path)
+    console.print(f"dynamics plot written to {path}", soft_wrap=True)
 
 
 def _plot(found, group_keys: list[str], metric: str, path: Path, device: str) -> None:

@@ -76,6 +76,35 @@ def compress_logits(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, tor
     return indices, values, rest
 
 
+def _cache_metadata(meta: dict[str, str]) -> tuple[list[str], dict[str, Any], tuple[int, int, int]]:
+    """A cache's class names, data options and (samples, views, top-k), read from its metadata and checked."""
+    try:
+        names, options = json.loads(meta["class_names"]), json.loads(meta["data_options"])
+        sizes = int(meta["num_samples"]), int(meta["views"]), int(meta["top_k"])
+    except ValueError as exc:
+        raise KdtoolError(f"malformed metadata ({exc})") from exc
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or not isinstance(options, dict):
+        raise KdtoolError("class_names must be a JSON list of strings and data_options a JSON object")
+    return names, options, sizes
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], n: int, v: int, k: int, num_classes: int) -> None:
+    """Refuse a cache's tensors unless they have the shapes of ``n`` samples, ``v`` views and the top ``k`` of
+    ``num_classes`` logits, class indices in range and no NaN or infinite logit (the rest logit is -inf when
+    the top ``k`` are all classes)."""
+    shapes = {"topk_indices": (v, n, k), "topk_logits": (v, n, k), "rest_logit": (v, n), "sample_index": (n,)}
+    for name, shape in shapes.items():
+        if tuple(tensors[name].shape) != shape:
+            raise KdtoolError(f"{name} has shape {tuple(tensors[name].shape)}, expected {shape}")
+    params, indices, logits, rest = (tensors[n] for n in ("aug_params", "topk_indices", "topk_logits", "rest_logit"))
+    if params.ndim != 3 or tuple(params.shape[:2]) != (v, n):
+        raise KdtoolError(f"aug_params has shape {tuple(params.shape)}, expected ({v}, {n}, P)")
+    if not 1 <= k <= num_classes or ((indices < 0) | (indices >= num_classes)).any():
+        raise KdtoolError(f"top_k {k} or a class index outside 0..{num_classes - 1}")
+    if not torch.isfinite(logits).all() or rest.isnan().any() or (k < num_classes and rest.isinf().any()):
+        raise KdtoolError("holds a NaN or infinite logit")
+
+
 @dataclass
 class TeacherCache:
     """A loaded (or freshly built) teacher cache; see the module docstring for the fields."""
@@ -227,25 +256,8 @@ class TeacherCache:
         lacking = [k for k in _TENSORS if k not in tensors]
         if lacking:
             raise KdtoolError(f"lacks tensor {', '.join(lacking)}")
-        try:
-            names, options = json.loads(meta["class_names"]), json.loads(meta["data_options"])
-            n, v, k = int(meta["num_samples"]), int(meta["views"]), int(meta["top_k"])
-        except ValueError as exc:
-            raise KdtoolError(f"malformed metadata ({exc})") from exc
-        if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or not isinstance(options, dict):
-            raise KdtoolError("class_names must be a JSON list of strings and data_options a JSON object")
-        params, indices, logits = tensors["aug_params"], tensors["topk_indices"], tensors["topk_logits"]
-        rest, ids = tensors["rest_logit"], tensors["sample_index"]
-        shapes = {"topk_indices": (v, n, k), "topk_logits": (v, n, k), "rest_logit": (v, n), "sample_index": (n,)}
-        for name, shape in shapes.items():
-            if tuple(tensors[name].shape) != shape:
-                raise KdtoolError(f"{name} has shape {tuple(tensors[name].shape)}, expected {shape}")
-        if params.ndim != 3 or tuple(params.shape[:2]) != (v, n):
-            raise KdtoolError(f"aug_params has shape {tuple(params.shape)}, expected ({v}, {n}, P)")
-        if not 1 <= k <= len(names) or ((indices < 0) | (indices >= len(names))).any():
-            raise KdtoolError(f"top_k {k} or a class index outside 0..{len(names) - 1}")
-        if not torch.isfinite(logits).all() or rest.isnan().any() or (k < len(names) and rest.isinf().any()):
-            raise KdtoolError("holds a NaN or infinite logit")
+        names, options, (n, v, k) = _cache_metadata(meta)
+        _check_tensors(tensors, n, v, k, len(names))
         extra = {key: value for key, value in meta.items() if key not in _METADATA}
-        return cls(params, indices, logits, rest, ids, names, meta["dataset"], options, meta["teacher_run"],
+        return cls(*(tensors[name] for name in _TENSORS), names, meta["dataset"], options, meta["teacher_run"],
                    meta["teacher_sha256"], extra)  # fmt: skip

@@ -238,17 +238,7 @@ def _timm_pretrained(arch: str, name: str, num_classes: int, channels: int, size
     """timm's own pretrained loading (head dropped and first convolution adapted by timm's rules)."""
     head = [f"{c}.{p}" for c in _timm_head(arch) for p in ("weight", "bias")]
     if weights == HUB:
-        cfg = _timm().models.get_pretrained_cfg(arch)
-        source = (cfg.hf_hub_id or cfg.url) if cfg is not None else None
-        if not source:
-            raise KdtoolError(f"timm has no pretrained weights for {name}: pass a local file, --pretrained FILE")
-        try:
-            with _quiet_download():
-                model = _create_timm(arch, num_classes, channels, size, pretrained=True)
-        except Exception as exc:  # offline: huggingface_hub and urllib raise their own kinds
-            raise _download_error(name, source, exc) from None
-        kept = num_classes == (cfg.num_classes or 1000)
-        return model, LoadReport(len(model.state_dict()) - (0 if kept else len(head)), () if kept else tuple(head))
+        return _timm_hub(arch, name, num_classes, channels, size, head)
     state = read_state_dict(weights)
     file_classes = next((int(state[k].shape[0]) for k in head if k in state and k.endswith(".weight")), num_classes)
     overlay = {"file": str(weights), "num_classes": file_classes}  # timm keeps the head when it has K outputs
@@ -258,6 +248,23 @@ def _timm_pretrained(arch: str, name: str, num_classes: int, channels: int, size
         raise _misfit(weights, name, exc) from None
     skipped = tuple(k for k in head if k in state) if file_classes != num_classes else ()
     return model, LoadReport(len(state) - len(skipped), skipped)
+
+
+def _timm_hub(arch: str, name: str, num_classes: int, channels: int, size: int,
+              head: list[str]) -> tuple[nn.Module, LoadReport]:  # fmt: skip
+    """timm's pretrained weights for ``arch`` from its hub (``head``, its classifier's tensors, dropped unless it
+    has ``num_classes`` outputs there too)."""
+    cfg = _timm().models.get_pretrained_cfg(arch)
+    source = (cfg.hf_hub_id or cfg.url) if cfg is not None else None
+    if not source:
+        raise KdtoolError(f"timm has no pretrained weights for {name}: pass a local file, --pretrained FILE")
+    try:
+        with _quiet_download():
+            model = _create_timm(arch, num_classes, channels, size, pretrained=True)
+    except Exception as exc:  # offline: huggingface_hub and urllib raise their own kinds
+        raise _download_error(name, source, exc) from None
+    kept = num_classes == (cfg.num_classes or 1000)
+    return model, LoadReport(len(model.state_dict()) - (0 if kept else len(head)), () if kept else tuple(head))
 
 
 def _misfit(weights: str | os.PathLike, name: str, exc: Exception) -> KdtoolError:

@@ -200,6 +200,43 @@ class SparseLogits:
         return cls(*(torch.cat(column) for column in zip(*parts, strict=True)))
 
 
+def _artifact_metadata(meta: dict[str, str]) -> tuple[list[str], float, int]:
+    """A Q artifact's class names, α and number of classes, read from its metadata and checked."""
+    try:
+        names = json.loads(meta["class_names"])
+        alpha = float(meta["alpha"])
+        k = int(meta["num_classes"])
+    except ValueError as exc:
+        raise KdtoolError(f"malformed metadata ({exc})") from exc
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise KdtoolError("class_names must be a JSON list of strings")
+    return names, alpha, k
+
+
+def _check_tensor_kinds(tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a Q artifact's tensors unless each is a known one of its dtype, and the Q either dense or sparse."""
+    unknown = sorted(set(tensors) - set(_TENSOR_DTYPES))
+    if unknown:
+        raise KdtoolError(f"unexpected tensor {unknown[0]!r} in a Q artifact")
+    for name, tensor in tensors.items():
+        if tensor.dtype != _TENSOR_DTYPES[name]:
+            raise KdtoolError(f"{name} must be {_TENSOR_DTYPES[name]}, got {tensor.dtype}")
+    if "q_logits" in tensors and any(n in tensors for n in _SPARSE_TENSORS):
+        raise KdtoolError("holds both a dense q_logits and sparse top-N tensors")
+
+
+def _sparse_tensors(tensors: dict[str, torch.Tensor], k: int) -> SparseLogits:
+    """The sparse Q of an artifact without ``q_logits``: all its tensors there, the diagonal of ``k`` classes."""
+    if not any(n in tensors for n in _SPARSE_TENSORS):
+        raise KdtoolError(f"no Q tensor: expected q_logits (dense) or {', '.join(_SPARSE_TENSORS)} (sparse)")
+    lacking = [n for n in _SPARSE_TENSORS if n not in tensors]
+    if lacking:
+        raise KdtoolError(f"sparse Q lacks tensor {', '.join(lacking)}")
+    if tensors["diag_logits"].shape != (k,):
+        raise KdtoolError(f"diag_logits has shape {tuple(tensors['diag_logits'].shape)} but num_classes is {k}")
+    return SparseLogits(*(tensors[n] for n in _SPARSE_TENSORS))
+
+
 @dataclass
 class QMatrix:
     """Q with the provenance that travels with it: dense ``logits`` (K×K) or a top-N ``sparse`` form.
@@ -413,35 +450,12 @@ class QMatrix:
     @classmethod
     def _from_contents(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> QMatrix:
         check_format(meta, _REQUIRED_METADATA, FORMAT, "Q artifact")
-        try:
-            names = json.loads(meta["class_names"])
-            alpha = float(meta["alpha"])
-            k = int(meta["num_classes"])
-        except ValueError as exc:
-            raise KdtoolError(f"malformed metadata ({exc})") from exc
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise KdtoolError("class_names must be a JSON list of strings")
-        unknown = sorted(set(tensors) - set(_TENSOR_DTYPES))
-        if unknown:
-            raise KdtoolError(f"unexpected tensor {unknown[0]!r} in a Q artifact")
-        for name, tensor in tensors.items():
-            if tensor.dtype != _TENSOR_DTYPES[name]:
-                raise KdtoolError(f"{name} must be {_TENSOR_DTYPES[name]}, got {tensor.dtype}")
-        sparse_names = [n for n in _SPARSE_TENSORS if n in tensors]
-        if "q_logits" in tensors and sparse_names:
-            raise KdtoolError("holds both a dense q_logits and sparse top-N tensors")
+        names, alpha, k = _artifact_metadata(meta)
+        _check_tensor_kinds(tensors)
         extra = {key: value for key, value in meta.items() if key not in _REQUIRED_METADATA}
         if "q_logits" in tensors:
             logits = tensors["q_logits"]
             if logits.ndim != 2 or logits.shape[0] != k:
                 raise KdtoolError(f"q_logits has shape {tuple(logits.shape)} but num_classes is {k}")
             return cls(logits, names, alpha, meta["dataset"], meta["source"], extra)
-        if not sparse_names:
-            raise KdtoolError(f"no Q tensor: expected q_logits (dense) or {', '.join(_SPARSE_TENSORS)} (sparse)")
-        lacking = [n for n in _SPARSE_TENSORS if n not in tensors]
-        if lacking:
-            raise KdtoolError(f"sparse Q lacks tensor {', '.join(lacking)}")
-        if tensors["diag_logits"].shape != (k,):
-            raise KdtoolError(f"diag_logits has shape {tuple(tensors['diag_logits'].shape)} but num_classes is {k}")
-        sparse = SparseLogits(*(tensors[n] for n in _SPARSE_TENSORS))
-        return cls(None, names, alpha, meta["dataset"], meta["source"], extra, sparse=sparse)
+        return cls(None, names, alpha, meta["dataset"], meta["source"], extra, sparse=_sparse_tensors(tensors, k))

@@ -7,16 +7,20 @@ never touches pyplot's global backend state.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from kdtool.errors import KdtoolError
-from kdtool.q.matrix import QMatrix
+from kdtool.q.matrix import QMatrix, SparseLogits
 from kdtool.q.subsets import resolve_classes
 from kdtool.stats import spearman
 from kdtool.training.metrics import confusion_matrix, select_classes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HEATMAP_MAX_CLASSES = 300  # beyond this a K×K picture is unreadable (and costly for a large sparse Q)
 _ANNOTATE_MAX_CLASSES = 15  # small matrices get each cell's percentage written in it
@@ -71,9 +75,6 @@ def q_heatmap_figure(q: QMatrix, title: str = "") -> tuple[Any, tuple[float, flo
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    from kdtool.reporting.plots import text_colour
 
     check_heatmap_size(q)
     k = q.num_classes
@@ -93,10 +94,7 @@ def q_heatmap_figure(q: QMatrix, title: str = "") -> tuple[Any, tuple[float, flo
     bar.set_label(f"softmax(Q[y]) in %, off-diagonal; scale fixed 0 to {top:.3g}% (the largest)")
     uniform = 100.0 / k
     if uniform <= top:  # where a cell of an untrained (all-zero) Q would sit
-        bar.ax.axhline(uniform, color="white", linewidth=2.5)
-        bar.ax.axhline(uniform, color="black", linewidth=1.0, linestyle="--")
-        bar.ax.annotate("1/K", (0, uniform), xycoords=("axes fraction", "data"), xytext=(-3, 0),
-                        textcoords="offset points", ha="right", va="center", fontsize=8)  # fmt: skip
+        _mark_uniform(bar.ax, uniform)
     font = max(4, 10 - k // 20)
     ax.set_xticks(range(k), q.class_names, rotation=90, fontsize=font)
     ax.set_yticks(range(k), q.class_names, fontsize=font)
@@ -106,21 +104,48 @@ def q_heatmap_figure(q: QMatrix, title: str = "") -> tuple[Any, tuple[float, flo
     notes = [f"off-diagonal cells {low:.3g}% to {top:.3g}%; uniform 1/K = {uniform:.3g}% (dashed on the scale: "
              "where an all-zero Q would be); diagonal masked (grey)"]  # fmt: skip
     if q.sparse is not None:
-        n = q.sparse.n
-        for row, columns in enumerate(q.sparse.indices.tolist()):
-            for column in columns:
-                ax.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
-        notes.append(f"sparse top-{n}: outlined (red) the {n} kept cells per row; the others share the rest equally")
+        notes.append(_outline_kept(ax, q.sparse))
     if k <= _ANNOTATE_MAX_CLASSES:
-        decimals = cell_decimals([percent[i][off[i]] for i in range(k)])
-        for i in range(k):
-            for j in range(k):
-                if i != j:
-                    colour = text_colour(cmap(norm(percent[i, j])))
-                    ax.text(j, i, f"{percent[i, j]:.{decimals}f}", ha="center", va="center", fontsize=7, color=colour)
-        notes.append(f"cells: % with {decimals} decimal{'s' if decimals != 1 else ''}")
+        notes.append(_write_cells(ax, percent, lambda value: cmap(norm(value))))
     fig.text(0.01, 0.005, "\n".join(notes), fontsize=8, va="bottom", ha="left")
     return fig, (0, 0.02 + 0.025 * len(notes), 1, 1)
+
+
+def _mark_uniform(bar_axes: Any, uniform: float) -> None:
+    """The uniform level 1/K (in %) on the colour bar: a dashed line, labelled."""
+    bar_axes.axhline(uniform, color="white", linewidth=2.5)
+    bar_axes.axhline(uniform, color="black", linewidth=1.0, linestyle="--")
+    bar_axes.annotate("1/K", (0, uniform), xycoords=("axes fraction", "data"), xytext=(-3, 0),
+                      textcoords="offset points", ha="right", va="center", fontsize=8)  # fmt: skip
+
+
+def _outline_kept(ax: Any, sparse: SparseLogits) -> str:
+    """A sparse Q's kept top-N cells outlined on the heatmap ``ax``; returns the figure's note on them."""
+    from matplotlib.patches import Rectangle
+
+    for row, columns in enumerate(sparse.indices.tolist()):
+        for column in columns:
+            ax.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+    n = sparse.n
+    return f"sparse top-{n}: outlined (red) the {n} kept cells per row; the others share the rest equally"
+
+
+def _write_cells(ax: Any, percent: np.ndarray, colour_of: Callable[[float], Any]) -> str:
+    """Each off-diagonal cell's percentage written in it, in black or white by its colour (``colour_of`` a
+    value), with as many decimals as rank a row's cells; returns the figure's note on them."""
+    import numpy as np
+
+    from kdtool.reporting.plots import text_colour
+
+    k = len(percent)
+    off = ~np.eye(k, dtype=bool)
+    decimals = cell_decimals([percent[i][off[i]] for i in range(k)])
+    for i in range(k):
+        for j in range(k):
+            if i != j:
+                colour = text_colour(colour_of(percent[i, j]))
+                ax.text(j, i, f"{percent[i, j]:.{decimals}f}", ha="center", va="center", fontsize=7, color=colour)
+    return f"cells: % with {decimals} decimal{'s' if decimals != 1 else ''}"
 
 
 @dataclass

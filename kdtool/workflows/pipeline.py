@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,23 @@ def make_loaders(
     return train, evaluation_loader(dataset, "test", cfg.eval_batch_size, device)
 
 
+@dataclass
+class _Fitting:
+    """One process's part of a run as ``fit``'s setup leaves it for the epoch loop and the finalisation."""
+
+    cfg: TrainConfig
+    env: DistEnv
+    dataset: Dataset  # with its validation split, where ``--val-fraction`` asks for one
+    model: nn.Module  # in DistributedDataParallel under torchrun
+    target: Target
+    trainer: Trainer
+    selector: ModelSelector
+    run: RunDir
+    rows: list[dict[str, float]]  # one per epoch done, a resumed run's earlier ones included
+    note: Callable[[str], None]  # prints on rank 0 only
+    shown: Console  # the console on rank 0, a quiet one on the other ranks
+
+
 def fit(
     cfg: TrainConfig,
     dataset: Dataset,
@@ -121,6 +140,34 @@ def fit(
     and reports to the ``--log`` trackers. A checkpoint is written after every epoch; ``resume``
     continues from it (and the trackers' logged run from its next epoch).
     """
+    fitting = _setup(cfg, dataset, model, target, force, console, record, resume, teacher_cache)
+    trackers = _open_trackers(fitting)
+    _loop(fitting, trackers, title)
+    _finalize(fitting, trackers)
+    run, rows, env = fitting.run, fitting.rows, fitting.env
+    # The trainer and its DDP model, which hold the process group, sit in reference cycles: left to the
+    # garbage collector they can outlive destroy_process_group until interpreter exit, where gloo's threads
+    # then abort the process (SIGABRT after a successful run). Free them first.
+    del fitting
+    if env.enabled:
+        gc.collect()
+    shutdown(env)
+    return run, rows
+
+
+def _setup(
+    cfg: TrainConfig,
+    dataset: Dataset,
+    model: nn.Module,
+    target: Target,
+    force: bool,
+    console: Console,
+    record: dict[str, Any] | None,
+    resume: bool,
+    teacher_cache: TeacherCache | None,
+) -> _Fitting:
+    """``fit``'s setup: device, mixed precision, compilation and DDP, the loaders and the trainer, then the run
+    folder, new or resumed from its checkpoint."""
     env, device = init_from_env(cfg.device)
     note = console.print if env.is_main else (lambda _: None)
     accel = resolve_accel(cfg.amp, cfg.channels_last, device, note)
@@ -137,95 +184,127 @@ def fit(
         val_loader = evaluation_loader(dataset, "validation", cfg.eval_batch_size, device, cfg, note)
     trainer = Trainer(model, target, train_loader, test_loader, cfg, env, val_loader, accel)
     selector = ModelSelector(cfg.select, cfg.early_stopping)
-
-    rows: list[dict[str, float]] = []
     if resume:
-        run = RunDir(cfg.out)
-        state = load_checkpoint(run.path, device)
-        trainer.load_state_dict(state["trainer"])
-        set_rng_state(state["rng"])
-        rows = list(state["rows"])
-        selector.load_state_dict(state["selection"])
+        run, rows = _resumed(RunDir(cfg.out), device, trainer, selector)
     else:
-        run = RunDir.create(cfg.out, force) if env.is_main else RunDir(cfg.out)
-        if env.is_main:
-            if dataset.info.kind == "image":  # what the network reads: the dataset's batches or, adapted, its own
-                record = {**(record or {}), "model_input": model_input(cfg, dataset.info).to_record()}
-            facts = {**(record or {}), "dataset_info": dataset_record(dataset), "device_used": str(device),
-                     "world_size": env.world_size}  # fmt: skip
-            run.write_config(cfg.kind, cfg.to_dict(), facts)
-            vocabulary = dataset_vocabulary(dataset)
-            if vocabulary is not None:
-                vocabulary.save(run.path / VOCAB)
+        run, rows = _new_run(cfg, force, env, dataset, device, record), []
     barrier(env)
-
     shown = console if env.is_main else Console(quiet=True)
-    trackers = Trackers(note)
-    if env.is_main:
-        trackers = Trackers.open(parse_log(cfg.log), RunInfo(run.path, cfg.kind, cfg.to_dict(), len(rows)), note)
-    with EpochDisplay(shown, f"{title} · {_schedule_line(cfg)}", cfg.epochs, len(train_loader)) as display:
+    return _Fitting(cfg, env, dataset, model, target, trainer, selector, run, rows, note, shown)
+
+
+def _resumed(
+    run: RunDir, device: torch.device, trainer: Trainer, selector: ModelSelector
+) -> tuple[RunDir, list[dict[str, float]]]:
+    """``run`` and its epochs so far, with ``trainer``, the random generators and ``selector`` as its checkpoint
+    left them."""
+    state = load_checkpoint(run.path, device)
+    trainer.load_state_dict(state["trainer"])
+    set_rng_state(state["rng"])
+    selector.load_state_dict(state["selection"])
+    return run, list(state["rows"])
+
+
+def _new_run(
+    cfg: TrainConfig, force: bool, env: DistEnv, dataset: Dataset, device: torch.device, record: dict[str, Any] | None
+) -> RunDir:
+    """The run folder ``cfg.out``, created by rank 0 with its config.json and the dataset's vocabulary."""
+    if not env.is_main:
+        return RunDir(cfg.out)
+    run = RunDir.create(cfg.out, force)
+    if dataset.info.kind == "image":  # what the network reads: the dataset's batches or, adapted, its own
+        record = {**(record or {}), "model_input": model_input(cfg, dataset.info).to_record()}
+    facts = {**(record or {}), "dataset_info": dataset_record(dataset), "device_used": str(device),
+             "world_size": env.world_size}  # fmt: skip
+    run.write_config(cfg.kind, cfg.to_dict(), facts)
+    vocabulary = dataset_vocabulary(dataset)
+    if vocabulary is not None:
+        vocabulary.save(run.path / VOCAB)
+    return run
+
+
+def _open_trackers(fitting: _Fitting) -> Trackers:
+    """The ``--log`` trackers, on rank 0 (a resumed run's logged run continues at its next epoch); none elsewhere."""
+    if not fitting.env.is_main:
+        return Trackers(fitting.note)
+    info = RunInfo(fitting.run.path, fitting.cfg.kind, fitting.cfg.to_dict(), len(fitting.rows))
+    return Trackers.open(parse_log(fitting.cfg.log), info, fitting.note)
+
+
+def _loop(fitting: _Fitting, trackers: Trackers, title: str) -> None:
+    """``fit``'s epochs, from the first not yet done to the last or to early stopping, under the live display;
+    an epoch that raises ends the trackers' run as failed."""
+    cfg, run, rows = fitting.cfg, fitting.run, fitting.rows
+    train_batches = len(fitting.trainer.train_loader)
+    with EpochDisplay(fitting.shown, f"{title} · {_schedule_line(cfg)}", cfg.epochs, train_batches) as display:
         for row in rows:
             display.epoch_done(row)
         try:
-            for row in trainer.epochs(display.step, start_epoch=len(rows)):
-                rows.append(row)
-                selector.update(row, _weights(model, target))
-                if env.is_main:
-                    run.write_metrics(rows)
-                    save_checkpoint(run.path, trainer.state_dict(), len(rows), rows, selector.state_dict())
-                    # logged after the checkpoint: a resumed run never logs an epoch twice
-                    trackers.log_scalars({k: v for k, v in row.items() if k != "epoch"}, len(rows))
-                    if len(rows) % Q_IMAGE_EVERY == 0:
-                        _log_q(trackers, _run_q(target, dataset, cfg, run), f"after epoch {len(rows)}", len(rows))
+            for row in fitting.trainer.epochs(display.step, start_epoch=len(rows)):
+                _epoch_done(fitting, trackers, row)
                 display.epoch_done(row)
-                if selector.should_stop():
-                    shown.print(f"early stopping: no lower validation loss for {cfg.early_stopping} epochs")
+                if fitting.selector.should_stop():
+                    fitting.shown.print(f"early stopping: no lower validation loss for {cfg.early_stopping} epochs")
                     break
         except KeyboardInterrupt:
             trackers.finish(run.path, completed=False)
             raise RunInterrupted(run.path, len(rows)) from None
         except RunDiverged as exc:  # checkpoint and metrics.csv of the last finite epoch stay as they are
             trackers.finish(run.path, completed=False)
-            if env.is_main:
+            if fitting.env.is_main:
                 run.update_config({"status": "diverged", "diverged": exc.record})
             raise RunDiverged(divergence_line(exc.record, run.path), exc.record) from None
         except BaseException:
             trackers.finish(run.path, completed=False)
             raise
+
+
+def _epoch_done(fitting: _Fitting, trackers: Trackers, row: dict[str, float]) -> None:
+    """An epoch's metrics row to the selection and, on rank 0, to metrics.csv, the checkpoint and the trackers."""
+    run, rows = fitting.run, fitting.rows
+    rows.append(row)
+    fitting.selector.update(row, _weights(fitting.model, fitting.target))
+    if not fitting.env.is_main:
+        return
+    run.write_metrics(rows)
+    save_checkpoint(run.path, fitting.trainer.state_dict(), len(rows), rows, fitting.selector.state_dict())
+    # logged after the checkpoint: a resumed run never logs an epoch twice
+    trackers.log_scalars({k: v for k, v in row.items() if k != "epoch"}, len(rows))
+    if len(rows) % Q_IMAGE_EVERY == 0:
+        _log_q(trackers, _run_q(fitting), f"after epoch {len(rows)}", len(rows))
+
+
+def _finalize(fitting: _Fitting, trackers: Trackers) -> None:
+    """``fit``'s end: the ranks' agreement checked, the selected epoch's weights kept, and on rank 0 the final
+    metrics.csv, config.json facts, model and Q written and the trackers' run ended as completed."""
+    env, run, rows, selector = fitting.env, fitting.run, fitting.rows, fitting.selector
     if env.enabled:  # DDP keeps the network in sync; check the method's own parameters (Q) are too
-        divergence = max_divergence([*model.parameters(), *target.parameters(), *target.buffers()], env)
-        shown.print(f"{env.world_size} processes; largest parameter difference from rank 0: {divergence:.3g}")
+        target = fitting.target
+        divergence = max_divergence([*fitting.model.parameters(), *target.parameters(), *target.buffers()], env)
+        fitting.shown.print(f"{env.world_size} processes; largest parameter difference from rank 0: {divergence:.3g}")
     if selector.best_state is not None:  # keep the selected epoch's weights, not the last ones
-        _load_weights(model, target, selector.best_state)
+        _load_weights(fitting.model, fitting.target, selector.best_state)
     for row in rows:
         row["selected"] = int(row["epoch"] == selector.selected_epoch)
     if env.is_main:
         run.write_metrics(rows)
         run.update_config({"selected_epoch": selector.selected_epoch, "epochs_run": len(rows)})
-        run.save_model(unwrap_model(model))
-        q = _run_q(target, dataset, cfg, run)
+        run.save_model(unwrap_model(fitting.model))
+        q = _run_q(fitting)
         if q is not None:
             q.save(run.path / Q)
             _log_q(trackers, q, f"kept (epoch {selector.selected_epoch})", len(rows))
         trackers.finish(run.path, completed=True)
     barrier(env)
-    if env.enabled:
-        # The trainer and its DDP model, which hold the process group, sit in reference cycles: left to
-        # the garbage collector they can outlive destroy_process_group until interpreter exit, where
-        # gloo's threads then abort the process (SIGABRT after a successful run). Free them first.
-        del trainer, model
-        gc.collect()
-    shutdown(env)
-    return run, rows
 
 
-def _run_q(target: Target, dataset: Dataset, cfg: TrainConfig, run: RunDir) -> QMatrix | None:
+def _run_q(fitting: _Fitting) -> QMatrix | None:
     """The Q the run's method learned, as it is now (None for a method without one)."""
-    q = target.learned_q()
+    q, info = fitting.target.learned_q(), fitting.dataset.info
     if q is None:
         return None
-    return QMatrix(q, list(dataset.info.class_names), cfg.alpha, dataset.info.name, source=target.name,
-                   extra={"run": str(run.path)})  # fmt: skip
+    return QMatrix(q, list(info.class_names), fitting.cfg.alpha, info.name, source=fitting.target.name,
+                   extra={"run": str(fitting.run.path)})  # fmt: skip
 
 
 def _log_q(trackers: Trackers, q: QMatrix | None, when: str, step: int) -> None:
