@@ -175,7 +175,7 @@ def _agreement(q: QMatrix, run: RunDir, device: str) -> ConfusionAgreement:
     from kdtool.reporting.qreport import confusion_agreement, confusion_on_classes
     from kdtool.training.rundata import predict_run
 
-    logits, labels, names = predict_run(run, "test", device)
+    logits, labels, names = predict_run(run, "test", device, "--vs-confusion")
     return confusion_agreement(q, confusion_on_classes(logits, labels, names, q.class_names))
 
 

@@ -67,17 +67,12 @@ nav ul { padding-left: 1.2rem; columns: 14rem; }
 def run_page(path: Path, device: str) -> str:
     """The report of one finished run: its command and options, result at the selected and the last epoch,
     its teacher or Q source, curves, the per-epoch table, reliability diagram and confusion matrix on its
-    test set (its network run on ``device``), and for a Q run the Q heatmap and each class's similar classes."""
-    from kdtool.training.metrics import calibration_bins, confusion_matrix
-    from kdtool.training.rundata import predict_run
-
+    test set (its network run on ``device``; left out with a note where kdtool cannot rebuild it), and for a Q
+    run the Q heatmap and each class's similar classes."""
     run = RunDir.open(path)
     record, rows = redact_values(run.config())[0], run.metrics()  # run folders from before kdtool redacted them
     found = cmp.load_runs([path])
-    logits, labels, names = predict_run(run, "test", device)
     method = str(record.get("smoothing", "run"))
-    calibration = GroupCurve(method, 1, cmp.curves(found, ["smoothing"], "test_acc")[method], str(path),
-                             calibration_bins(logits, labels))  # fmt: skip
     sections = [
         ("Command and options", _command(record) + _options(record)),
         ("Result", _result(rows)),
@@ -85,13 +80,29 @@ def run_page(path: Path, device: str) -> str:
         ("Curves", _figure(curves_figure(_curves(found, ["smoothing"])), "Learning curves per epoch: accuracy, "
                            "loss and NLL, ECE, macro-F1, learning rate and gradient norm")),
         ("Per-epoch metrics", _epoch_table(rows)),
-        ("Reliability diagram", _figure(reliability_figure([calibration]), "Reliability diagram on the test set")),
-        ("Confusion matrix", _confusion(confusion_matrix(logits, labels), names, str(path))),
+        *_network_sections(run, cmp.curves(found, ["smoothing"], "test_acc")[method], method, device),
     ]  # fmt: skip
     if (path / Q).is_file():
         sections.append(("Q: class similarity", _q_section(path / Q)))
     return _page(f"kdtool report: {path}", f"{record.get('kind', 'run')} run · {method} · {record.get('model')} · "
                  f"{record.get('dataset_info', {}).get('name', record.get('dataset'))}", sections)  # fmt: skip
+
+
+def _network_sections(run: RunDir, curve: Any, method: str, device: str) -> list[tuple[str, str]]:
+    """The sections that run the network on the test set: reliability diagram and confusion matrix, or, for a
+    network kdtool cannot rebuild, one section saying they are left out and why."""
+    from kdtool.training.metrics import calibration_bins, confusion_matrix
+    from kdtool.training.rundata import predict_run
+    from kdtool.training.runmodel import NetworkUnavailable
+
+    try:
+        logits, labels, names = predict_run(run, "test", device, "the report's reliability diagram")
+    except NetworkUnavailable as exc:
+        return [("Reliability diagram and confusion matrix", f"<p class='note'>left out: they need the network, "
+                 f"and {_e(exc.what)}.</p>")]  # fmt: skip
+    calibration = GroupCurve(method, 1, curve, str(run.path), calibration_bins(logits, labels))
+    return [("Reliability diagram", _figure(reliability_figure([calibration]), "Reliability diagram on the test set")),
+            ("Confusion matrix", _confusion(confusion_matrix(logits, labels), names, str(run.path)))]  # fmt: skip
 
 
 def group_page(
