@@ -218,10 +218,10 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
     """The one "same run?" decision for a run folder, taken before any work.
 
     ``options`` are the resolved options of the requested run. ``resume``: the folder must be a run of
-    the same options with a checkpoint. ``force``: an existing kdtool run is replaced (only what kdtool
-    wrote in it). ``reuse`` (``--seeds``, ``sweep``): a finished run of the same options is skipped, an
-    interrupted one resumed, one that died before its first checkpoint restarted; a run of other options
-    is refused, naming the first differing option.
+    the same options with a checkpoint (skipped when it is finished). ``force``: an existing kdtool run is
+    replaced (only what kdtool wrote in it). ``reuse`` (``--seeds``, ``sweep``): a finished run of the same
+    options is skipped, an interrupted one resumed, one that died before its first checkpoint restarted; a
+    run of other options is refused, naming the first differing option.
     """
     path = Path(path)
     if force and resume:
@@ -233,9 +233,11 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
         if (record := diverged_record(path)) is not None:
             raise KdtoolError(f"{path} diverged in epoch {record['epoch']}: the same options diverge again; pass "
                               f"--force to train it afresh (e.g. with a lower --lr)")  # fmt: skip
+        _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
+        if (path / MODEL).is_file():  # finished: nothing to resume
+            return RunPlan("skip")
         if not checkpoint_path(path).is_file():
             raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
-        _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
         return RunPlan("resume")
     if force:
         check_output_dir(path, force=True)

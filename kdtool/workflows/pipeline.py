@@ -146,6 +146,7 @@ def fit(
         set_rng_state(state["rng"])
         rows = list(state["rows"])
         selector.load_state_dict(state["selection"])
+        note(f"resuming {run.path} after epoch {len(rows)} of {cfg.epochs} (its checkpoint)")
     else:
         run = RunDir.create(cfg.out, force) if env.is_main else RunDir(cfg.out)
         if env.is_main:
@@ -163,9 +164,8 @@ def fit(
     trackers = Trackers(note)
     if env.is_main:
         trackers = Trackers.open(parse_log(cfg.log), RunInfo(run.path, cfg.kind, cfg.to_dict(), len(rows)), note)
-    with EpochDisplay(shown, f"{title} · {_schedule_line(cfg)}", cfg.epochs, len(train_loader)) as display:
-        for row in rows:
-            display.epoch_done(row)
+    # a resumed run shows the epochs it trains now; those of its checkpoint were shown when they were trained
+    with EpochDisplay(shown, f"{title} · {_schedule_line(cfg)}", cfg.epochs, len(train_loader), len(rows)) as display:
         try:
             for row in trainer.epochs(display.step, start_epoch=len(rows)):
                 rows.append(row)

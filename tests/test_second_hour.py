@@ -1,0 +1,150 @@
+"""A newcomer's second hour (issue #32 items 2-4, 6-13): runs made by kdtool.fit in the reports, compare groups,
+--resume lines, typo suggestions, messages that point the right way, help examples that run, pictures."""
+
+import csv
+import io
+import json
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import kdtool
+from kdtool.reporting import compare as cmp
+
+
+class MyNet(nn.Module):
+    """A module kdtool cannot rebuild from its name (python:MyNet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory):
+    """A two-epoch LLS run of kdtool.fit on random 8×8 images."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (192, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(192) % 10
+    out = tmp_path_factory.mktemp("fit") / "mynet"
+    kdtool.fit(MyNet(), (images[:128], labels[:128]), (images[128:], labels[128:]), epochs=2, out=out, quiet=True,
+               batch_size=64, device="cpu")  # fmt: skip
+    return out
+
+
+# --- item 6: runs made by kdtool.fit -------------------------------------------------------------------------
+
+
+def test_report_of_a_fit_run_shows_the_run_folder_and_leaves_the_network_sections_out(run_cli, fit_run, tmp_path):
+    code, _, err = run_cli("report", fit_run, "--out", tmp_path / "r.html")
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert "Curves" in page and "Per-epoch metrics" in page and "Q: class similarity" in page
+    assert "Reliability diagram on the test set" not in page
+    assert "left out: they need the network, and python:MyNet is a module of your own" in page
+
+
+def test_compare_plot_of_a_fit_run_draws_the_curves_and_notes_the_reliability_left_out(run_cli, fit_run, tmp_path):
+    code, _, err = run_cli("compare", fit_run, "--plot", tmp_path / "c.png")
+    assert code == 0, err
+    assert (tmp_path / "c.png").stat().st_size > 0
+    assert "group lls is left out of the reliability diagram" in err
+    assert "python:MyNet is a module of your own (trained by kdtool.fit)" in err
+
+
+@pytest.mark.parametrize(
+    "args, needs",
+    [(("inspect-q", "{run}", "--vs-confusion", "{run}"), "--vs-confusion"),
+     (("export-q", "{run}", "--from-teacher", "--out", "{tmp}/t.q.safetensors"), "--from-teacher")],
+)  # fmt: skip
+def test_what_needs_a_fit_runs_network_says_so_in_one_line(run_cli, fit_run, tmp_path, args, needs):
+    code, _, err = run_cli(*(a.format(run=fit_run, tmp=tmp_path) for a in args))
+    assert code == 2
+    assert err.startswith(f"error: {needs} needs the network of {fit_run}, and python:MyNet is a module of your own")
+    assert err.count("\n") == 1 and "load_state_dict" in err
+
+
+# --- item 4: compare groups by every result-changing option ---------------------------------------------------
+
+
+def write_run(path, config, accuracy):
+    """A finished one-epoch run as compare reads it: config.json, metrics.csv and an (empty) weights file."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"epochs": 1, "out": str(path), **config}))
+    (path / "model.safetensors").write_bytes(b"")
+    (path / "metrics.csv").write_text(f"epoch,test_acc,test_nll,test_ece,seconds\n1,{accuracy},1.0,0.1,2\n")
+
+
+def test_compare_separates_runs_that_differ_in_a_result_changing_option_and_labels_them(run_cli, tmp_path):
+    students = {"plain": {"teacher": "runs/t", "logit_standardize": False},
+                "standardized": {"teacher": "runs/t", "logit_standardize": True},
+                "cached": {"teacher_cache": "t.kdcache", "logit_standardize": False}}  # fmt: skip
+    for name, options in students.items():
+        for seed in (0, 1):
+            config = {"kind": "distill", "smoothing": "kd", "kd_loss": "kd", "seed": seed, "device": f"cuda:{seed}",
+                      **options}  # fmt: skip
+            write_run(tmp_path / name / f"seed{seed}", config, 0.5 + 0.1 * seed)
+    code, out, err = run_cli("compare", tmp_path, "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["smoothing"], r["logit_standardize"], r["teacher"], r["teacher_cache"], r["n"]) for r in rows] == [
+        ("kd", "False", "-", "t.kdcache", "2"),
+        ("kd", "False", "runs/t", "-", "2"),
+        ("kd", "True", "runs/t", "-", "2"),
+    ]
+    assert "differ" not in err  # seeds and devices do not change what is compared
+    found = cmp.load_runs(cmp.find_runs([tmp_path]))
+    assert list(cmp.groups(found, cmp.check_group_keys(found, None))) == [
+        "kd · logit_standardize=False · teacher_cache=t.kdcache",
+        "kd · logit_standardize=False · teacher=runs/t",
+        "kd · logit_standardize=True · teacher=runs/t",
+    ]  # how the figures' legends name them
+    code, _, err = run_cli("compare", tmp_path, "--group-by", "smoothing")  # one group, as asked, with a note
+    assert code == 0
+    assert "note: the runs of group kd also differ in teacher_cache, logit_standardize, teacher;" in err
+
+
+# --- item 10: --resume says where it continues -------------------------------------------------------------
+
+TWO_EPOCHS = ("--limit-train", "128", "--limit-test", "64", "--epochs", "2", "--batch-size", "64", "--smoothing", "ls")
+
+
+def epoch_rows(out: str) -> list[int]:
+    """The epochs of the table a run printed (plain lines into a pipe)."""
+    return [int(m) for m in re.findall(r"^│\s+(\d+)\s+│", out, flags=re.MULTILINE)]
+
+
+def test_resume_says_after_which_epoch_and_shows_only_the_epochs_it_trains(run_cli, tmp_path, interrupt_at_epoch):
+    interrupt_at_epoch(1)
+    assert run_cli("train-teacher", *TWO_EPOCHS, "--out", tmp_path / "run")[0] == 130
+    interrupt_at_epoch(None)
+    code, out, err = run_cli("train-teacher", *TWO_EPOCHS, "--out", tmp_path / "run", "--resume")
+    assert code == 0, err
+    assert f"resuming {tmp_path / 'run'} after epoch 1 of 2 (its checkpoint)" in out
+    assert epoch_rows(out) == [2]
+
+
+def test_resume_of_a_finished_run_says_it_is_complete_and_trains_nothing(run_cli, tmp_path):
+    assert run_cli("train-teacher", *TWO_EPOCHS, "--out", tmp_path / "run")[0] == 0
+    weights = (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns
+    code, out, err = run_cli("train-teacher", *TWO_EPOCHS, "--out", tmp_path / "run", "--resume")
+    assert code == 0, err
+    assert out == f"{tmp_path / 'run'}: already complete (2 of 2 epochs), nothing to resume; --force retrains it\n"
+    assert (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_a_seeds_rerun_announces_the_seed_it_resumes(run_cli, tmp_path, interrupt_at_epoch):
+    assert run_cli("train-teacher", *TWO_EPOCHS, "--seeds", "0", "--out", tmp_path / "s")[0] == 0
+    interrupt_at_epoch(1)
+    assert run_cli("train-teacher", *TWO_EPOCHS, "--seeds", "0,1", "--out", tmp_path / "s")[0] == 130
+    interrupt_at_epoch(None)
+    code, out, err = run_cli("train-teacher", *TWO_EPOCHS, "--seeds", "0,1", "--out", tmp_path / "s")
+    assert code == 0, err
+    assert "[1/2] seed 0: finished earlier, skipped" in out
+    assert f"resuming {tmp_path / 's' / 'seed1'} after epoch 1 of 2 (its checkpoint)" in out
+    assert epoch_rows(out) == [2]
