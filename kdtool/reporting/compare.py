@@ -7,7 +7,6 @@ seed the table reports the mean and the spread over seeds.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -19,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from kdtool.config.runconfig import RECORD_FACTS
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, close_names
 from kdtool.reporting.display import Column
 from kdtool.reporting.plots import DYNAMICS_METRICS, GroupCurve, is_percent
 from kdtool.runs.folder import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS, changes_result
@@ -56,6 +55,8 @@ def find_runs(paths: Sequence[str | os.PathLike]) -> list[Path]:
         if (path / CONFIG).is_file():
             found.append(path)
             continue
+        if path.is_file():
+            raise KdtoolError(f"{path} is a file, not a run folder: name folders holding config.json")
         if not path.is_dir():
             raise KdtoolError(f"{path} is not a run folder: it does not exist")
         runs = sorted((p.parent for p in path.rglob(CONFIG)), key=_natural_key)
@@ -146,7 +147,7 @@ def check_group_keys(runs: RunSet, keys: Sequence[str] | None) -> list[str]:
         raise KdtoolError("--group-by needs at least one config key, e.g. smoothing")
     for key in columns:
         if key not in runs.configs.columns:
-            close = difflib.get_close_matches(key, list(runs.configs.columns), n=3)
+            close = close_names(key, list(runs.configs.columns), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; the keys are those of a run's config.json"
             raise KdtoolError(f"unknown --group-by key {key!r}{hint}")
     return columns
