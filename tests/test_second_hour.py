@@ -12,6 +12,7 @@ from torch import nn
 
 import kdtool
 from kdtool.reporting import compare as cmp
+from tests.conftest import TINY
 
 
 class MyNet(nn.Module):
@@ -148,3 +149,112 @@ def test_a_seeds_rerun_announces_the_seed_it_resumes(run_cli, tmp_path, interrup
     assert "[1/2] seed 0: finished earlier, skipped" in out
     assert f"resuming {tmp_path / 's' / 'seed1'} after epoch 1 of 2 (its checkpoint)" in out
     assert epoch_rows(out) == [2]
+
+
+# --- item 8: typos get a suggestion everywhere ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(("train-teacher", "--dataset", "fmnist"), "unknown dataset 'fmnist' (did you mean fashion-mnist or mnist?)"),
+     (("train-teacher", "--dataset", "fashion_mnist"), "unknown dataset 'fashion_mnist' (did you mean fashion-mnist?)"),
+     (("train-teacher", "--smoothing", "LLS"), "unknown smoothing method 'LLS' (did you mean lls?)"),
+     (("train-teacher", "--schedule", "cosin"), "unknown --schedule 'cosin' (did you mean cosine?)"),
+     (("train-teacher", "--model", "lenet"), "unknown model 'lenet' (did you mean lenet5?)"),
+     (("distill", "--teacher", "t", "--kd-loss", "DKD"), "unknown --kd-loss 'DKD' (did you mean dkd?)"),
+     (("compare", ".", "--format", "csvv"), "unknown --format 'csvv' (did you mean csv?)"),
+     (("distill", "--teacher", "t", "--model", "lenet5"), "No such option: --model (did you mean --student?"),
+     (("train-teacher", "--student", "lenet5"), "--student (did you mean --model? --student is an option of kdtool "
+                                                "distill)"),
+     (("train-teacher", "--smoothin", "lls"), "No such option: --smoothin (did you mean --smoothing?)")],
+)  # fmt: skip
+def test_a_typo_gets_a_suggestion(run_cli, tmp_path, args, message):
+    run = () if args[0] == "compare" else (*TINY, "--out", tmp_path / "run")
+    code, _, err = run_cli(*args, *run)
+    assert code == 2
+    assert message in err and err.count("\n") == 1
+
+
+# --- item 9: messages that point the right way -----------------------------------------------------------
+
+
+def test_compare_of_a_file_says_it_is_a_file(run_cli, tmp_path):
+    (tmp_path / "notq.txt").write_text("hello")
+    code, _, err = run_cli("compare", tmp_path / "notq.txt")
+    assert code == 2
+    assert err == f"error: {tmp_path / 'notq.txt'} is a file, not a run folder: name folders holding config.json\n"
+
+
+def test_a_missing_imagefolder_says_it_does_not_exist(run_cli, tmp_path):
+    code, _, err = run_cli("train-teacher", *TINY, "--dataset", f"imagefolder:{tmp_path}/none", "--out", tmp_path / "r")
+    assert code == 2
+    assert err == f"error: imagefolder:{tmp_path}/none: {tmp_path}/none does not exist\n"
+
+
+def test_a_file_in_the_way_of_out_is_named_as_a_file(run_cli, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    code, _, err = run_cli("train-teacher", *TINY, "--out", tmp_path / "afile" / "run")
+    assert code == 2
+    assert err == f"error: cannot write --out {tmp_path}/afile/run: {tmp_path}/afile is a file, not a folder\n"
+
+
+def test_memory_budget_on_a_builtin_dataset_names_the_dataset(run_cli, tmp_path):
+    code, _, err = run_cli("train-teacher", *TINY, "--memory-budget", "1GB", "--out", tmp_path / "r")
+    assert code == 2
+    assert err.startswith("error: --memory-budget does not apply to this run (--dataset fashion-mnist, --loader auto)")
+
+
+def test_a_q_of_other_size_names_the_counts_and_classes(run_cli, tmp_path):
+    from kdtool.q.matrix import QMatrix
+
+    QMatrix(torch.zeros(5, 5), [str(k) for k in range(5)], 0.1, "five", "test").save(tmp_path / "five.q.safetensors")
+    code, _, err = run_cli("distill", "--substitute-q", tmp_path / "five.q.safetensors", *TINY, "--out", tmp_path / "s")
+    assert code == 2
+    assert "has 5 classes and the data 10: pass --classes with 5 of the data's classes" in err
+
+
+def test_force_is_not_suggested_where_it_would_be_refused_and_every_foreign_file_is_named(run_cli, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    code, _, err = run_cli("train-teacher", *TINY, "--out", mine)
+    assert code == 2 and "--force replaces only kdtool runs" in err and "pass --force" not in err
+    assert run_cli("train-teacher", *TINY, "--out", tmp_path / "run")[0] == 0
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt"):
+        (tmp_path / "run" / name).write_text("mine")
+    code, _, err = run_cli("train-teacher", *TINY, "--out", tmp_path / "run", "--force")
+    assert code == 2 and "holds 'a.txt', 'b.txt', 'c.txt' and 1 more, which kdtool did not write" in err
+    code, _, err = run_cli("train-teacher", *TINY, "--out", tmp_path / "run")
+    assert code == 2 and "pass --force" not in err and "which kdtool did not write" in err
+
+
+# --- item 11: help that says what the option does, and lists that are lists ------------------------------------
+
+
+def test_seeds_with_an_empty_item_is_refused(run_cli, tmp_path):
+    code, _, err = run_cli("train-teacher", *TINY, "--seeds", "0,,1", "--out", tmp_path / "s")
+    assert code == 2
+    assert err == "error: --seeds takes comma-separated integers, got '0,,1'\n" and not (tmp_path / "s").exists()
+
+
+def option_help(command: str, flag: str) -> str:
+    import typer.main
+
+    from kdtool.cli import app
+
+    params = typer.main.get_command(app).commands[command].params
+    return next(p.help for p in params if flag in p.opts)
+
+
+def test_option_help_says_what_the_option_does_for_its_command():
+    assert option_help("report", "--force") == "Replace an existing report page (one kdtool wrote)."
+    assert option_help("import", "--seed") == "Seed that picks the --limit-test sample (import trains nothing)."
+    assert "(not with --seed)" in option_help("train-teacher", "--seeds")  # the two are refused together
+
+
+def test_a_one_view_cache_says_view(run_cli, tmp_path):
+    assert run_cli("train-teacher", *TINY, "--smoothing", "onehot", "--out", tmp_path / "t")[0] == 0
+    cache = tmp_path / "t.cache.safetensors"
+    code, out, err = run_cli("cache-teacher", tmp_path / "t", "--views", "1", "--limit-train", "256", "--out", cache)
+    assert code == 0, err
+    assert ": 1 view of 256 samples" in out

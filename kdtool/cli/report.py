@@ -13,7 +13,7 @@ from rich.console import Console
 
 from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, unknown_choice
 from kdtool.reporting.display import Column, FittedTable
 
 FORMATS = ("table", "markdown", "csv")
@@ -35,6 +35,7 @@ Plot = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PDF or SVG
                                            "metric per epoch (mean line, min-max band per group) and a reliability "
                                            "diagram of each group's best run.", show_default=False)]  # fmt: skip
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing figure.")]
+ReportForce = Annotated[bool, typer.Option("--force", help="Replace an existing report page (one kdtool wrote).")]
 PlotDynamics = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PDF or SVG) of the training dynamics "
                                                    "(PLS study): per learning rate, gradient norm and generalization "
                                                    "error per epoch, a line per method (mean over seeds) and a band.",
@@ -79,7 +80,7 @@ def compare(
     from kdtool.reporting import compare as cmp
 
     if output_format not in FORMATS:
-        raise KdtoolError(f"unknown --format {output_format!r}: choose one of {', '.join(FORMATS)}")
+        raise unknown_choice("--format", output_format, FORMATS)
     from kdtool.reporting.plots import check_figure_path
 
     drawn = plot is not None or plot_dynamics is not None
@@ -145,7 +146,7 @@ def report(
     group_by: GroupBy = None,
     metric: Metric = "test_acc,test_nll,test_ece",
     device: opt.Device = "auto",
-    force: Force = False,
+    force: ReportForce = False,
 ) -> None:
     """Write one self-contained HTML page about a run, or about several runs compared.
 

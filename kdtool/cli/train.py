@@ -92,7 +92,7 @@ def train_teacher(
     ```
     kdtool train-teacher --smoothing lls --alpha 0.1 --epochs 10 --out runs/fmnist-lls
     kdtool train-teacher --dataset cifar100 --data-root ~/data --download --model resnet18 --smoothing ls \\
-        --epsilon 0.1 --epochs 200 --milestones 100,150 --out runs/c100-ls
+        --epsilon 0.1 --epochs 200 --schedule multistep --milestones 100,150 --out runs/c100-ls
     kdtool train-teacher --smoothing lls --lls-terms forward-ce,reverse-ce,target-entropy --out runs/no-pent
     kdtool train-teacher --smoothing lls --epochs 10 --out runs/fmnist-lls --resume    # after an interruption
     kdtool train-teacher --smoothing lls --log tensorboard --out runs/lls        # then: tensorboard --logdir runs
