@@ -48,7 +48,8 @@ pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f3f3f3; paddi
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #bbb; padding: 0.2rem 0.45rem; text-align: left; vertical-align: top; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
 tr.selected td { font-weight: bold; background: #eef5ee; }
 caption { caption-side: bottom; text-align: left; font-size: 0.8rem; color: #444; padding-top: 0.3rem; }
 figure { margin: 1rem 0; }
@@ -101,7 +102,8 @@ def _network_sections(run: RunDir, curve: Any, method: str, device: str) -> list
         return [("Reliability diagram and confusion matrix", f"<p class='note'>left out: they need the network, "
                  f"and {_e(exc.what)}.</p>")]  # fmt: skip
     calibration = GroupCurve(method, 1, curve, str(run.path), calibration_bins(logits, labels))
-    return [("Reliability diagram", _figure(reliability_figure([calibration]), "Reliability diagram on the test set")),
+    figure = reliability_figure([calibration], title="reliability on the test set (15 bins)")
+    return [("Reliability diagram", _figure(figure, "Reliability diagram on the test set")),
             ("Confusion matrix", _confusion(confusion_matrix(logits, labels), names, str(run.path)))]  # fmt: skip
 
 
@@ -173,7 +175,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: 
 
     def cell(tag: str, index: int, value: str) -> str:
         kind = ' class="num"' if index >= text_columns else ""
-        return f"<{tag}{kind}>{_e(value)}</{tag}>"
+        shown = _e(value).replace("_", "_<wbr>") if tag == "th" else _e(value)  # long headers wrap at their parts
+        return f"<{tag}{kind}>{shown}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
     marks = [' class="selected"' if i < len(selected) and selected[i] else "" for i in range(len(rows))]
