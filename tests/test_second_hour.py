@@ -258,3 +258,93 @@ def test_a_one_view_cache_says_view(run_cli, tmp_path):
     code, out, err = run_cli("cache-teacher", tmp_path / "t", "--views", "1", "--limit-train", "256", "--out", cache)
     assert code == 0, err
     assert ": 1 view of 256 samples" in out
+
+
+# --- item 13: pictures -------------------------------------------------------------------------------------------
+
+
+def cielab(colour: str) -> torch.Tensor:
+    """An sRGB colour (``#rrggbb`` or a matplotlib name) in CIELAB (D65)."""
+    from matplotlib.colors import to_rgb
+
+    c = torch.tensor(to_rgb(colour), dtype=torch.float64)
+    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    to_xyz = torch.tensor([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]],
+                          dtype=torch.float64)  # fmt: skip
+    xyz = to_xyz @ linear / torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+    f = torch.where(xyz > 0.008856, xyz ** (1 / 3), 7.787 * xyz + 16 / 116)
+    return torch.stack([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def deuteranope(colour: str) -> str:
+    """``colour`` as a deuteranope sees it: Machado, Oliveira & Fernandes (2009), severity 1.0 (sRGB linear)."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    c = torch.tensor(to_rgb(colour), dtype=torch.float64)
+    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    seen = (torch.tensor([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                          [-0.011820, 0.042940, 0.968881]], dtype=torch.float64) @ linear).clamp(0, 1)  # fmt: skip
+    return to_hex(torch.where(seen <= 0.0031308, 12.92 * seen, 1.055 * seen ** (1 / 2.4) - 0.055).tolist())
+
+
+def closest_pair(colours: list[str]) -> float:
+    return min(float((cielab(a) - cielab(b)).norm()) for i, a in enumerate(colours) for b in colours[i + 1 :])
+
+
+def test_every_method_has_a_colour_far_from_every_other_also_for_a_deuteranope():
+    from kdtool.config.runconfig import KD_LOSSES, SMOOTHING_METHODS
+    from kdtool.reporting.plots import method_colours
+
+    colours = list(method_colours([*SMOOTHING_METHODS, *KD_LOSSES, "lls-st"]).values())
+    assert closest_pair(colours) >= 20  # CIE76 ΔE: 2.3 is a just-noticeable difference
+    assert closest_pair([deuteranope(c) for c in colours]) >= 15
+
+
+def test_compare_plot_gives_each_method_its_own_colour_line_style_and_marker():
+    import pandas as pd
+
+    from kdtool.reporting.plots import GroupCurve, comparison_figure
+
+    curve = pd.DataFrame({"mean": [0.5, 0.6], "min": [0.4, 0.5], "max": [0.6, 0.7]}, index=[1, 2])
+    groups = [GroupCurve(name, 2, curve, f"runs/{name}", None) for name in ("dist", "lls-st", "kd", "lls", "ls")]
+    lines = [line for line in comparison_figure(groups, "test_acc").axes[0].get_lines()]
+    assert closest_pair([line.get_color() for line in lines]) >= 20  # dist and lls-st were two greens
+    assert len({(line.get_linestyle(), line.get_marker()) for line in lines}) == len(groups)
+
+
+def test_a_one_run_report_does_not_speak_of_groups(run_cli, tmp_path):
+    from kdtool.reporting.plots import reliability_figure
+
+    assert "best run" not in reliability_figure([], title="reliability on the test set").axes[0].get_title()
+    assert run_cli("train-teacher", *TINY, "--out", tmp_path / "run")[0] == 0
+    assert run_cli("report", tmp_path / "run", "--out", tmp_path / "r.html")[0] == 0
+    assert "each group" not in (tmp_path / "r.html").read_text()
+
+
+def test_a_near_uniform_q_heatmap_scales_its_colours_to_the_off_diagonal_range_with_one_decimal_at_ten_classes():
+    from kdtool.q.matrix import QMatrix
+    from kdtool.reporting.qreport import q_heatmap_figure
+
+    logits = 0.01 * torch.arange(100, dtype=torch.float64).reshape(10, 10).sin()
+    fig, _ = q_heatmap_figure(QMatrix(logits.float(), [f"c{k}" for k in range(10)], 0.1, "near", "test"))
+    ax = fig.axes[0]
+    low, high = ax.images[0].norm.vmin, ax.images[0].norm.vmax
+    assert 9.8 < low < 10.0 < high < 10.2  # every off-diagonal cell near 1/K = 10%: the scale spans them alone
+    assert "scale: the off-diagonal range" in fig.axes[1].get_ylabel()
+    assert all(re.fullmatch(r"\d+\.\d", text.get_text()) for text in ax.texts)  # one decimal per cell at K = 10
+
+
+# --- item 7: kdtool.fit(quiet=False) prints as the CLI does ----------------------------------------------------
+
+
+def test_fit_into_a_pipe_prints_unwrapped_lines_and_the_closing_line(tmp_path, capsys):
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (128, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(128) % 10
+    run, _ = kdtool.fit(MyNet(), (images, labels), (images[:64], labels[:64]), epochs=1, out=tmp_path / "r",
+                        batch_size=64, device="cpu")  # fmt: skip
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) > 80  # the table at its natural width, not wrapped at 80
+    assert re.search(rf"^epoch 1 of 1: test accuracy [\d.]+%  .* -> run folder {re.escape(str(run.path))}$", out,
+                     flags=re.MULTILINE)  # fmt: skip
+    assert f"Q written to {run.path / 'q.safetensors'}" in out

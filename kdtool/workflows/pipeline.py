@@ -38,7 +38,7 @@ from kdtool.q.matrix import QMatrix
 from kdtool.q.subsets import resolve_classes
 from kdtool.reporting.display import EpochDisplay
 from kdtool.reporting.qreport import HEATMAP_MAX_CLASSES, q_heatmap_png
-from kdtool.runs.folder import MODEL, VOCAB, Q, RunDir, plan_run, stops_safely
+from kdtool.runs.folder import MODEL, VOCAB, Q, RunDir, plan_run, selected_row, stops_safely
 from kdtool.trackers import RunInfo, Trackers, parse_log
 from kdtool.training.accel import maybe_compile, resolve_accel
 from kdtool.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -217,6 +217,20 @@ def fit(
         gc.collect()
     shutdown(env)
     return run, rows
+
+
+def report_run(console: Console, path: Path, rows: list[dict[str, float]]) -> None:
+    """The closing lines of every training run (the CLI's and ``kdtool.fit``'s): the test metrics of the epoch
+    whose weights were kept, and where the run folder and its Q are."""
+    kept = selected_row(rows)
+    epoch = f"epoch {int(kept['epoch'])} of {len(rows)}" + (" (selected)" if kept is not rows[-1] else "")
+    console.print(
+        f"{epoch}: test accuracy {kept['test_acc']:.2%}  macro-F1 {kept['test_macro_f1']:.4f}  "
+        f"NLL {kept['test_nll']:.4f}  ECE {kept['test_ece']:.4f}  -> run folder {path}",
+        soft_wrap=True,
+    )
+    if (Path(path) / Q).is_file():
+        console.print(f"Q written to {Path(path) / Q}", soft_wrap=True)
 
 
 def _run_q(target: Target, dataset: Dataset, cfg: TrainConfig, run: RunDir) -> QMatrix | None:
