@@ -97,6 +97,12 @@ class ZooDataConfig:
     std: tuple[float, ...]
 
 
+def data_config_source(name: str) -> str:
+    """Where :func:`zoo_data_config` takes a zoo model's input from, in words."""
+    zoo, _, arch = name.partition(":")
+    return f"timm's pretrained config for {arch}" if zoo == "timm" else f"torchvision's default weights of {arch}"
+
+
 def zoo_data_config(name: str) -> ZooDataConfig:
     """The model's own data config: timm's pretrained config, or torchvision's default weights' transforms."""
     zoo, _, arch = name.partition(":")
