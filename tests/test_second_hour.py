@@ -90,11 +90,15 @@ def test_compare_separates_runs_that_differ_in_a_result_changing_option_and_labe
             config = {"kind": "distill", "smoothing": "kd", "kd_loss": "kd", "seed": seed, "device": f"cuda:{seed}",
                       **options}  # fmt: skip
             write_run(tmp_path / name / f"seed{seed}", config, 0.5 + 0.1 * seed)
+    for seed in (0, 1):
+        write_run(tmp_path / "lls" / f"seed{seed}", {"smoothing": "lls", "alpha": 0.1, "seed": seed}, 0.5)
     code, out, err = run_cli("compare", tmp_path, "--format", "csv")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
+    assert "alpha" not in rows[0]  # an option of one method alone does not split the others from it
     assert [(r["smoothing"], r["logit_standardize"], r["teacher"], r["teacher_cache"], r["n"]) for r in rows] == [
         ("kd", "False", "-", "t.kdcache", "2"),
+        ("lls", "-", "-", "-", "2"),
         ("kd", "False", "runs/t", "-", "2"),
         ("kd", "True", "runs/t", "-", "2"),
     ]
@@ -102,6 +106,7 @@ def test_compare_separates_runs_that_differ_in_a_result_changing_option_and_labe
     found = cmp.load_runs(cmp.find_runs([tmp_path]))
     assert list(cmp.groups(found, cmp.check_group_keys(found, None))) == [
         "kd · logit_standardize=False · teacher_cache=t.kdcache",
+        "lls",
         "kd · logit_standardize=False · teacher=runs/t",
         "kd · logit_standardize=True · teacher=runs/t",
     ]  # how the figures' legends name them
@@ -348,3 +353,55 @@ def test_fit_into_a_pipe_prints_unwrapped_lines_and_the_closing_line(tmp_path, c
     assert re.search(rf"^epoch 1 of 1: test accuracy [\d.]+%  .* -> run folder {re.escape(str(run.path))}$", out,
                      flags=re.MULTILINE)  # fmt: skip
     assert f"Q written to {run.path / 'q.safetensors'}" in out
+
+
+# --- item 2: import says what input size it evaluates at, and what to check near chance ------------------------
+
+
+def test_import_states_its_input_size_and_where_it_came_from_and_hints_near_chance(run_cli, tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet10t", num_classes=10).state_dict(), tmp_path / "mine.pth")
+    args = ("import", "--model", "timm:resnet10t", "--weights", tmp_path / "mine.pth", "--limit-test", "32")
+    code, out, err = run_cli(*args, "--out", tmp_path / "run")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "inputs 3×176×176 px, normalised by the model's statistics: timm's pretrained config for resnet10t; your " \
+           "weights may need --input-size and --input-norm" in lines[0]  # fmt: skip
+    assert any(line.startswith("note: test accuracy") and "near chance (10.00% for 10 classes): check that "
+               "--input-size (176) and --input-norm (model) are those" in line for line in lines)  # fmt: skip
+    code, out, err = run_cli(*args, "--input-size", "32", "--input-norm", "dataset", "--out", tmp_path / "r32")
+    assert code == 0, err
+    assert "inputs 3×32×32 px, normalised by the dataset's statistics: --input-size and --input-norm" in out
+
+
+# --- item 3: shards remember what their images are ---------------------------------------------------------------
+
+
+def test_shards_remember_channels_size_and_normalisation_and_the_use_line_is_complete(run_cli, tmp_path):
+    from kdtool.data.registry import load_dataset
+    from kdtool.data.shards import load_shards, use_line, write_shards
+
+    source = load_dataset("fashion-mnist").limited(128, 64, 0)
+    done = write_shards(source, tmp_path / "shards", shard_size=64)
+    line = use_line(done, source)
+    assert line == f'use: --dataset "wds:{tmp_path}/shards/train-{{000000..000001}}.tar" --image-size 28  ' \
+                   f"(evaluation shards {tmp_path}/shards/val-000000.tar are found beside them)"  # fmt: skip
+    pattern = f"wds:{tmp_path}/shards/train-{{000000..000001}}.tar"
+    info = load_shards(pattern, None, None, 28, skip_bad=False).info
+    assert (info.channels, info.image_size, info.mean, info.std) == (1, 28, source.info.mean, source.info.std)
+    code, _, err = run_cli("train-teacher", "--dataset", pattern, "--image-size", "28", *TINY, "--out", tmp_path / "r")
+    assert code == 0, err
+    trained = json.loads((tmp_path / "r" / "config.json").read_text())["dataset_info"]
+    assert (trained["channels"], trained["image_size"], trained["mean"]) == (1, 28, list(source.info.mean))
+
+
+# --- item 12: numbers that depend on the machine say "about" ---------------------------------------------------
+
+
+def test_the_kdtool_fit_example_output_is_given_as_about():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "own-model.md").read_text(encoding="utf-8")
+    printed = page.index("LLS teacher 83.10% -> runs/mine\n")
+    assert "prints about this" in page[printed - 300 : printed]

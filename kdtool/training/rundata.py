@@ -109,7 +109,7 @@ def _stream_loader(dataset: Dataset, split: str, batch_size: int, device: torch.
     info = dataset.info
     workers = default_workers() if cfg is None or cfg.workers is None else cfg.workers
     seed = order.get("seed", 0 if cfg is None else cfg.seed)
-    per_sample = SampleTransform(info.image_size, train, train and info.hflip, seed)
+    per_sample = SampleTransform(info.image_size, train, train and info.hflip, seed, info.channels)
     augment = parse_augment(cfg.augment) if train and cfg is not None else ()
     options = {"workers": workers, "skip_bad": cfg is not None and cfg.skip_bad_samples, "note": note, **order}
     transform = _transform(dataset, augment)
