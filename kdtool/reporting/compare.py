@@ -125,13 +125,17 @@ def load_runs(paths: Sequence[Path]) -> RunSet:
 
 def differing_options(runs: RunSet) -> list[str]:
     """The options (config keys that are no facts about a run) that change results, as ``--seeds`` and
-    ``--resume`` tell them apart (:func:`~kdtool.runs.folder.changes_result`), in which the runs differ; the
-    seed aside, by name."""
+    ``--resume`` tell them apart (:func:`~kdtool.runs.folder.changes_result`), in which runs of one method
+    differ (an option of one method alone, such as LLS's alpha, does not split the others); the seed aside,
+    by name."""
     options = [key for key in runs.configs.columns
-               if "." not in key and key not in RECORD_FACTS and key not in ("seed", "smoothing")
+               if "." not in key and key not in RECORD_FACTS and key not in ("seed", *DEFAULT_GROUP_BY)
                and any(changes_result(key, row) for row in runs.configs.to_dict("records"))]  # fmt: skip
-    shown = group_labels(runs, options)  # a missing key and a null read alike: the option does not apply
-    return sorted(key for key in options if shown[key].nunique() > 1)
+    if not options or not set(DEFAULT_GROUP_BY) <= set(runs.configs.columns):
+        return []
+    shown = group_labels(runs, [*DEFAULT_GROUP_BY, *options])  # a missing key and a null read alike: not applied
+    per_method = shown.groupby(list(DEFAULT_GROUP_BY))[options].nunique()
+    return sorted(key for key in options if (per_method[key] > 1).any())
 
 
 def check_group_keys(runs: RunSet, keys: Sequence[str] | None) -> list[str]:
