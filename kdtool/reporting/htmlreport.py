@@ -169,13 +169,14 @@ def _image(png: bytes, caption: str) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1, caption: str = "",
-           selected: Sequence[bool] = ()) -> str:  # fmt: skip
+           selected: Sequence[bool] = (), wrap_headers: bool = False) -> str:  # fmt: skip
     """A table whose first ``text_columns`` columns are text and the rest numbers; rows flagged in
-    ``selected`` are bold (their text says so too)."""
+    ``selected`` are bold (their text says so too); ``wrap_headers``: headers may break after a ``_`` (a wide
+    table of metrics.csv columns then fits a desktop window)."""
 
     def cell(tag: str, index: int, value: str) -> str:
         kind = ' class="num"' if index >= text_columns else ""
-        shown = _e(value).replace("_", "_<wbr>") if tag == "th" else _e(value)  # long headers wrap at their parts
+        shown = _e(value).replace("_", "_<wbr>") if tag == "th" and wrap_headers else _e(value)
         return f"<{tag}{kind}>{shown}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
@@ -251,7 +252,7 @@ def _epoch_table(rows: list[dict[str, str]]) -> str:
     columns = list(rows[0])
     body = [[_number(c, row[c]) for c in columns] for row in rows]
     selected = [bool(float(row.get("selected", 0) or 0)) for row in rows]
-    return _table([_header(c) for c in columns], body, text_columns=0, selected=selected,
+    return _table([_header(c) for c in columns], body, text_columns=0, selected=selected, wrap_headers=True,
                   caption="metrics.csv, one row per epoch; the row in bold (selected) is the epoch whose "
                           "weights the run kept")  # fmt: skip
 
