@@ -2,11 +2,53 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 
 class KdtoolError(ValueError):
     """A user-facing error: the CLI prints its message on one line and exits with code 2."""
+
+
+def _spelling(name: str) -> str:
+    """A name as a typo may spell it: case, ``_`` for ``-`` and a leading ``--`` do not matter."""
+    return name.lower().replace("_", "-").lstrip("-")
+
+
+def _abbreviates(short: str, name: str) -> bool:
+    """``fmnist`` abbreviates ``fashion-mnist``: its first letter, then an ending of it (3 letters or more)."""
+    return len(short) >= 4 and short != name and short[0] == name[0] and name.endswith(short[1:])
+
+
+def close_names(value: str, names: Iterable[str], n: int = 2) -> list[str]:
+    """The ``names`` a user probably meant by ``value``: one spelled alike up to case and ``_``/``-``, else
+    those it abbreviates and the closest by difflib's ratio (at most ``n``; placeholders like ``text:PATH``
+    aside)."""
+    spelled = {_spelling(name): name for name in names if ":" not in name}
+    typed = _spelling(value)
+    if typed in spelled:
+        return [spelled[typed]]
+    abbreviated = [s for s in spelled if _abbreviates(typed, s)]
+    ratios = {s: difflib.SequenceMatcher(None, typed, s).ratio() for s in spelled}
+    best = max(ratios.values(), default=0.0)
+    # only the closest: lenet is lenet5, not also alexnet (a ratio 0.08 lower)
+    close = sorted((s for s, r in ratios.items() if r >= max(0.7, best - 0.05)), key=lambda s: (ratios[s], s),
+                   reverse=True)  # fmt: skip
+    return [spelled[s] for s in dict.fromkeys(abbreviated + close)][:n]
+
+
+def did_you_mean(value: str, names: Iterable[str]) -> str:
+    """`` (did you mean a or b?)`` for the close ``names`` of ``value``, or nothing when none is close."""
+    close = close_names(value, names)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def unknown_choice(what: str, value: str, choices: Sequence[str], listed: str | None = None) -> KdtoolError:
+    """The error of a value not among ``choices``: ``unknown --schedule 'cosin' (did you mean cosine?): choose
+    one of ...``; ``listed`` replaces the comma list of ``choices`` where the choices read otherwise."""
+    listed = ", ".join(choices) if listed is None else listed
+    return KdtoolError(f"unknown {what} {value!r}{did_you_mean(value, choices)}: choose one of {listed}")
 
 
 class RunInterrupted(Exception):

@@ -271,7 +271,7 @@ def check_can_create(path: str | os.PathLike, what: str) -> None:
     systems still refuse)."""
     parent = next((p for p in Path(path).absolute().parents if p.exists()), Path("."))
     if not parent.is_dir():
-        raise KdtoolError(f"cannot write {what}: {parent} is not a writable folder")
+        raise KdtoolError(f"cannot write {what}: {parent} is a file, not a folder")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".kdtool-probe-", dir=parent))
     except OSError as exc:

@@ -5,11 +5,16 @@
 # accuracy; 90.90% the mean of seeds 0-2). Prints the test accuracy and where Q went.
 #
 # Tiny mode for tests:  KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_EXTRA="--limit-train 256" bash recipes/quickstart.sh
+# (a run with other epochs or extra flags goes to runs/quickstart-tiny: it never replaces the real quickstart run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EPOCHS="${KDTOOL_EPOCHS:-10}"
-OUT="${KDTOOL_OUT:-runs/quickstart-lls}"
+if [ "$EPOCHS" = 10 ] && [ -z "${KDTOOL_EXTRA:-}" ]; then
+    OUT="${KDTOOL_OUT:-runs/quickstart-lls}"
+else
+    OUT="${KDTOOL_OUT:-runs/quickstart-tiny}"
+fi
 
 if [ -z "${KDTOOL_SKIP_INSTALL:-}" ]; then
     python3 -m venv .venv

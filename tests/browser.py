@@ -38,7 +38,9 @@ _INSPECT = """(async () => {
     .filter((e) => e.getBoundingClientRect().right > limit + 1)
     .map((e) => e.tagName.toLowerCase() + (e.className ? "." + e.className : ""));
   if (document.documentElement.scrollWidth > limit) overflowing.push("the page scrolls sideways");
-  return {images, headings, overflowing};
+  const scrolled = [...document.querySelectorAll(".scroll")].filter((e) => e.scrollWidth > e.clientWidth + 1)
+    .map((e) => e.closest("section") ? e.closest("section").querySelector("h2").textContent.trim() : "page");
+  return {images, headings, overflowing, scrolled};
 })()"""
 
 
@@ -49,6 +51,7 @@ class Seen:
     images: list[dict[str, Any]]
     overflowing: list[str]
     screenshot: bytes
+    scrolled: list[str]  # the sections whose wide box scrolls sideways (its table does not fit)
 
 
 class DevTools:
@@ -160,6 +163,6 @@ def open_page(chromium: str, path: Path, profile: Path, width: int) -> Seen:
                                                        "clip": {"x": 0, "y": 0, "width": width, "height": height,
                                                                 "scale": 1}}, session)  # fmt: skip
         return Seen(_errors(browser.events), inspected["headings"], inspected["images"], inspected["overflowing"],
-                    base64.b64decode(shot["data"]))  # fmt: skip
+                    base64.b64decode(shot["data"]), inspected["scrolled"])  # fmt: skip
     finally:
         browser.close()

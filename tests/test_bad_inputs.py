@@ -55,6 +55,7 @@ def make_inputs(base, teacher):
     no_checkpoint = base / "no-checkpoint"
     shutil.copytree(teacher, no_checkpoint)
     shutil.rmtree(no_checkpoint / "checkpoint")
+    (no_checkpoint / "model.safetensors").unlink()  # unfinished: a finished run is "already complete"
     existing = base / "existing.q.safetensors"
     existing.write_bytes(good.read_bytes())
     blocker = base / "a-file"
@@ -66,7 +67,7 @@ def make_inputs(base, teacher):
         "Q with NaN": (["distill", "--substitute-q", str(nan_q), *TINY, "--out", out], "q_logits contains NaN"),
         "Q of the wrong K": (
             ["distill", "--substitute-q", str(wrong_k), *TINY, "--out", out],
-            "it has 5 classes, expected 10",
+            "has 5 classes and the data 10: pass --classes with 5 of the data's classes",
         ),
         "class names that don't match": (
             ["distill", "--substitute-q", str(renamed), *TINY, "--out", out],
@@ -99,7 +100,7 @@ def make_inputs(base, teacher):
         ),
         "unwritable output": (
             ["transfer-q", str(good), "--top-n", "3", "--out", str(blocker / "q.safetensors")],
-            f"{blocker} is not a writable folder",
+            f"{blocker} is a file, not a folder",
         ),
         "existing output without --force": (
             ["transfer-q", str(good), "--top-n", "3", "--out", str(existing)],

@@ -350,3 +350,17 @@ def test_fmnist_pls_dynamics_recipe_in_tiny_mode(tmp_path):
     assert len(runs) == 12 and "lr-0.0001_smoothing-prior-fmnist-semantic" in runs  # one seed: not in the name
     assert (tmp_path / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(markdown_rows(tmp_path / "compare.md")) == 12
+
+
+@pytest.mark.slow
+def test_quickstart_in_tiny_mode_leaves_the_real_quickstart_run_alone(tmp_path):
+    """Issue #32 item 12: the documented tiny command (no KDTOOL_OUT) wrote, with --force, runs/quickstart-lls."""
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "quickstart.sh").write_bytes((ROOT / "recipes" / "quickstart.sh").read_bytes())
+    env = {**os.environ, "KDTOOL_SKIP_INSTALL": "1", "KDTOOL_BIN": str(Path(sys.executable).parent / "kdtool"),
+           "KDTOOL_EPOCHS": "1", "KDTOOL_EXTRA": "--limit-train 256 --limit-test 128"}  # fmt: skip
+    done = subprocess.run(["bash", str(tmp_path / "recipes" / "quickstart.sh")], env=env, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "runs" / "quickstart-lls").exists()
+    assert (tmp_path / "runs" / "quickstart-tiny" / "q.safetensors").is_file()

@@ -160,7 +160,7 @@ def test_auto_streams_when_the_data_exceed_the_memory_budget(run_cli, tmp_path, 
     ("extra", "message"),
     [
         (("--loader", "memory", "--workers", "2"), "--workers does not apply to this run (--loader memory)"),
-        (("--loader", "stream", "--memory-budget", "1GB"), "--memory-budget does not apply to this run (--loader"),
+        (("--loader", "stream", "--memory-budget", "1GB"), "--memory-budget does not apply to this run (--dataset"),
         (("--val-shards", "x-{0..1}.tar"), "--val-shards does not apply to this run (--dataset imagefolder:"),
         (("--class-names", "names.txt"), "--class-names does not apply to this run"),
         (("--loader", "disk"), "unknown --loader 'disk'"),

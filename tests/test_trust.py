@@ -66,7 +66,8 @@ def test_seeds_and_sweep_refuse_to_replace_a_foreign_seed_folder(run_cli, tmp_pa
     grid = foreign_project(tmp_path / "sweep" / "lr-0.1")
     args = ("sweep", "--lr", "0.1,0.05", *TINY, "--out", tmp_path / "sweep")
     code, _, stderr = run_cli(*args)
-    assert code == 2 and "already exists" in stderr and untouched(grid)
+    assert code == 2 and "is not a kdtool run folder" in stderr and untouched(grid)  # --force would be refused too
+    assert "pass --force" not in stderr
     code, _, stderr = run_cli(*args, "--force")
     assert code == 2 and "is not a kdtool run folder" in stderr and untouched(grid)
     assert not (tmp_path / "sweep" / "lr-0.05").exists()  # every grid point is checked before any training
@@ -152,7 +153,7 @@ REFUSED = [
     (("--schedule", "cosine", "--milestones", "3"), "--milestones does not apply to this run (--schedule cosine)"),
     (("--schedule", "constant", "--gamma", "0.5"), "--gamma does not apply to this run (--schedule constant)"),
     (("--image-size", "32",), "--image-size does not apply to this run (--dataset fashion-mnist)"),
-    (("--download",), "--download does not apply to this run (no --data-root)"),
+    (("--download",), "--download does not apply to this run (--dataset fashion-mnist, no --data-root)"),
     (("--vocab-size", "100"), "--vocab-size does not apply"),
     (("--max-len", "10"), "--max-len does not apply"),
     (("--embed-dim", "10"), "--embed-dim does not apply"),

@@ -9,15 +9,38 @@ import typer
 from kdtool.cli import cache, distill, importer, prior, qtools, report, rerun, shard, sweep, train, zoo  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
 from kdtool.cli.helpstyle import install as install_help_style
-from kdtool.errors import KdtoolError, RunDiverged, RunInterrupted
+from kdtool.errors import KdtoolError, RunDiverged, RunInterrupted, close_names
 from kdtool.redact import redact
 
 __all__ = ["app", "main"]
+
+# One thing named differently per command: a student's network is distill's --student, a teacher's --model.
+_SAME_THING = (("--model", "--student"),)
+
+
+def _flags(command) -> list[str]:
+    return [flag for param in getattr(command, "params", []) for flag in getattr(param, "opts", [])]
+
+
+def _unknown_option(ctx, name: str) -> str:
+    """``No such option: --model (did you mean --student?)``, and which other commands take it
+    (``--student is an option of kdtool distill``)."""
+    own = _flags(ctx.command)
+    same = [b if name == a else a for a, b in _SAME_THING if name in (a, b)]
+    close = [flag for flag in same if flag in own] or close_names(name, own)
+    commands = getattr(ctx.find_root().command, "commands", {})
+    others = sorted(other for other, command in commands.items() if other != ctx.info_name and name in _flags(command))
+    hints = [f"did you mean {' or '.join(close)}?"] if close else []
+    hints += [f"{name} is an option of kdtool {' and '.join(others)}"] if others else []
+    return f"No such option: {name}" + (f" ({' '.join(hints)})" if hints else "")
 
 
 def _usage_error_line(exc: Exception) -> str:
     ctx = getattr(exc, "ctx", None)
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    name = getattr(exc, "option_name", None)
+    if ctx is not None and name is not None and type(exc).__name__ == "NoSuchOption":
+        return f"error: {_unknown_option(ctx, name)}{where}"
     return f"error: {exc.format_message()}{where}"
 
 

@@ -26,9 +26,11 @@ console: Console = OutputConsole(quiet=os.environ.get("RANK", "0") != "0")
 
 
 def parse_int_list(value: str, flag: str) -> list[int]:
-    """``"100,150"`` -> ``[100, 150]``; anything else is a one-line error naming the flag."""
+    """``"100,150"`` -> ``[100, 150]``; anything else (an empty item too: ``0,,1``) is a one-line error naming
+    the flag; a value of commas and spaces alone is no integers."""
+    items = value.split(",") if value.strip(", ") else []
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        return [int(v) for v in items]
     except ValueError:
         raise KdtoolError(f"{flag} takes comma-separated integers, got {value!r}") from None
 

@@ -75,5 +75,6 @@ def cache_teacher(
     out.parent.mkdir(parents=True, exist_ok=True)
     cache.save(out)
     form = "exact" if cache.top_k == cache.num_classes else f"top-{cache.top_k} of {cache.num_classes} classes"
-    console.print(f"wrote {out}: {cache.views} views of {cache.num_samples} samples, {form}, augmentation "
+    views = f"{cache.views} view{'s' if cache.views != 1 else ''}"
+    console.print(f"wrote {out}: {views} of {cache.num_samples} samples, {form}, augmentation "
                   f"{cache.data_options['augment']}, {out.stat().st_size / 1e6:.1f} MB")  # fmt: skip

@@ -145,12 +145,13 @@ def distill(
 
     ```
     kdtool distill --teacher runs/fmnist-lls --student lenet5 --beta 0 --temperature 1 --out runs/st-kd
-    kdtool distill --substitute-q artifacts/fmnist.q.safetensors --alpha 0.1 --student lenet5 --out runs/st-llsst
-    kdtool distill --substitute-q artifacts/fmnist.q.safetensors --classes "T-shirt/top,Pullover,Coat,Shirt" \\
-        --out runs/st-tops
+    kdtool distill --substitute-q artifacts/fmnist-lenet5-lls.q.safetensors --alpha 0.1 --student lenet5 \\
+        --out runs/st-llsst
+    kdtool distill --substitute-q artifacts/fmnist-lenet5-lls.q.safetensors \\
+        --classes "T-shirt/top,Pullover,Coat,Shirt" --out runs/st-tops
     kdtool distill --teacher runs/fmnist-lls --sample-fraction 0.5 --seed 1 --out runs/st-half
     kdtool distill --teacher runs/fmnist-lls --kd-loss dkd --dkd-beta 2 --out runs/st-dkd
-    kdtool distill --substitute-q artifacts/fmnist.q.safetensors --seeds 0,1,2 --out runs/st   # runs/st/seed0 ...
+    kdtool distill --substitute-q artifacts/fmnist-lenet5-lls.q.safetensors --seeds 0,1,2 --out runs/st  # runs/st/seed0
     ```
     """
     from kdtool.config.runconfig import DistillConfig

@@ -21,6 +21,8 @@ InputSize = Annotated[int | None, typer.Option(help="Square size the network rea
 InputNorm = Annotated[str | None, typer.Option(help="Normalise inputs by the model's own mean/std or the "
                                                "dataset's: model (default) or dataset.", rich_help_panel=opt.ZOO,
                                                show_default=False)]  # fmt: skip
+ImportSeed = Annotated[int, typer.Option(help="Seed that picks the --limit-test sample (import trains nothing).",
+                                         rich_help_panel=opt.RUN)]  # fmt: skip
 
 
 @app.command("import")
@@ -36,7 +38,7 @@ def import_(
     limit_test: opt.LimitTest = None,
     input_size: InputSize = None,
     input_norm: InputNorm = None,
-    seed: opt.Seed = 0,
+    seed: ImportSeed = 0,
     device: opt.Device = "auto",
     force: opt.Force = False,
 ) -> None:

@@ -22,7 +22,7 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --ou
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.",
                                    rich_help_panel=RUN)]  # fmt: skip
 Seeds = Annotated[str | None, typer.Option(help="Comma list of seeds: one run per seed in `OUT/seed<N>`, one after "
-                                           "another (overrides --seed). Re-running skips finished seeds and "
+                                           "another (not with --seed). Re-running skips finished seeds and "
                                            "resumes an interrupted one.", rich_help_panel=RUN,
                                            show_default=False)]  # fmt: skip
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1 ...", rich_help_panel=RUN)]

@@ -86,7 +86,7 @@ def export_q(
     ```
     kdtool export-q runs/fmnist-lls --out artifacts/fmnist.q.safetensors
     kdtool export-q runs/fmnist-onehot --from-teacher --out artifacts/fmnist-from-teacher.q.safetensors
-    kdtool export-q runs/c100-ls --from-teacher --alpha 0.2 --out artifacts/c100.q.safetensors --force
+    kdtool export-q runs/c100-ls --from-teacher --alpha 0.2 --out qs/c100.q.safetensors --force
     kdtool export-q runs/fmnist-onehot --from-teacher --temperature 2 --out artifacts/fmnist-t2.q.safetensors
     ```
     """
@@ -137,9 +137,10 @@ def inspect_q(
     **Examples**
 
     ```
-    kdtool inspect-q artifacts/fmnist.q.safetensors --top 3
-    kdtool inspect-q artifacts/fmnist.q.safetensors --heatmap artifacts/fmnist-q.png --vs-confusion runs/fmnist-lls
-    kdtool inspect-q artifacts/in21k-top32.q.safetensors --top 5 --max-classes 20
+    kdtool inspect-q artifacts/fmnist-lenet5-lls.q.safetensors --top 3
+    kdtool inspect-q artifacts/fmnist-lenet5-lls.q.safetensors --heatmap runs/fmnist-q.png \\
+        --vs-confusion runs/fmnist-lls
+    kdtool inspect-q qs/in21k-top32.q.safetensors --top 5 --max-classes 20
     ```
     """
     from kdtool.q.matrix import QMatrix
@@ -175,7 +176,7 @@ def _agreement(q: QMatrix, run: RunDir, device: str) -> ConfusionAgreement:
     from kdtool.reporting.qreport import confusion_agreement, confusion_on_classes
     from kdtool.training.rundata import predict_run
 
-    logits, labels, names = predict_run(run, "test", device)
+    logits, labels, names = predict_run(run, "test", device, "--vs-confusion")
     return confusion_agreement(q, confusion_on_classes(logits, labels, names, q.class_names))
 
 
@@ -262,10 +263,10 @@ def transfer_q(
     **Examples**
 
     ```
-    kdtool transfer-q artifacts/fmnist.q.safetensors --classes "T-shirt/top,Pullover,Coat,Shirt" \\
+    kdtool transfer-q artifacts/fmnist-lenet5-lls.q.safetensors --classes "T-shirt/top,Pullover,Coat,Shirt" \\
         --out artifacts/fmnist-tops.q.safetensors
-    kdtool transfer-q artifacts/c100.q.safetensors --class-indices 0,2,4 --out artifacts/c100-3.q.safetensors
-    kdtool transfer-q artifacts/in21k.q.safetensors --top-n 32 --out artifacts/in21k-top32.q.safetensors
+    kdtool transfer-q qs/c100.q.safetensors --class-indices 0,2,4 --out qs/c100-3.q.safetensors
+    kdtool transfer-q qs/in21k.q.safetensors --top-n 32 --out qs/in21k-top32.q.safetensors
     ```
     """
     from kdtool.q.matrix import QMatrix

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from kdtool.cli import options as opt
 from kdtool.cli.app import app, console, parse_int_list
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, unknown_choice
 from kdtool.reporting.display import Column, FittedTable
 
 FORMATS = ("table", "markdown", "csv")
@@ -23,8 +23,10 @@ notes = Console(stderr=True, soft_wrap=True)
 Runs = Annotated[list[Path], typer.Argument(help="Run folders, or folders with run folders below them (such as "
                                             "the OUT of a --seeds run).", metavar="RUNS",
                                             show_default=False)]  # fmt: skip
-GroupBy = Annotated[str, typer.Option(help="Comma list of config.json keys whose values define a group, e.g. "
-                                      "smoothing,alpha or lls_terms (nested keys: dataset_info.name).")]  # fmt: skip
+GroupBy = Annotated[str | None, typer.Option(help="Comma list of config.json keys whose values define a group, e.g. "
+                                             "smoothing,alpha or lls_terms (nested keys: dataset_info.name). "
+                                             "Default: smoothing and every option that changes results in which "
+                                             "the runs differ (seeds aside).", show_default=False)]  # fmt: skip
 Metric = Annotated[str, typer.Option(help="Comma list of metrics.csv columns to report; the first is plotted. "
                                      "Accuracy-like ones (*acc, *f1) also get their best epoch.")]  # fmt: skip
 Format = Annotated[str, typer.Option("--format", help="table (terminal), markdown or csv (the table's numbers as "
@@ -33,6 +35,7 @@ Plot = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PDF or SVG
                                            "metric per epoch (mean line, min-max band per group) and a reliability "
                                            "diagram of each group's best run.", show_default=False)]  # fmt: skip
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing figure.")]
+ReportForce = Annotated[bool, typer.Option("--force", help="Replace an existing report page (one kdtool wrote).")]
 PlotDynamics = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PDF or SVG) of the training dynamics "
                                                    "(PLS study): per learning rate, gradient norm and generalization "
                                                    "error per epoch, a line per method (mean over seeds) and a band.",
@@ -43,7 +46,7 @@ PlotDynamics = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PD
 def compare(
     ctx: typer.Context,
     runs: Runs,
-    group_by: GroupBy = "smoothing",
+    group_by: GroupBy = None,
     metric: Metric = "test_acc,test_nll,test_ece",
     output_format: Format = "table",
     plot: Plot = None,
@@ -54,12 +57,13 @@ def compare(
     """Compare runs: mean ± std over the runs of each group (e.g. over seeds) of the test accuracy, NLL and
     ECE at the selected and at the last epoch, the best test accuracy, and the seconds per epoch.
 
-    Runs are grouped by method (the config key smoothing) unless --group-by names other keys. Columns say
-    which epoch they report: "selected" is the epoch whose weights a run kept (metrics.csv's selected
-    column: the last, unless the run selected one with --select), "last" the last epoch it trained,
-    "best" its best epoch; "selected = last" when every run kept its last epoch. Accuracies are in
-    percent in every format (CSV columns ..._pct_mean/_pct_std), each value rounded as the table shows it.
-    Runs still training or interrupted are left out with a note; another note says when a group's runs
+    Runs are grouped by method (the config key smoothing) and by every option that changes results in which
+    they differ (such a group is named by them, e.g. kd · logit_standardize=True), unless --group-by names
+    the keys. Columns say which epoch they report: "selected" is the epoch whose weights a run kept
+    (metrics.csv's selected column: the last, unless the run selected one with --select), "last" the last
+    epoch it trained, "best" its best epoch; "selected = last" when every run kept its last epoch. Accuracies
+    are in percent in every format (CSV columns ..._pct_mean/_pct_std), each value rounded as the table shows
+    it. Runs still training or interrupted are left out with a note; another note says when a group's runs
     differ in more than the seed.
 
     **Examples**
@@ -76,7 +80,7 @@ def compare(
     from kdtool.reporting import compare as cmp
 
     if output_format not in FORMATS:
-        raise KdtoolError(f"unknown --format {output_format!r}: choose one of {', '.join(FORMATS)}")
+        raise unknown_choice("--format", output_format, FORMATS)
     from kdtool.reporting.plots import check_figure_path
 
     drawn = plot is not None or plot_dynamics is not None
@@ -92,7 +96,7 @@ def compare(
     found = cmp.load_runs(cmp.find_runs(runs))
     for line in found.left_out():
         notes.print(line)
-    group_keys = cmp.check_group_keys(found, group_by.split(","))
+    group_keys = cmp.check_group_keys(found, None if group_by is None else group_by.split(","))
     metrics = cmp.check_metrics(found, metric.split(","))
     _print_summary(found, group_keys, metrics, output_format)
     if plot is not None:
@@ -153,10 +157,10 @@ def report(
     ctx: typer.Context,
     runs: Runs,
     out: ReportOut = Path("report.html"),
-    group_by: GroupBy = "smoothing",
+    group_by: GroupBy = None,
     metric: Metric = "test_acc,test_nll,test_ece",
     device: opt.Device = "auto",
-    force: Force = False,
+    force: ReportForce = False,
 ) -> None:
     """Write one self-contained HTML page about a run, or about several runs compared.
 
@@ -192,7 +196,7 @@ def report(
         found = cmp.load_runs(paths)
         for line in found.left_out():
             notes.print(line)
-        group_keys = cmp.check_group_keys(found, group_by.split(","))
+        group_keys = cmp.check_group_keys(found, None if group_by is None else group_by.split(","))
         page = htmlreport.group_page(found, group_keys, cmp.check_metrics(found, metric.split(",")), device,
                                      notes.print)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)

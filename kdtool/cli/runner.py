@@ -106,8 +106,8 @@ def execute(planned: list[PlannedRun], console: Console, after_each: Callable[[]
     for index, run in enumerate(planned, 1):
         where = f"[{index}/{len(planned)}] {run.label or run.cfg.out}"
         if run.plan.action == "skip":
-            console.print(f"{where}: finished earlier, skipped (same options; --force retrains it): {run.cfg.out}",
-                          soft_wrap=True)  # fmt: skip
+            console.print(f"{where}: finished earlier, skipped (same options; --force retrains it): {run.cfg.out}"
+                          if several else _complete(run.cfg), soft_wrap=True)  # fmt: skip
             continue
         if run.plan.action == "diverged":
             console.print(f"{where}: diverged earlier, skipped (--force retrains it): {run.cfg.out}", soft_wrap=True)
@@ -127,6 +127,14 @@ def execute(planned: list[PlannedRun], console: Console, after_each: Callable[[]
     if diverged:
         listed = ", ".join(f"{run.label or 'run'} ({run.cfg.out})" for run in diverged)
         raise RunDiverged(f"{len(diverged)} of {len(planned)} runs diverged: {listed}")
+
+
+def _complete(cfg: TrainConfig) -> str:
+    """The line of a lone finished run asked to ``--resume``."""
+    from kdtool.runs.folder import read_config
+
+    done = (read_config(cfg.out) or {}).get("epochs_run", cfg.epochs)
+    return f"{cfg.out}: already complete ({done} of {cfg.epochs} epochs), nothing to resume; --force retrains it"
 
 
 def run_command(

@@ -35,7 +35,8 @@ def shard(
     force: ShardForce = False,
 ) -> None:
     """Write a dataset as WebDataset tar shards for `--dataset wds:` (training split: train-NNNNNN.tar,
-    test split: val-NNNNNN.tar, class names: classes.txt).
+    test split: val-NNNNNN.tar, class names: classes.txt; the source's channels, size and normalisation,
+    which a run of the shards reads them with, in shards.json).
 
     A sample is KEY.jpg or KEY.png (an imagefolder's files as they are; decoded datasets as lossless PNG)
     plus KEY.cls, its class index. The training samples are written in a seeded random order (never class
@@ -52,7 +53,7 @@ def shard(
     ```
     """
     from kdtool.data.registry import load_dataset
-    from kdtool.data.shards import check_shard_folder, is_wds, shard_pattern, write_shards
+    from kdtool.data.shards import check_shard_folder, is_wds, use_line, write_shards
     from kdtool.data.text import is_text_dataset
 
     if shard_size <= 0:
@@ -64,8 +65,7 @@ def shard(
     check_shard_folder(out, force)
     dataset = load_dataset(src, opt.as_text(data_root), download, stream=src.startswith("imagefolder:"))
     done = write_shards(dataset, out, shard_size, seed)
-    train, val = shard_pattern(done.train), shard_pattern(done.val)
     console.print(f"{done.num_train} training samples in {len(done.train)} shards, {done.num_val} evaluation "
                   f"samples in {len(done.val)}, {len(dataset.info.class_names)} classes in {done.classes}",
                   soft_wrap=True)  # fmt: skip
-    console.print(f'use: --dataset "wds:{train}"  (evaluation shards {val} are found beside them)', soft_wrap=True)
+    console.print(use_line(done, dataset), soft_wrap=True)

@@ -92,7 +92,7 @@ def train_teacher(
     ```
     kdtool train-teacher --smoothing lls --alpha 0.1 --epochs 10 --out runs/fmnist-lls
     kdtool train-teacher --dataset cifar100 --data-root ~/data --download --model resnet18 --smoothing ls \\
-        --epsilon 0.1 --epochs 200 --milestones 100,150 --out runs/c100-ls
+        --epsilon 0.1 --epochs 200 --schedule multistep --milestones 100,150 --out runs/c100-ls
     kdtool train-teacher --smoothing lls --lls-terms forward-ce,reverse-ce,target-entropy --out runs/no-pent
     kdtool train-teacher --smoothing lls --epochs 10 --out runs/fmnist-lls --resume    # after an interruption
     kdtool train-teacher --smoothing lls --log tensorboard --out runs/lls        # then: tensorboard --logdir runs
@@ -184,19 +184,4 @@ def train_run(cfg: TrainConfig, force: bool, resume: bool) -> None:
 
     train = pipeline.distill if cfg.kind == "distill" else pipeline.train_teacher
     run, rows = train(cfg, force, console, resume=resume)
-    report_run(run.path, rows)
-
-
-def report_run(path: Path, rows: list[dict[str, float]]) -> None:
-    """The closing lines every training command prints: the test metrics of the epoch whose weights were kept."""
-    from kdtool.runs.folder import selected_row
-
-    kept = selected_row(rows)
-    epoch = f"epoch {int(kept['epoch'])} of {len(rows)}" + (" (selected)" if kept is not rows[-1] else "")
-    console.print(
-        f"{epoch}: test accuracy {kept['test_acc']:.2%}  macro-F1 {kept['test_macro_f1']:.4f}  "
-        f"NLL {kept['test_nll']:.4f}  ECE {kept['test_ece']:.4f}  -> run folder {path}",
-        soft_wrap=True,
-    )
-    if (Path(path) / "q.safetensors").is_file():
-        console.print(f"Q written to {Path(path) / 'q.safetensors'}")
+    pipeline.report_run(console, run.path, rows)

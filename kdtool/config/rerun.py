@@ -10,7 +10,6 @@ milestones with it; without changes the rerun's options are exactly the recorded
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kdtool.config.runconfig import RECORD_FACTS, TrainConfig, config_of_record
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, close_names
 from kdtool.fileio import sha256_file
 from kdtool.q.subsets import parse_name_list
 from kdtool.runs.folder import MODEL, RunDir, read_config
@@ -69,7 +68,7 @@ def parse_value(cfg: TrainConfig, key: str, text: str) -> Any:
     if key in _NOT_SETTABLE:
         raise KdtoolError(f"--set {key}: {_NOT_SETTABLE[key]}")
     if key not in fields:
-        close = difflib.get_close_matches(key, sorted(fields), n=3)
+        close = close_names(key, sorted(fields), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         what = "a fact about the run, not an option" if key in RECORD_FACTS else f"no {cfg.kind} option"
         raise KdtoolError(f"--set {key}: {what}{hint}")

@@ -21,7 +21,7 @@ from kdtool.data.stream import LOADERS, default_workers, parse_bytes
 from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
 from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.distributed import check_device
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, unknown_choice
 from kdtool.losses.dist import check_dist_options
 from kdtool.losses.dkd import check_dkd_options
 from kdtool.losses.focal import parse_focal_gamma
@@ -56,13 +56,14 @@ def check_amp(mode: str) -> str:
     """The canonical ``--amp`` value, or a KdtoolError naming the choices."""
     value = mode.strip().lower()
     if value not in AMP_MODES:
-        raise KdtoolError(f"unknown --amp {mode!r}: choose one of {', '.join(AMP_MODES)}")
+        raise unknown_choice("--amp", mode, AMP_MODES)
     return value
 
 
 @dataclass(frozen=True)
 class Applies:
-    """When an option applies: ``when(config)``, decided by the option ``decided_by``; ``used_by`` in words."""
+    """When an option applies: ``when(config)``, decided by the options ``decided_by`` (a comma list: the
+    error names each one's value); ``used_by`` in words."""
 
     decided_by: str
     when: Callable[[Any], bool]
@@ -120,14 +121,14 @@ APPLIES: dict[str, Applies] = {
     "gamma": _MULTISTEP,
     "data_root": _TORCHVISION,
     "download": Applies(
-        "data_root",
+        "dataset,data_root",
         lambda c: c.data_root is not None and c.dataset in TORCHVISION_SETS,
         "--data-root with a torchvision dataset",
     ),
     "image_size": _FILES,
     "loader": _FILES,
     "memory_budget": Applies(
-        "loader",
+        "dataset,loader",
         lambda c: c.dataset.startswith("imagefolder:") and c.loader == "auto",
         "--loader auto with imagefolder:PATH",
     ),
@@ -284,7 +285,7 @@ class TrainConfig:
             check_unit_interval("--alpha", self.alpha)
         self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
         if self.q_update not in Q_UPDATES:
-            raise KdtoolError(f"unknown --q-update {self.q_update!r}: choose one of {', '.join(Q_UPDATES)}")
+            raise unknown_choice("--q-update", self.q_update, Q_UPDATES)
         self.augment = ",".join(parse_augment(self.augment)) or "none"
         self.resolve_data_path()
         resolve_text_options(self)
@@ -310,13 +311,13 @@ class TrainConfig:
         if self.select is None:
             self.select = "best-val-loss" if has_val else "last"
         if self.select not in SELECT_CHOICES:
-            raise KdtoolError(f"unknown --select {self.select!r}: choose one of {', '.join(SELECT_CHOICES)}")
+            raise unknown_choice("--select", self.select, SELECT_CHOICES)
         if self.select != "last" and not has_val:
             raise KdtoolError(f"--select {self.select} needs a validation split: add --val-fraction (e.g. 0.1)")
         if self.early_stopping < 0 or (self.early_stopping and not has_val):
             raise KdtoolError("--early-stopping N needs N ≥ 1 and a validation split (--val-fraction)")
         if self.schedule not in SCHEDULES:
-            raise KdtoolError(f"unknown --schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+            raise unknown_choice("--schedule", self.schedule, SCHEDULES)
         if self.warmup_epochs is None:
             # The paper warms up for 5 of 200 epochs; shorter runs get a tenth of their length, and at
             # least one epoch: short runs on small data diverged without it (docs/training.md, "Training defaults").
@@ -340,7 +341,7 @@ class TrainConfig:
     def resolve_data_path(self) -> None:
         """``--loader`` and the streaming options; a wds: dataset's evaluation shards."""
         if self.loader not in LOADERS:
-            raise KdtoolError(f"unknown --loader {self.loader!r}: choose one of {', '.join(LOADERS)}")
+            raise unknown_choice("--loader", self.loader, LOADERS)
         if is_wds(self.dataset):
             if self.loader == "memory":
                 raise KdtoolError("wds: shards are always streamed: --loader memory does not apply (use auto)")
@@ -376,7 +377,7 @@ class TrainConfig:
         if self.input_norm is None:
             self.input_norm = "model" if self.starts_from_weights() else "dataset"
         if self.input_norm not in INPUT_NORMS:
-            raise KdtoolError(f"unknown --input-norm {self.input_norm!r}: choose one of {', '.join(INPUT_NORMS)}")
+            raise unknown_choice("--input-norm", self.input_norm, INPUT_NORMS)
         if self.input_size is None:
             own = self.starts_from_weights()
             data_size = stored_image_size(self.dataset, self.image_size)
@@ -386,8 +387,7 @@ class TrainConfig:
 
     def check_method(self) -> None:
         if self.smoothing not in SMOOTHING_METHODS:
-            raise KdtoolError(f"unknown smoothing method {self.smoothing!r}: choose one of "
-                              f"{', '.join(SMOOTHING_METHODS)}")  # fmt: skip
+            raise unknown_choice("smoothing method", self.smoothing, SMOOTHING_METHODS)
 
     def applies_to_run(self, name: str) -> bool:
         """Whether the option ``name`` is used by this run (every option not in :data:`APPLIES` is)."""
@@ -399,8 +399,9 @@ class TrainConfig:
         for name, flag in given.items():
             rule = self.applies.get(name)
             if rule is not None and not rule.when(self):
-                raise KdtoolError(f"{flag} does not apply to this run ({self.describe_option(rule.decided_by)}): "
-                                  f"it is used by {rule.used_by} only; remove it")  # fmt: skip
+                deciding = ", ".join(map(self.describe_option, rule.decided_by.split(",")))
+                raise KdtoolError(f"{flag} does not apply to this run ({deciding}): it is used by {rule.used_by} only; "
+                                  f"remove it")  # fmt: skip
 
     def describe_option(self, name: str) -> str:
         """An option and its value as the user would type it, e.g. ``--schedule cosine`` (``no --data-root``)."""
@@ -524,7 +525,7 @@ class DistillConfig(TrainConfig):
         if self.classes is not None and self.class_indices is not None:
             raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
         if self.kd_loss not in KD_LOSSES:
-            raise KdtoolError(f"unknown --kd-loss {self.kd_loss!r}: choose one of {', '.join(KD_LOSSES)}")
+            raise unknown_choice("--kd-loss", self.kd_loss, KD_LOSSES)
         self.smoothing = self.kd_loss if _taught(self) else "lls-st"
         if self.beta is None:
             self.beta = DEFAULT_BETA[self.smoothing]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kdtool.data.embedded import FASHION_MNIST_CLASSES
 from kdtool.data.text import is_text_dataset, text_class_names
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, unknown_choice
 
 MNIST_CLASSES = tuple(f"{i} - {word}" for i, word in enumerate(
     ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")))  # fmt: skip
@@ -64,8 +64,7 @@ def dataset_class_names(spec: str) -> list[str]:
             raise KdtoolError(f"{train} has no class folders")
         return names
     if spec not in BUILTIN_CLASS_NAMES:
-        raise KdtoolError(
-            f"unknown dataset {spec!r}: choose one of {', '.join(BUILTIN_CLASS_NAMES)}, imagefolder:PATH, "
-            "goemotions, goemotions-ekman or text:PATH"
-        )
+        raise unknown_choice("dataset", spec, (*BUILTIN_CLASS_NAMES, "goemotions", "goemotions-ekman"),
+                             f"{', '.join(BUILTIN_CLASS_NAMES)}, imagefolder:PATH, goemotions, goemotions-ekman or "
+                             "text:PATH")  # fmt: skip
     return list(BUILTIN_CLASS_NAMES[spec])

@@ -9,7 +9,7 @@ from kdtool.data.embedded import load_embedded_fashion_mnist
 from kdtool.data.shards import is_wds, load_shards
 from kdtool.data.text import Vocabulary, is_text_dataset, load_text_dataset
 from kdtool.data.vision import TORCHVISION_SETS, list_imagefolder, load_imagefolder, load_torchvision
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, unknown_choice
 
 DATASET_NAMES = (
     "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "imagefolder:PATH", "wds:PATTERN",
@@ -18,7 +18,7 @@ DATASET_NAMES = (
 
 
 def _unknown(spec: str) -> KdtoolError:
-    return KdtoolError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASET_NAMES)}")
+    return unknown_choice("dataset", spec, DATASET_NAMES)
 
 
 def stored_image_size(spec: str, image_size: int = 64) -> int:

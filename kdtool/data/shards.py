@@ -17,6 +17,7 @@ samples (uneven shard counts or sizes) is dropped that epoch, so no rank ever wa
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -54,7 +55,8 @@ WDS_PREFIX = "wds:"
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp")
 LABEL_KEY = "cls"
 CLASSES_FILE = "classes.txt"
-# what kdtool shard records beside its shards: the source, the seed of the training order, the counts
+# what kdtool shard records beside its shards: the source, the seed of the training order, the counts, and what
+# the images are (channels, stored size, normalisation, flips) so that a run of the shards reads them as the source
 SHARDS_FILE = "shards.json"
 SHARDS_FORMAT = "kdtool.shards/1"
 # Samples each reader holds for its seeded shuffle: enough to mix neighbouring samples of a shard, few
@@ -341,9 +343,32 @@ def load_shards(spec: str, val_shards: str | None, class_names: str | None, imag
         names = read_class_names(beside, "class names")
     if len(train) == 0 or len(test) == 0:
         raise KdtoolError(f"{spec}: the {'training' if len(train) == 0 else 'evaluation'} shards hold no samples")
-    info = DatasetInfo(spec, tuple(names), 3, image_size, _IMAGENET_MEAN, _IMAGENET_STD, hflip=True,
-                       crop_padding=max(1, image_size // 8))  # fmt: skip
+    images = _recorded_images(Path(train.shards[0]).parent)
+    info = DatasetInfo(spec, tuple(names), images.get("channels", 3), image_size,
+                       tuple(images.get("mean", _IMAGENET_MEAN)), tuple(images.get("std", _IMAGENET_STD)),
+                       hflip=images.get("hflip", True), crop_padding=max(1, image_size // 8))  # fmt: skip
     return Dataset(info, train, test)
+
+
+def _recorded_images(folder: Path) -> dict:
+    """What ``shards.json`` beside the shards says their images are (channels, size, mean, std, hflip); empty for
+    shards kdtool did not write or wrote before it recorded them (then RGB with ImageNet's statistics)."""
+    try:
+        manifest = json.loads((folder / SHARDS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    images = manifest.get("images") if isinstance(manifest, dict) else None
+    return images if isinstance(images, dict) else {}
+
+
+def use_line(done: Written, dataset: Dataset) -> str:
+    """The options that train on shards just written as on their source: the pattern, and the image size of a
+    decoded source (an imagefolder's files keep their sizes; --image-size then picks one)."""
+    size = "" if hasattr(dataset.train, "files") else f" --image-size {dataset.info.image_size}"
+    return (
+        f'use: --dataset "wds:{shard_pattern(done.train)}"{size}  (evaluation shards {shard_pattern(done.val)} '
+        f"are found beside them)"
+    )
 
 
 # -- the loader --------------------------------------------------------------------------------------------
@@ -635,8 +660,17 @@ def write_shards(dataset: Dataset, out: Path, shard_size: int, seed: int = 0) ->
         written[name], counts[name] = writer.close(), writer.samples
     classes = out / CLASSES_FILE
     atomic_write_text(classes, "".join(f"{c}\n" for c in dataset.info.class_names))
-    atomic_write_json(out / SHARDS_FILE, {"format": SHARDS_FORMAT, "source": dataset.info.name,
+    info = dataset.info
+    images = {
+        "channels": 3 if hasattr(dataset.train, "files") else info.channels,
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "hflip": info.hflip,
+    }  # an imagefolder's files decode as RGB
+    if not hasattr(dataset.train, "files"):
+        images["size"] = info.image_size
+    atomic_write_json(out / SHARDS_FILE, {"format": SHARDS_FORMAT, "source": info.name,
                                           "train_order": f"random permutation, seed {seed}", "seed": seed,
                                           "train_samples": counts["train"], "val_samples": counts["val"],
-                                          "shard_size": shard_size})  # fmt: skip
+                                          "shard_size": shard_size, "images": images})  # fmt: skip
     return Written(written["train"], written["val"], counts["train"], counts["val"], classes)

@@ -171,17 +171,20 @@ def random_resized_crop_box(rng: random.Random, height: int, width: int) -> tupl
 
 @dataclass(frozen=True)
 class SampleTransform:
-    """Decoded 3×H×W uint8 image -> 3×S×S uint8: random-resized crop and flip (``train``), or resize and
-    centre crop; the random choices come from :func:`sample_seed` alone."""
+    """Decoded 3×H×W uint8 image -> C×S×S uint8: random-resized crop and flip (``train``), or resize and
+    centre crop; the random choices come from :func:`sample_seed` alone. ``channels`` 1: the data are grey
+    (shards of a grey dataset), the first of the decoded RGB's equal channels is kept."""
 
     size: int
     train: bool
     hflip: bool
     seed: int
+    channels: int = 3
 
     def __call__(self, image: torch.Tensor, epoch: int, sample_id: int) -> torch.Tensor:
         from torchvision.transforms.v2 import functional as F
 
+        image = image[: self.channels]
         if not self.train:
             resized = F.resize(image, [round(self.size / EVAL_CROP)], antialias=True)
             return F.center_crop(resized, [self.size, self.size]).contiguous()

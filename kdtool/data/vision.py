@@ -94,6 +94,8 @@ def _decode_folder(folder: Path, image_size: int, class_names: list[str] | None)
 
 def _imagefolder_dirs(path: str | os.PathLike) -> tuple[Path, Path, Path]:
     root = Path(path).expanduser()
+    if not root.is_dir():
+        raise KdtoolError(f"imagefolder:{path}: {root} {'is not a folder' if root.exists() else 'does not exist'}")
     train_dir = root / "train"
     test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
     if not train_dir.is_dir() or test_dir is None:

@@ -51,7 +51,7 @@ def build_teacher_cache(
     per-image augmentations of ``augment``, the ``top_k`` largest logits (default: all, exact).
     ``progress(done, total)`` is called after each view."""
     where = select_device(device)
-    network, cfg, info = load_run_model(run, where)
+    network, cfg, info = load_run_model(run, where, "cache-teacher")
     teacher = FrozenTeacher(frozen_for_inference(network, channels_last=where.type == "cpu"))
     dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
                            run_vocabulary(run)).limited(limit_train, None, seed)  # fmt: skip

@@ -32,7 +32,7 @@ from kdtool.training.runmodel import load_run_model
 def frozen_teacher(path: str, cfg: TrainConfig) -> tuple[FrozenTeacher, TrainConfig, dict[str, Any], RunDir]:
     """The network of the run folder ``path``, frozen for inference; with its config, data facts and folder."""
     run = RunDir.open(path)
-    network, teacher_cfg, info = load_run_model(run)
+    network, teacher_cfg, info = load_run_model(run, needed_by="--teacher")
     # A frozen teacher runs inference only: channels-last pays on a CPU even without --channels-last.
     channels_last = cfg.channels_last or select_device(cfg.device).type == "cpu"
     return FrozenTeacher(frozen_for_inference(network, channels_last)), teacher_cfg, info, run

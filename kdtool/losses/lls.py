@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, unknown_choice
 from kdtool.losses.base import Target
 from kdtool.losses.simple import check_unit_interval
 from kdtool.losses.symkl import symmetric_kl_loss
@@ -54,7 +54,7 @@ def parse_lls_terms(spec: str | Iterable[str]) -> tuple[str, ...]:
 def resolve_q_update(mode: str, num_classes: int) -> str:
     """``dense`` or ``sparse`` for ``--q-update mode`` (``auto``: sparse from :data:`SPARSE_Q_FROM` classes)."""
     if mode not in Q_UPDATES:
-        raise KdtoolError(f"unknown --q-update {mode!r}: choose one of {', '.join(Q_UPDATES)}")
+        raise unknown_choice("--q-update", mode, Q_UPDATES)
     if mode == "auto":
         return "sparse" if num_classes >= SPARSE_Q_FROM else "dense"
     return mode

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kdtool.data.dataset import DatasetInfo
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, unknown_choice
 from kdtool.models.text import TEXT_MODELS
 from kdtool.models.zoo import ZOOS, build_zoo_model, check_zoo_name, is_zoo_name, torchvision_models
 
@@ -125,7 +125,7 @@ def check_model_name(name: str) -> None:
         check_zoo_name(name)
     elif name not in MODELS:
         zoos = " or ".join(f"{z}:NAME" for z in ZOOS)
-        raise KdtoolError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}, {zoos} (kdtool models)")
+        raise unknown_choice("model", name, tuple(MODELS), f"{', '.join(MODELS)}, {zoos} (kdtool models)")
 
 
 def build_model(

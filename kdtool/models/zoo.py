@@ -9,7 +9,6 @@ ever unpickled beyond tensors and containers.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fnmatch
 import io
 import logging
@@ -23,7 +22,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, close_names
 
 ZOOS = ("timm", "torchvision")
 HUB = "hub"  # --pretrained hub: the zoo's own download instead of a local file
@@ -84,7 +83,7 @@ def check_zoo_name(name: str) -> None:
     names = zoo_names(zoo)
     if arch.split(".")[0] in names:  # timm names may carry a pretrained tag: resnet50.a1_in1k
         return
-    close = difflib.get_close_matches(arch, names, n=3)
+    close = close_names(arch, names, n=3)
     hint = f"did you mean {', '.join(f'{zoo}:{c}' for c in close)}?" if close else f"see kdtool models {zoo}:"
     raise KdtoolError(f"unknown {zoo} model {arch!r}: {hint}")
 
@@ -96,6 +95,12 @@ class ZooDataConfig:
     size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+
+def data_config_source(name: str) -> str:
+    """Where :func:`zoo_data_config` takes a zoo model's input from, in words."""
+    zoo, _, arch = name.partition(":")
+    return f"timm's pretrained config for {arch}" if zoo == "timm" else f"torchvision's default weights of {arch}"
 
 
 def zoo_data_config(name: str) -> ZooDataConfig:

@@ -57,6 +57,11 @@ def source_class_index(
         return None
     if source == dataset:
         return list(kept)
+    if len(source) != len(student) and len(source) != len(dataset):  # counts first: names of other data mislead
+        fewer = len(source) < len(dataset)
+        hint = f"pass --classes with {len(source)} of the data's classes" if fewer else "use one made for the data"
+        raise KdtoolError(f"{what} has {len(source)} classes and the data {len(dataset)}"
+                          f"{'' if kept is None else f' (the student keeps {len(student)})'}: {hint}")  # fmt: skip
     # Compare with what the source most plausibly was meant to be: the whole dataset, or the subset.
     subset_sized = kept is not None and len(source) == len(student)
     expected, where = (student, "the kept classes") if subset_sized else (dataset, "the dataset")

@@ -1,12 +1,12 @@
 """Compare run folders: read them with pandas, summarise each run, then mean ± std per group of runs.
 
 A group is the set of runs that share the values of the ``group_by`` config keys (by default the
-method, ``smoothing``), so with one run per seed the table reports the mean and the spread over seeds.
+method, ``smoothing``, and every option that changes results in which the runs differ), so with one run per
+seed the table reports the mean and the spread over seeds.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdtool.errors import KdtoolError
+from kdtool.config.runconfig import RECORD_FACTS
+from kdtool.errors import KdtoolError, close_names
 from kdtool.reporting.display import Column
 from kdtool.reporting.plots import DYNAMICS_METRICS, GroupCurve, is_percent
-from kdtool.runs.folder import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS
+from kdtool.runs.folder import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS, changes_result
 
 DEFAULT_GROUP_BY = ("smoothing",)
 DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")
@@ -54,6 +55,8 @@ def find_runs(paths: Sequence[str | os.PathLike]) -> list[Path]:
         if (path / CONFIG).is_file():
             found.append(path)
             continue
+        if path.is_file():
+            raise KdtoolError(f"{path} is a file, not a run folder: name folders holding config.json")
         if not path.is_dir():
             raise KdtoolError(f"{path} is not a run folder: it does not exist")
         runs = sorted((p.parent for p in path.rglob(CONFIG)), key=_natural_key)
@@ -120,14 +123,35 @@ def load_runs(paths: Sequence[Path]) -> RunSet:
                   diverged)  # fmt: skip
 
 
-def check_group_keys(runs: RunSet, keys: Sequence[str]) -> list[str]:
-    """``--group-by`` keys as config columns (``lls-terms`` means ``lls_terms``); unknown keys are an error."""
+def differing_options(runs: RunSet) -> list[str]:
+    """The options (config keys that are no facts about a run) that change results, as ``--seeds`` and
+    ``--resume`` tell them apart (:func:`~kdtool.runs.folder.changes_result`), in which runs of one method
+    differ (an option of one method alone, such as LLS's alpha, does not split the others); the seed aside,
+    by name."""
+    options = [key for key in runs.configs.columns
+               if "." not in key and key not in RECORD_FACTS and key not in ("seed", *DEFAULT_GROUP_BY)
+               and any(changes_result(key, row) for row in runs.configs.to_dict("records"))]  # fmt: skip
+    if not options or not set(DEFAULT_GROUP_BY) <= set(runs.configs.columns):
+        return []
+    shown = group_labels(runs, [*DEFAULT_GROUP_BY, *options])  # a missing key and a null read alike: not applied
+    per_method = shown.groupby(list(DEFAULT_GROUP_BY))[options].nunique()
+    return sorted(key for key in options if (per_method[key] > 1).any())
+
+
+def check_group_keys(runs: RunSet, keys: Sequence[str] | None) -> list[str]:
+    """``--group-by`` keys as config columns (``lls-terms`` means ``lls_terms``); unknown keys are an error.
+
+    None: the method (``smoothing``) and every option that changes results in which the runs differ
+    (:func:`differing_options`), so that a group's spread is only that of seeds.
+    """
+    if keys is None:
+        keys = [*DEFAULT_GROUP_BY, *differing_options(runs)]
     columns = [key.strip().replace("-", "_") for key in keys if key.strip()]
     if not columns:
         raise KdtoolError("--group-by needs at least one config key, e.g. smoothing")
     for key in columns:
         if key not in runs.configs.columns:
-            close = difflib.get_close_matches(key, list(runs.configs.columns), n=3)
+            close = close_names(key, list(runs.configs.columns), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; the keys are those of a run's config.json"
             raise KdtoolError(f"unknown --group-by key {key!r}{hint}")
     return columns
@@ -210,23 +234,27 @@ def mixed_options(runs: RunSet, group_by: Sequence[str]) -> dict[str, list[str]]
     keys = [c for c in runs.configs.columns
             if c not in _INCIDENTAL and not c.startswith(_INCIDENTAL_PREFIXES) and c not in group_by]  # fmt: skip
     mixed = {}
+    shown = group_labels(runs, keys)  # as text, a missing value as "-" (astype(str) may keep NaN, unseen by nunique)
     for name, members in groups(runs, group_by).items():
-        rows = runs.configs.loc[members, keys].astype(str)
+        rows = shown.loc[members]
         differing = [k for k in keys if rows[k].nunique() > 1]
         if differing:
             mixed[name] = differing
     return mixed
 
 
-def group_name(label: str | tuple) -> str:
-    """A group's display name: its key values joined by `` · ``."""
-    return " · ".join(label) if isinstance(label, tuple) else str(label)
+def group_name(label: str | tuple, group_by: Sequence[str]) -> str:
+    """A group's display name: the value of its first key, then ``key=value`` of the others that apply to it,
+    joined by `` · `` (``kd · logit_standardize=True``)."""
+    values = label if isinstance(label, tuple) else (label,)
+    named = [f"{key}={value}" for key, value in zip(group_by[1:], values[1:], strict=True) if value != "-"]
+    return " · ".join([str(values[0]), *named])
 
 
 def groups(runs: RunSet, group_by: Sequence[str]) -> dict[str, list[str]]:
     """Each group's display name and its runs, groups in order of first appearance."""
     labels = group_labels(runs, group_by).groupby(list(group_by), sort=False)
-    return {group_name(label): list(rows.index) for label, rows in labels}
+    return {group_name(label, group_by): list(rows.index) for label, rows in labels}
 
 
 def curves(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, pd.DataFrame]:
@@ -237,7 +265,7 @@ def curves(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, pd.D
     result = {}
     for label, rows in frame.groupby(list(group_by), sort=False):
         if rows[metric].notna().any():
-            result[group_name(label)] = rows.groupby("epoch")[metric].agg(["mean", "min", "max"])
+            result[group_name(label, group_by)] = rows.groupby("epoch")[metric].agg(["mean", "min", "max"])
     return result
 
 
@@ -247,7 +275,7 @@ def best_runs(runs: RunSet, group_by: Sequence[str], metric: str) -> dict[str, s
     final = run_summary(runs, [metric])[f"selected_{metric}"]
     frame = group_labels(runs, group_by).join(final)
     pick = "idxmax" if higher_is_better(metric) else "idxmin"
-    return {group_name(label): getattr(rows[f"selected_{metric}"], pick)()
+    return {group_name(label, group_by): getattr(rows[f"selected_{metric}"], pick)()
             for label, rows in frame.groupby(list(group_by), sort=False)}  # fmt: skip
 
 
@@ -256,21 +284,26 @@ def calibrated_groups(
 ) -> list[GroupCurve]:
     """Per group: its curve of ``metric`` and the calibration of its best run by ``metric`` (see
     :func:`best_runs`), that run's network evaluated on its test set on ``device``. A best run without
-    weights is left out of the calibration, and ``note`` says so."""
+    weights, or whose network kdtool cannot rebuild (``kdtool.fit``'s), is left out of the calibration, and
+    ``note`` says so."""
     from kdtool.runs.folder import RunDir
     from kdtool.training.metrics import calibration_bins
     from kdtool.training.rundata import predict_run
+    from kdtool.training.runmodel import NetworkUnavailable
 
     members = groups(runs, group_by)
     best = best_runs(runs, group_by, metric)
     result = []
     for name, curve in curves(runs, group_by, metric).items():
-        calibration = None
-        if (Path(best[name]) / MODEL).is_file():
-            logits, labels, _ = predict_run(RunDir(best[name]), "test", device)
-            calibration = calibration_bins(logits, labels)
-        else:
-            note(f"{best[name]} has no {MODEL}: group {name} is left out of the reliability diagram")
+        calibration, missing = None, f"{best[name]} has no {MODEL}"
+        try:
+            if (Path(best[name]) / MODEL).is_file():
+                logits, labels, _ = predict_run(RunDir(best[name]), "test", device, "the reliability diagram")
+                calibration = calibration_bins(logits, labels)
+        except NetworkUnavailable as exc:
+            missing = f"{best[name]}: {exc.what}"
+        if calibration is None:
+            note(f"{missing}: group {name} is left out of the reliability diagram")
         result.append(GroupCurve(name, len(members[name]), curve, best[name], calibration))
     return result
 

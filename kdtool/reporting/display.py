@@ -163,9 +163,10 @@ _COLUMNS: tuple[tuple[str, Column, Callable[[float], str]], ...] = (
 
 
 class EpochDisplay:
-    """Context manager: ``step()`` advances the bar, ``epoch_done(row)`` adds a table row."""
+    """Context manager: ``step()`` advances the bar, ``epoch_done(row)`` adds a table row; ``done``: epochs
+    trained before (a resumed run), the bar starts after them."""
 
-    def __init__(self, console: Console, title: str, epochs: int, steps_per_epoch: int) -> None:
+    def __init__(self, console: Console, title: str, epochs: int, steps_per_epoch: int, done: int = 0) -> None:
         self.console = console
         self.table = FittedTable([column for _, column, _ in _COLUMNS], title=title)
         self.progress = Progress(
@@ -176,7 +177,7 @@ class EpochDisplay:
             console=console,
             transient=True,
         )
-        self.task = self.progress.add_task("train", total=steps_per_epoch, epoch=1)
+        self.task = self.progress.add_task("train", total=steps_per_epoch, epoch=done + 1)
         # Each refresh redraws the whole table from a second thread (about 2 ms here): at 8 per second that
         # took ~2% of a core from training. Twice a second is enough for a progress bar.
         self.live = Live(Group(self.table, self.progress), console=console, refresh_per_second=2)

@@ -48,7 +48,8 @@ pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f3f3f3; paddi
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #bbb; padding: 0.2rem 0.45rem; text-align: left; vertical-align: top; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
 tr.selected td { font-weight: bold; background: #eef5ee; }
 caption { caption-side: bottom; text-align: left; font-size: 0.8rem; color: #444; padding-top: 0.3rem; }
 figure { margin: 1rem 0; }
@@ -67,17 +68,12 @@ nav ul { padding-left: 1.2rem; columns: 14rem; }
 def run_page(path: Path, device: str) -> str:
     """The report of one finished run: its command and options, result at the selected and the last epoch,
     its teacher or Q source, curves, the per-epoch table, reliability diagram and confusion matrix on its
-    test set (its network run on ``device``), and for a Q run the Q heatmap and each class's similar classes."""
-    from kdtool.training.metrics import calibration_bins, confusion_matrix
-    from kdtool.training.rundata import predict_run
-
+    test set (its network run on ``device``; left out with a note where kdtool cannot rebuild it), and for a Q
+    run the Q heatmap and each class's similar classes."""
     run = RunDir.open(path)
     record, rows = redact_values(run.config())[0], run.metrics()  # run folders from before kdtool redacted them
     found = cmp.load_runs([path])
-    logits, labels, names = predict_run(run, "test", device)
     method = str(record.get("smoothing", "run"))
-    calibration = GroupCurve(method, 1, cmp.curves(found, ["smoothing"], "test_acc")[method], str(path),
-                             calibration_bins(logits, labels))  # fmt: skip
     sections = [
         ("Command and options", _command(record) + _options(record)),
         ("Result", _result(rows)),
@@ -85,13 +81,30 @@ def run_page(path: Path, device: str) -> str:
         ("Curves", _figure(curves_figure(_curves(found, ["smoothing"])), "Learning curves per epoch: accuracy, "
                            "loss and NLL, ECE, macro-F1, learning rate and gradient norm")),
         ("Per-epoch metrics", _epoch_table(rows)),
-        ("Reliability diagram", _figure(reliability_figure([calibration]), "Reliability diagram on the test set")),
-        ("Confusion matrix", _confusion(confusion_matrix(logits, labels), names, str(path))),
+        *_network_sections(run, cmp.curves(found, ["smoothing"], "test_acc")[method], method, device),
     ]  # fmt: skip
     if (path / Q).is_file():
         sections.append(("Q: class similarity", _q_section(path / Q)))
     return _page(f"kdtool report: {path}", f"{record.get('kind', 'run')} run · {method} · {record.get('model')} · "
                  f"{record.get('dataset_info', {}).get('name', record.get('dataset'))}", sections)  # fmt: skip
+
+
+def _network_sections(run: RunDir, curve: Any, method: str, device: str) -> list[tuple[str, str]]:
+    """The sections that run the network on the test set: reliability diagram and confusion matrix, or, for a
+    network kdtool cannot rebuild, one section saying they are left out and why."""
+    from kdtool.training.metrics import calibration_bins, confusion_matrix
+    from kdtool.training.rundata import predict_run
+    from kdtool.training.runmodel import NetworkUnavailable
+
+    try:
+        logits, labels, names = predict_run(run, "test", device, "the report's reliability diagram")
+    except NetworkUnavailable as exc:
+        return [("Reliability diagram and confusion matrix", f"<p class='note'>left out: they need the network, "
+                 f"and {_e(exc.what)}.</p>")]  # fmt: skip
+    calibration = GroupCurve(method, 1, curve, str(run.path), calibration_bins(logits, labels))
+    figure = reliability_figure([calibration], title="reliability on the test set (15 bins)")
+    return [("Reliability diagram", _figure(figure, "Reliability diagram on the test set")),
+            ("Confusion matrix", _confusion(confusion_matrix(logits, labels), names, str(run.path)))]  # fmt: skip
 
 
 def group_page(
@@ -156,13 +169,15 @@ def _image(png: bytes, caption: str) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1, caption: str = "",
-           selected: Sequence[bool] = ()) -> str:  # fmt: skip
+           selected: Sequence[bool] = (), wrap_headers: bool = False) -> str:  # fmt: skip
     """A table whose first ``text_columns`` columns are text and the rest numbers; rows flagged in
-    ``selected`` are bold (their text says so too)."""
+    ``selected`` are bold (their text says so too); ``wrap_headers``: headers may break after a ``_`` (a wide
+    table of metrics.csv columns then fits a desktop window)."""
 
     def cell(tag: str, index: int, value: str) -> str:
         kind = ' class="num"' if index >= text_columns else ""
-        return f"<{tag}{kind}>{_e(value)}</{tag}>"
+        shown = _e(value).replace("_", "_<wbr>") if tag == "th" and wrap_headers else _e(value)
+        return f"<{tag}{kind}>{shown}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
     marks = [' class="selected"' if i < len(selected) and selected[i] else "" for i in range(len(rows))]
@@ -237,7 +252,7 @@ def _epoch_table(rows: list[dict[str, str]]) -> str:
     columns = list(rows[0])
     body = [[_number(c, row[c]) for c in columns] for row in rows]
     selected = [bool(float(row.get("selected", 0) or 0)) for row in rows]
-    return _table([_header(c) for c in columns], body, text_columns=0, selected=selected,
+    return _table([_header(c) for c in columns], body, text_columns=0, selected=selected, wrap_headers=True,
                   caption="metrics.csv, one row per epoch; the row in bold (selected) is the epoch whose "
                           "weights the run kept")  # fmt: skip
 

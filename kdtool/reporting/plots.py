@@ -3,7 +3,8 @@ dynamics (``compare --plot-dynamics``) and a confusion matrix (``evaluate``), an
 kdtool figure shares (the Q heatmap of qreport.py included):
 
 - one colour per method or group in every figure, keyed by its name through a fixed palette
-  (:func:`method_colours`), never by the order the runs were named in;
+  (:func:`method_colours`), never by the order the runs were named in, with a marker and line style of its
+  own (:func:`method_styles`);
 - integer epoch ticks; accuracies, errors and confidences in percent, axes labelled with their unit;
 - PNG, PDF or SVG by the file's extension (:func:`check_figure_path` refuses others before any work).
 
@@ -19,7 +20,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kdtool.errors import KdtoolError
 from kdtool.fileio import FIGURE_MARKER, atomic_write, check_output_file
@@ -32,25 +33,52 @@ _ANNOTATE_MAX_CLASSES = 15  # small matrices get each cell's count written in it
 
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
-# Methods kdtool trains, each with its own colour in every figure (tab10 order for the common ones, so
-# onehot / ls / lls keep the blue / orange / green of earlier figures).
+# Methods kdtool trains, each with its own colour in every figure: a colour-blind-safe qualitative palette, the
+# eight of Okabe & Ito ("Color Universal Design", 2008) then five of Paul Tol's muted scheme
+# (https://personal.sron.nl/~pault/#sec:qualitative), chosen so that every two are at least 25 CIELAB ΔE apart,
+# and 16 for a deuteranope (tests/test_second_hour.py). onehot / ls / lls keep a blue / orange / green.
 METHOD_COLOURS = {
-    "onehot": "#1f77b4",
-    "ls": "#ff7f0e",
-    "lls": "#2ca02c",
-    "ols": "#d62728",
-    "tfkd-reg": "#9467bd",
-    "tfkd-self": "#8c564b",
-    "zipf": "#e377c2",
-    "focal": "#bcbd22",
-    "prior": "#17becf",
-    "kd": "#393b79",
-    "lls-st": "#637939",
+    "onehot": "#0072B2",
+    "ls": "#E69F00",
+    "lls": "#009E73",
+    "ols": "#D55E00",
+    "tfkd-reg": "#CC79A7",
+    "tfkd-self": "#56B4E9",
+    "zipf": "#F0E442",
+    "focal": "#000000",
+    "prior": "#332288",
+    "kd": "#882255",
+    "lls-st": "#AA4499",
+    "dkd": "#661100",
+    "dist": "#DDCC77",
 }
-# Further colours, for other group names (alpha values, ablation terms, ...), picked by a hash of the name.
-_EXTRA_COLOURS = ("#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#bd9e39",
-                  "#ad494a", "#a55194", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8")  # fmt: skip
+# Further colours, for other group names (alpha values, ablation terms, ...), picked by a hash of the name: the
+# rest of Tol's muted and light schemes.
+_EXTRA_COLOURS = ("#117733", "#88CCEE", "#999933", "#CC6677", "#44AA99", "#BBBBBB", "#EE8866", "#77AADD")
 _PALETTE = (*METHOD_COLOURS.values(), *_EXTRA_COLOURS)
+# Markers and line styles: by a name's place in the palette, so a method keeps them in every figure, and lines
+# stay apart in print and without colour vision.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h")
+_LINE_STYLES = ("-", "--", "-.", ":")
+
+
+@dataclass(frozen=True)
+class LineStyle:
+    """How one method or group is drawn in every figure: colour, marker and line style."""
+
+    colour: str
+    marker: str
+    linestyle: str
+
+
+def method_styles(names: Iterable[str]) -> dict[str, LineStyle]:
+    """Each name's colour (:func:`method_colours`) with the marker and line style of that colour's place in the
+    palette: as stable as the colour, and distinct for the thirteen methods kdtool knows."""
+    styles = {}
+    for name, colour in method_colours(names).items():
+        place = _PALETTE.index(colour)
+        styles[name] = LineStyle(colour, _MARKERS[place % len(_MARKERS)], _LINE_STYLES[place % len(_LINE_STYLES)])
+    return styles
 
 
 def method_colours(names: Iterable[str]) -> dict[str, str]:
@@ -185,44 +213,48 @@ def comparison_figure(groups: list[GroupCurve], metric: str, title: str = ""):
     its colour of :func:`method_colours` in both panels."""
     fig, (curves, reliability) = _figure(13.0, 5.2, columns=2)
     scale = 100.0 if is_percent(metric) else 1.0
-    colours = method_colours(g.name for g in groups)
+    styles = method_styles(g.name for g in groups)
     for group in groups:
-        colour = colours[group.name]
+        style = styles[group.name]
         epochs = group.curve.index.to_numpy()
         runs = f"{group.runs} run{'s' if group.runs != 1 else ''}"
-        curves.plot(epochs, group.curve["mean"] * scale, color=colour, marker=".", label=f"{group.name} ({runs})")
-        curves.fill_between(epochs, group.curve["min"] * scale, group.curve["max"] * scale, color=colour, alpha=0.2)
+        curves.plot(epochs, group.curve["mean"] * scale, color=style.colour, marker=style.marker, markersize=5,
+                    linestyle=style.linestyle, label=f"{group.name} ({runs})")  # fmt: skip
+        curves.fill_between(epochs, group.curve["min"] * scale, group.curve["max"] * scale, color=style.colour,
+                            alpha=0.2)  # fmt: skip
     curves.set_xlabel("epoch")
     integer_epochs(curves)
     curves.set_ylabel(metric_label(metric))
     curves.set_title(title or f"{metric} per epoch: mean over runs, band = min to max")
     curves.grid(alpha=0.3)
     curves.legend()
-    _draw_reliability(reliability, groups, colours)
+    _draw_reliability(reliability, groups, styles)
     return fig
 
 
-def reliability_figure(groups: list[GroupCurve]):
-    """The reliability diagram of :func:`comparison_figure` alone (accuracy against confidence per bin, in %)."""
+def reliability_figure(groups: list[GroupCurve], title: str = "") -> Any:
+    """The reliability diagram of :func:`comparison_figure` alone (accuracy against confidence per bin, in %);
+    ``title`` replaces the one of several groups' best runs (a one-run report's)."""
     fig, ax = _figure(6.4, 5.6)
-    _draw_reliability(ax, groups, method_colours(g.name for g in groups))
+    _draw_reliability(ax, groups, method_styles(g.name for g in groups), title)
     return fig
 
 
-def _draw_reliability(ax, groups: list[GroupCurve], colours: dict[str, str]) -> None:
-    """Each group's best run, a line of its colour and a marker of its own (readable without colour)."""
-    for group, marker in zip(groups, _MARKERS * len(groups), strict=False):
+def _draw_reliability(ax, groups: list[GroupCurve], styles: dict[str, LineStyle], title: str = "") -> None:
+    """Each group's best run, a line of its colour, marker and line style (readable without colour)."""
+    for group in groups:
         if group.calibration is not None:
             count, confidence, hits = group.calibration
             seen = count > 0
-            ax.plot(100 * confidence[seen] / count[seen], 100 * hits[seen] / count[seen], marker=marker,
-                    color=colours[group.name], label=f"{group.name}: {group.best_run}")  # fmt: skip
+            style = styles[group.name]
+            ax.plot(100 * confidence[seen] / count[seen], 100 * hits[seen] / count[seen], marker=style.marker,
+                    color=style.colour, linestyle=style.linestyle, label=f"{group.name}: {group.best_run}")  # fmt: skip
     ax.plot([0, 100], [0, 100], linestyle="--", color="grey", label="perfect calibration")
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 100)
     ax.set_xlabel("confidence: mean max-probability of the bin (%)")
     ax.set_ylabel("accuracy of the bin (%)")
-    ax.set_title("reliability of each group's best run (test set, 15 bins)")
+    ax.set_title(title or "reliability of each group's best run (test set, 15 bins)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
 
@@ -241,7 +273,6 @@ CURVE_PANELS = (
 )
 # Line styles by split and markers by group: lines stay apart in print and without colour vision.
 _SPLIT_STYLES = {"train": ":", "val": "--", "test": "-"}
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
 def curves_figure(curves: dict[str, dict[str, pd.DataFrame]]):
@@ -251,7 +282,7 @@ def curves_figure(curves: dict[str, dict[str, pd.DataFrame]]):
     panels = [(title, [m for m in metrics if m in curves]) for title, metrics in CURVE_PANELS]
     panels = [(title, metrics) for title, metrics in panels if metrics]
     groups = list(dict.fromkeys(g for per_group in curves.values() for g in per_group))
-    colours, markers = method_colours(groups), dict(zip(groups, _MARKERS * len(groups), strict=False))
+    styles = method_styles(groups)
     rows = (len(panels) + 1) // 2
     fig, axes = _figure(11.0, 3.4 * rows, columns=2, rows=rows)
     axes = list(axes.flat)
@@ -261,11 +292,12 @@ def curves_figure(curves: dict[str, dict[str, pd.DataFrame]]):
             for group, curve in curves[metric].items():
                 epochs = curve.index.to_numpy()
                 label = f"{group} · {metric}" if len(groups) > 1 else metric
-                ax.plot(epochs, curve["mean"] * scale, color=colours[group], marker=markers[group], markersize=4,
+                style = styles[group]
+                ax.plot(epochs, curve["mean"] * scale, color=style.colour, marker=style.marker, markersize=4,
                         linestyle=_SPLIT_STYLES.get(metric.split("_")[0], "-"), label=label)  # fmt: skip
                 if (curve["min"] != curve["max"]).any():
                     band = curve["min"] * scale, curve["max"] * scale
-                    ax.fill_between(epochs, *band, color=colours[group], alpha=0.15)
+                    ax.fill_between(epochs, *band, color=style.colour, alpha=0.15)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric_label(metrics[0]) if len(metrics) == 1 else _unit_label(metrics))
@@ -324,11 +356,11 @@ def plot_dynamics(curves: dict[float, dict[str, dict[str, pd.DataFrame]]], path:
 def dynamics_figure(curves: dict[float, dict[str, dict[str, pd.DataFrame]]]):
     """The PLS paper's training-dynamics figure for any runs: one column per learning rate, rows for the
     gradient norm and the generalization error (in % points) per epoch; a line per method (mean over
-    seeds) and a min–max band. Methods have their colour of :func:`method_colours` in every panel."""
+    seeds) and a min–max band. Methods have their style of :func:`method_styles` in every panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    colours = method_colours(m for per_lr in curves.values() for m in per_lr)
+    styles = method_styles(m for per_lr in curves.values() for m in per_lr)
     fig = Figure(figsize=(4.6 * len(curves), 8.0))
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(DYNAMICS_METRICS), len(curves), squeeze=False)
@@ -340,8 +372,10 @@ def dynamics_figure(curves: dict[float, dict[str, dict[str, pd.DataFrame]]]):
             for method in sorted(per_method):
                 curve = per_method[method][metric]
                 epochs = curve.index.to_numpy()
-                ax.plot(epochs, curve["mean"] * scale, color=colours[method], label=method)
-                ax.fill_between(epochs, curve["min"] * scale, curve["max"] * scale, color=colours[method], alpha=0.2)
+                style = styles[method]
+                ax.plot(epochs, curve["mean"] * scale, color=style.colour, marker=style.marker, markersize=4,
+                        linestyle=style.linestyle, label=method)  # fmt: skip
+                ax.fill_between(epochs, curve["min"] * scale, curve["max"] * scale, color=style.colour, alpha=0.2)
             ax.set_title(f"peak lr {lr:g}: {titles[metric]}", fontsize=11)
             ax.set_xlabel("epoch", fontsize=10)
             ax.set_ylabel(metric_label(metric), fontsize=10)

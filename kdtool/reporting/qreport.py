@@ -65,10 +65,11 @@ def q_heatmap_figure(q: QMatrix, title: str = "") -> tuple[Any, tuple[float, flo
     """softmax(Q) as a heatmap, class names on both axes, the diagonal masked (grey); with the part of the
     figure (``rect``) it is laid out in, above its notes.
 
-    The colour scale is fixed from 0 to the largest off-diagonal probability, and the colour bar marks
-    the uniform level 1/K: a near-uniform Q reads as one flat colour, not as structure. Small matrices
-    get each cell's percentage, with as many decimals as it takes to rank the cells of a row, in black
-    or white by the cell's colour; in a sparse Q the kept top-N cells are outlined.
+    The colour scale spans the off-diagonal range (smallest to largest cell; the colour bar says so and
+    marks the uniform level 1/K where it falls inside), so a near-uniform Q shows its small differences
+    rather than one bright block. Small matrices get each cell's percentage, with as many decimals as it
+    takes to rank the cells of a row (at most one from K = 10 on), in black or white by the cell's colour;
+    in a sparse Q the kept top-N cells are outlined.
     """
     import matplotlib
     import numpy as np
@@ -83,7 +84,7 @@ def q_heatmap_figure(q: QMatrix, title: str = "") -> tuple[Any, tuple[float, flo
     masked = np.ma.masked_array(percent, mask=~off)
     top = float(percent[off].max()) if k > 1 else 100.0
     low = float(percent[off].min()) if k > 1 else 0.0
-    norm = Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
+    norm = Normalize(vmin=low, vmax=top) if top > low else Normalize(vmin=0.0, vmax=max(top, 1e-9))
     side = min(4.0 + 0.45 * k, 40.0)
     fig = Figure(figsize=(side + 2.0, side + 0.6))
     FigureCanvasAgg(fig)
@@ -91,9 +92,9 @@ def q_heatmap_figure(q: QMatrix, title: str = "") -> tuple[Any, tuple[float, flo
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     image = ax.imshow(masked, cmap=cmap, norm=norm, interpolation="nearest")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label(f"softmax(Q[y]) in %, off-diagonal; scale fixed 0 to {top:.3g}% (the largest)")
+    bar.set_label(f"softmax(Q[y]) in %, off-diagonal; scale: the off-diagonal range {norm.vmin:.3g} to {top:.3g}%")
     uniform = 100.0 / k
-    if uniform <= top:  # where a cell of an untrained (all-zero) Q would sit
+    if norm.vmin <= uniform <= top:  # where a cell of an untrained (all-zero) Q would sit
         _mark_uniform(bar.ax, uniform)
     font = max(4, 10 - k // 20)
     ax.set_xticks(range(k), q.class_names, rotation=90, fontsize=font)
@@ -139,7 +140,7 @@ def _write_cells(ax: Any, percent: np.ndarray, colour_of: Callable[[float], Any]
 
     k = len(percent)
     off = ~np.eye(k, dtype=bool)
-    decimals = cell_decimals([percent[i][off[i]] for i in range(k)])
+    decimals = cell_decimals([percent[i][off[i]] for i in range(k)], max_decimals=3 if k < 10 else 1)
     for i in range(k):
         for j in range(k):
             if i != j:

@@ -97,20 +97,37 @@ def is_run(path: str | os.PathLike) -> bool:
     return read_config(path) is not None
 
 
-def check_replaceable(path: str | os.PathLike) -> None:
-    """Refuse (one line) unless ``path`` is a kdtool run folder holding only files kdtool recorded writing."""
+FOREIGN_NAMED = 3  # foreign files a refusal names (then "and N more")
+
+
+def unreplaceable(path: str | os.PathLike) -> str | None:
+    """Why ``--force`` would refuse to replace the folder ``path`` (one line), or None where it would replace it:
+    a kdtool run folder holding only files kdtool recorded writing."""
     path = Path(path)
     if not is_run(path):
         what = "its config.json is not kdtool's" if (path / CONFIG).exists() else "it has no kdtool config.json"
-        raise KdtoolError(f"{path} is not a kdtool run folder ({what}): --force replaces only kdtool runs; "
-                          f"choose another --out")  # fmt: skip
+        return f"{path} is not a kdtool run folder ({what}): --force replaces only kdtool runs; choose another --out"
     if recorded_files(path) is None:
-        raise KdtoolError(f"{path} has no record of the files kdtool wrote in it (an older kdtool made it): "
-                          f"--force cannot tell them from yours; remove it yourself or pick another --out")  # fmt: skip
+        return (f"{path} has no record of the files kdtool wrote in it (an older kdtool made it): --force cannot "
+                f"tell them from yours; remove it yourself or pick another --out")  # fmt: skip
     foreign = foreign_files(path)
-    if foreign:
-        raise KdtoolError(f"{path} holds {foreign[0]!r}, which kdtool did not write: --force would not remove it; "
-                          f"move it away or choose another --out")  # fmt: skip
+    if not foreign:
+        return None
+    named = ", ".join(map(repr, foreign[:FOREIGN_NAMED]))
+    if len(foreign) > FOREIGN_NAMED:
+        named += f" and {len(foreign) - FOREIGN_NAMED} more"
+    elif len(foreign) > 1:
+        named = " and ".join(named.rsplit(", ", 1))
+    them = "them" if len(foreign) > 1 else "it"
+    return (f"{path} holds {named}, which kdtool did not write: --force would not remove {them}; move {them} away "
+            f"or choose another --out")  # fmt: skip
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse (one line) unless ``path`` is a kdtool run folder holding only files kdtool recorded writing."""
+    reason = unreplaceable(path)
+    if reason is not None:
+        raise KdtoolError(reason)
 
 
 def clear_run(path: str | os.PathLike) -> None:
@@ -165,8 +182,9 @@ def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
             elif (done := interrupted_after(path)) is not None and not (path / MODEL).is_file():
                 raise KdtoolError(f"{path} holds a run interrupted after epoch {done}: add --resume to continue it, "
                                   f"or --force to start it again")  # fmt: skip
-            else:
-                raise KdtoolError(f"run folder {path} already exists: pass --force to replace it")
+            else:  # suggest --force only where it would replace the folder
+                exists = f"run folder {path} already exists: pass --force to replace it"
+                raise KdtoolError(unreplaceable(path) or exists)
     check_can_create(path / CONFIG, f"--out {path}")
     return path
 
@@ -218,10 +236,10 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
     """The one "same run?" decision for a run folder, taken before any work.
 
     ``options`` are the resolved options of the requested run. ``resume``: the folder must be a run of
-    the same options with a checkpoint. ``force``: an existing kdtool run is replaced (only what kdtool
-    wrote in it). ``reuse`` (``--seeds``, ``sweep``): a finished run of the same options is skipped, an
-    interrupted one resumed, one that died before its first checkpoint restarted; a run of other options
-    is refused, naming the first differing option.
+    the same options with a checkpoint (skipped when it is finished). ``force``: an existing kdtool run is
+    replaced (only what kdtool wrote in it). ``reuse`` (``--seeds``, ``sweep``): a finished run of the same
+    options is skipped, an interrupted one resumed, one that died before its first checkpoint restarted; a
+    run of other options is refused, naming the first differing option.
     """
     path = Path(path)
     if force and resume:
@@ -233,9 +251,11 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
         if (record := diverged_record(path)) is not None:
             raise KdtoolError(f"{path} diverged in epoch {record['epoch']}: the same options diverge again; pass "
                               f"--force to train it afresh (e.g. with a lower --lr)")  # fmt: skip
+        _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
+        if (path / MODEL).is_file():  # finished: nothing to resume
+            return RunPlan("skip")
         if not checkpoint_path(path).is_file():
             raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
-        _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
         return RunPlan("resume")
     if force:
         check_output_dir(path, force=True)

@@ -109,7 +109,7 @@ def _stream_loader(dataset: Dataset, split: str, batch_size: int, device: torch.
     info = dataset.info
     workers = default_workers() if cfg is None or cfg.workers is None else cfg.workers
     seed = order.get("seed", 0 if cfg is None else cfg.seed)
-    per_sample = SampleTransform(info.image_size, train, train and info.hflip, seed)
+    per_sample = SampleTransform(info.image_size, train, train and info.hflip, seed, info.channels)
     augment = parse_augment(cfg.augment) if train and cfg is not None else ()
     options = {"workers": workers, "skip_bad": cfg is not None and cfg.skip_bad_samples, "note": note, **order}
     transform = _transform(dataset, augment)
@@ -127,19 +127,22 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
     return {**info, "num_train": len(dataset.train), "num_val": num_val, "num_test": len(dataset.test)}
 
 
-def predict_run(run: RunDir, split: str = "test", device: str = "auto") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def predict_run(
+    run: RunDir, split: str = "test", device: str = "auto", needed_by: str = "this command"
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """A run's network on one split of its own data, in order, without augmentation: (logits, labels,
     class names).
 
     The data are rebuilt from the run's config (dataset, class subset and sample fraction of a
     student, limits, seed, validation hold-out), so ``train`` is the very training set the run
     trained on (without the samples ``--val-fraction`` held out), unaugmented. Logits (N×K) and
-    labels come back on the CPU.
+    labels come back on the CPU. ``needed_by`` names what asked, for a run whose network kdtool cannot
+    rebuild (:class:`~kdtool.training.runmodel.NetworkUnavailable`).
     """
     if split not in ("train", "test"):
         raise KdtoolError(f"split must be 'train' or 'test', got {split!r}")
     where = select_device(device)
-    model, cfg, info = load_run_model(run, where)
+    model, cfg, info = load_run_model(run, where, needed_by)
     record = run.config()
     streamed = (record.get("data_loader") or {}).get("used") == "stream"  # the run's own preprocessing
     full = load_full_data(cfg, run_vocabulary(run), streamed)

@@ -13,7 +13,7 @@ from kdtool.data import DatasetInfo
 from kdtool.data.inputs import ModelInput, attach_input_adapter, stats_for
 from kdtool.data.text import Vocabulary
 from kdtool.errors import KdtoolError
-from kdtool.models.registry import build_model
+from kdtool.models.registry import PYTHON_PREFIX, build_model
 from kdtool.models.zoo import LoadReport, is_zoo_name, load_pretrained, zoo_data_config
 from kdtool.runs.folder import MODEL, VOCAB, RunDir
 
@@ -64,12 +64,30 @@ def run_vocabulary(run: RunDir) -> Vocabulary | None:
     return Vocabulary.load(run.path / VOCAB)
 
 
-def load_run_model(run: RunDir, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig, dict]:
+class NetworkUnavailable(KdtoolError):
+    """A run whose network kdtool cannot rebuild: a module of the user's own, trained by ``kdtool.fit``.
+
+    What needs only the run folder (curves, tables, options, Q) still works; ``what`` names the run and its
+    module for notes of what is left out, the message says what needed the network.
+    """
+
+    def __init__(self, run: RunDir, model: str, needed_by: str) -> None:
+        self.what = f"{model} is a module of your own (trained by kdtool.fit) that kdtool cannot rebuild"
+        super().__init__(f"{needed_by} needs the network of {run.path}, and {self.what}; load its "
+                         f"{MODEL} into your module with load_state_dict")  # fmt: skip
+
+
+def load_run_model(
+    run: RunDir, device: torch.device | str = "cpu", needed_by: str = "this command"
+) -> tuple[nn.Module, TrainConfig, dict]:
     """Rebuild a run's network from its ``config.json`` and ``model.safetensors`` (eval mode).
 
-    Returns the model, the run's config and its recorded dataset facts (class names, shape).
+    Returns the model, the run's config and its recorded dataset facts (class names, shape). A module of the
+    user's own raises :class:`NetworkUnavailable` naming ``needed_by`` (what asked for the network).
     """
     record = run.training_config()
+    if str(record.get("model", "")).startswith(PYTHON_PREFIX):
+        raise NetworkUnavailable(run, record["model"], needed_by)
     cfg = config_of_record(record)
     info = record["dataset_info"]
     data = DatasetInfo.from_record(info)

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from rich.console import Console
 from torch import nn
 
 from kdtool.config.runconfig import DistillConfig, TrainConfig
@@ -22,10 +21,12 @@ from kdtool.distill.teachers import KD_LOSSES, distillation_target
 from kdtool.errors import KdtoolError
 from kdtool.losses import FrozenTeacher, SubstituteTeacher
 from kdtool.models.registry import PYTHON_PREFIX
+from kdtool.reporting.display import OutputConsole
 from kdtool.runs.folder import Q, RunDir, plan_run
 from kdtool.training.engine import seed_everything
 from kdtool.workflows.methods import build_method
 from kdtool.workflows.pipeline import fit as fit_run
+from kdtool.workflows.pipeline import report_run
 
 Data = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -115,7 +116,9 @@ def fit(
         target = build_method(cfg, dataset.info.num_classes)
     seed_everything(cfg.seed)
     title = f"{target.name} · {name} ({len(dataset.train)} train / {len(dataset.test)} test)"
-    run, rows = fit_run(cfg, dataset, model, target, force, Console(quiet=quiet), record, title)
+    console = OutputConsole(quiet=quiet)  # as the command line prints: plain, unwrapped lines into a pipe
+    run, rows = fit_run(cfg, dataset, model, target, force, console, record, title)
     if isinstance(target, SubstituteTeacher):
         target.q.save(run.path / Q)
+    report_run(console, run.path, rows)
     return run, rows

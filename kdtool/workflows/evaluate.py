@@ -61,7 +61,7 @@ def dataset_logits(
     a class subset can be evaluated on the full dataset: its classes are taken, in its order).
     """
     where = select_device(device)
-    model, cfg, info = load_run_model(run, where)
+    model, cfg, info = load_run_model(run, where, "evaluate")
     data = load_dataset(dataset, data_root, download, cfg.image_size, cfg.vocab_size, cfg.max_len,
                         run_vocabulary(run))  # fmt: skip
     trained = DatasetInfo.from_record(info)
@@ -97,7 +97,7 @@ def evaluate(
     if dataset is None:
         if data_root is not None or download or limit_test is not None:
             raise KdtoolError("--data-root, --download and --limit-test apply with --dataset only")
-        logits, labels, names = predict_run(run, split, device)
+        logits, labels, names = predict_run(run, split, device, "evaluate")
     else:
         logits, labels, names = dataset_logits(run, dataset, data_root, download, limit_test, split, device)
     if classes is not None or class_indices is not None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from kdtool.config.runconfig import TrainConfig
 from kdtool.distill.teachers import frozen_teacher
-from kdtool.errors import KdtoolError
+from kdtool.errors import KdtoolError, unknown_choice
 from kdtool.losses import (
     FocalLoss,
     LabelSmoothing,
@@ -63,7 +63,7 @@ METHODS: dict[str, Callable[[TrainConfig, int], Target]] = {
 def check_method(name: str) -> None:
     """Refuse an unknown ``--smoothing`` (before any work)."""
     if name not in METHODS:
-        raise KdtoolError(f"unknown smoothing method {name!r}: choose one of {', '.join(METHODS)}")
+        raise unknown_choice("smoothing method", name, tuple(METHODS))
 
 
 def build_method(cfg: TrainConfig, num_classes: int) -> Target:

@@ -40,7 +40,7 @@ from kdtool.q.matrix import QMatrix
 from kdtool.q.subsets import resolve_classes
 from kdtool.reporting.display import EpochDisplay
 from kdtool.reporting.qreport import HEATMAP_MAX_CLASSES, q_heatmap_png
-from kdtool.runs.folder import MODEL, VOCAB, Q, RunDir, plan_run, stops_safely
+from kdtool.runs.folder import MODEL, VOCAB, Q, RunDir, plan_run, selected_row, stops_safely
 from kdtool.trackers import RunInfo, Trackers, parse_log
 from kdtool.training.accel import maybe_compile, resolve_accel
 from kdtool.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -186,6 +186,7 @@ def _setup(
     selector = ModelSelector(cfg.select, cfg.early_stopping)
     if resume:
         run, rows = _resumed(RunDir(cfg.out), device, trainer, selector)
+        note(f"resuming {run.path} after epoch {len(rows)} of {cfg.epochs} (its checkpoint)")
     else:
         run, rows = _new_run(cfg, force, env, dataset, device, record), []
     barrier(env)
@@ -235,10 +236,9 @@ def _loop(fitting: _Fitting, trackers: Trackers, title: str) -> None:
     """``fit``'s epochs, from the first not yet done to the last or to early stopping, under the live display;
     an epoch that raises ends the trackers' run as failed."""
     cfg, run, rows = fitting.cfg, fitting.run, fitting.rows
-    train_batches = len(fitting.trainer.train_loader)
-    with EpochDisplay(fitting.shown, f"{title} · {_schedule_line(cfg)}", cfg.epochs, train_batches) as display:
-        for row in rows:
-            display.epoch_done(row)
+    batches, title = len(fitting.trainer.train_loader), f"{title} · {_schedule_line(cfg)}"
+    # a resumed run shows the epochs it trains now; those of its checkpoint were shown when they were trained
+    with EpochDisplay(fitting.shown, title, cfg.epochs, batches, len(rows)) as display:
         try:
             for row in fitting.trainer.epochs(display.step, start_epoch=len(rows)):
                 _epoch_done(fitting, trackers, row)
@@ -296,6 +296,20 @@ def _finalize(fitting: _Fitting, trackers: Trackers) -> None:
             _log_q(trackers, q, f"kept (epoch {selector.selected_epoch})", len(rows))
         trackers.finish(run.path, completed=True)
     barrier(env)
+
+
+def report_run(console: Console, path: Path, rows: list[dict[str, float]]) -> None:
+    """The closing lines of every training run (the CLI's and ``kdtool.fit``'s): the test metrics of the epoch
+    whose weights were kept, and where the run folder and its Q are."""
+    kept = selected_row(rows)
+    epoch = f"epoch {int(kept['epoch'])} of {len(rows)}" + (" (selected)" if kept is not rows[-1] else "")
+    console.print(
+        f"{epoch}: test accuracy {kept['test_acc']:.2%}  macro-F1 {kept['test_macro_f1']:.4f}  "
+        f"NLL {kept['test_nll']:.4f}  ECE {kept['test_ece']:.4f}  -> run folder {path}",
+        soft_wrap=True,
+    )
+    if (Path(path) / Q).is_file():
+        console.print(f"Q written to {Path(path) / Q}", soft_wrap=True)
 
 
 def _run_q(fitting: _Fitting) -> QMatrix | None:

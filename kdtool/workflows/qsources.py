@@ -54,7 +54,7 @@ def teacher_q(
     """
     config = run.config()
     alpha = check_unit_interval("--alpha", config.get("alpha", 0.1) if alpha is None else alpha)
-    logits, labels, names = predict_run(run, "train", device)
+    logits, labels, names = predict_run(run, "train", device, "--from-teacher")
     dataset = config.get("dataset_info", {}).get("name", config.get("dataset", "unknown"))
     extra = {**run_provenance(run), "split": "train", "augment": "false"}
     return QMatrix.from_class_means(logits, labels, names, alpha, dataset, extra, temperature)
