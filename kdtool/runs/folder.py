@@ -246,17 +246,7 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
         raise KdtoolError("--resume continues a run and --force replaces it: pass only one of them")
     exists = path.is_dir() and any(path.iterdir())
     if resume:
-        if not is_run(path):
-            raise KdtoolError(f"nothing to resume: {path} is not a kdtool run folder")
-        if (record := diverged_record(path)) is not None:
-            raise KdtoolError(f"{path} diverged in epoch {record['epoch']}: the same options diverge again; pass "
-                              f"--force to train it afresh (e.g. with a lower --lr)")  # fmt: skip
-        _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
-        if (path / MODEL).is_file():  # finished: nothing to resume
-            return RunPlan("skip")
-        if not checkpoint_path(path).is_file():
-            raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
-        return RunPlan("resume")
+        return _plan_resume(path, options)
     if force:
         check_output_dir(path, force=True)
         return RunPlan("train", replace=exists)
@@ -271,6 +261,22 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
         return RunPlan("train", replace=True)
     check_output_dir(path, force=False)
     return RunPlan("train")
+
+
+def _plan_resume(path: Path, options: Mapping[str, Any]) -> RunPlan:
+    """``--resume``: the run in ``path`` continued, or skipped when finished; refused unless it is a run of the
+    same options with a checkpoint."""
+    if not is_run(path):
+        raise KdtoolError(f"nothing to resume: {path} is not a kdtool run folder")
+    if (record := diverged_record(path)) is not None:
+        raise KdtoolError(f"{path} diverged in epoch {record['epoch']}: the same options diverge again; pass "
+                          f"--force to train it afresh (e.g. with a lower --lr)")  # fmt: skip
+    _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
+    if (path / MODEL).is_file():  # finished: nothing to resume
+        return RunPlan("skip")
+    if not checkpoint_path(path).is_file():
+        raise KdtoolError(f"{path} has no checkpoint to resume from; start it again with --force")
+    return RunPlan("resume")
 
 
 def _check_same(path: Path, options: Mapping[str, Any], what: str, fresh: str) -> None:
