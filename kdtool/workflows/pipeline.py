@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,9 @@ def fit(
                     if len(rows) % Q_IMAGE_EVERY == 0:
                         _log_q(trackers, _run_q(target, dataset, cfg, run), f"after epoch {len(rows)}", len(rows))
                 display.epoch_done(row)
+                warning = rising_loss_warning(rows, cfg.epochs)
+                if warning:
+                    shown.print(warning)
                 if selector.should_stop():
                     shown.print(f"early stopping: no lower validation loss for {cfg.early_stopping} epochs")
                     break
@@ -217,6 +221,25 @@ def fit(
         gc.collect()
     shutdown(env)
     return run, rows
+
+
+# The first epochs over which a rising training loss is worth a warning (a run this long or longer)
+RISING_LOSS_EPOCHS = 3
+
+
+def rising_loss_warning(rows: list[dict[str, float]], epochs: int) -> str | None:
+    """A one-line warning once the run's first epochs (:data:`RISING_LOSS_EPOCHS`, or all of a shorter run but one
+    epoch) are done, if the training loss rose in each of them: the settings fight the data (kdtool's
+    ``--kd-loss dist`` at the CIFAR setting ended at chance on Fashion-MNIST, its loss rising from the start)."""
+    first = min(RISING_LOSS_EPOCHS, epochs)
+    if first < 2 or len(rows) != first:
+        return None
+    losses = [row["train_loss"] for row in rows]
+    if not all(later > earlier for earlier, later in itertools.pairwise(losses)):
+        return None
+    path = " → ".join(f"{loss:.4g}" for loss in losses)
+    return (f"warning: the training loss rose in each of the first {first} epochs ({path}): this run's settings "
+            f"(--lr, the loss's weights and temperature in the header) may not suit the data")  # fmt: skip
 
 
 def _run_q(target: Target, dataset: Dataset, cfg: TrainConfig, run: RunDir) -> QMatrix | None:
@@ -338,6 +361,8 @@ def distill(
         info = dataset.info
         model = init_model(cfg, dataset, console)
         title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
+        title += f" · {cfg.loss_line()}"
+        record.update(cfg.preset_record())
         if cache is not None:
             title += " · teacher: cache, " + record["teacher_cache_file"]["replay"]
         title, record = _with_data_path(title, record, path)
