@@ -671,8 +671,10 @@ class DistillConfig(TrainConfig):
         record = self.preset_record()
         if record:
             line += f" (--kd-preset {self.kd_preset}"
-            for name in record["kd_preset_overridden"]:
-                line += f"; {self.describe_option(name)} overrides its {KD_PRESETS[self.kd_preset].values[name]}"
+            for name, value in record["kd_preset_overridden"].items():
+                flag, its = "--" + name.replace("_", "-"), KD_PRESETS[self.kd_preset].values[name]
+                given = flag if isinstance(value, bool) else f"{flag} {value:g}"
+                line += f"; {given} overrides its {its if isinstance(its, bool) else format(its, 'g')}"
             line += ")"
         return line
 
