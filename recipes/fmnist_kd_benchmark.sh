@@ -14,7 +14,7 @@
 #        kd           Hinton KD from the 1-hot teacher (β = 0, T = 1)
 #        dkd          decoupled KD, CE + DKD with α = β = 0.5, T = 1, warm-up 1 epoch
 #        dist         DIST, CE + DIST with β = γ = 1, T = 1 (kdtool's defaults)
-#        wttm         WTTM at kdtool's defaults (CE + 4·WTTM, γ = 0.2)
+#        wttm         WTTM at kdtool's defaults (CE + WTTM, γ = 0.5)
 #        nkd          NKD at kdtool's defaults (CE + NKD, γ = 1.5, T = 1)
 #        kd-ls        KD with logit standardisation (T = 2)
 #        dkd-ls       DKD as above with logit standardisation (base T = 2)

@@ -201,8 +201,8 @@ def teacher(tmp_path_factory):
 @pytest.mark.parametrize(
     ("args", "recorded"),
     [
-        (["--kd-loss", "dkd"], {"smoothing": "dkd", "kd_loss": "dkd", "beta": 1.0, "temperature": 4.0,
-                                "dkd_alpha": 1.0, "dkd_beta": 8.0, "dkd_warmup_epochs": 20}),
+        (["--kd-loss", "dkd"], {"smoothing": "dkd", "kd_loss": "dkd", "beta": 1.0, "temperature": 1.0,
+                                "dkd_alpha": 1.0, "dkd_beta": 2.0, "dkd_warmup_epochs": 1}),
         (["--kd-loss", "dist", "--dist-gamma", "2"], {"smoothing": "dist", "beta": 1.0, "temperature": 1.0,
                                                       "dist_beta": 1.0, "dist_gamma": 2.0}),
         (["--logit-standardize"], {"smoothing": "kd", "logit_standardize": True, "beta": 0.0, "temperature": 2.0}),

@@ -89,7 +89,7 @@ def test_a_preset_is_recorded_and_an_option_given_overrides_it_in_the_header(run
 def test_the_header_shows_each_losss_resolved_options_and_wttm_nkd_train(run_cli, teacher, tmp_path):
     expected = {
         "dist": ("CE weight β 1, T 1, β_dist 1, γ 1", {"temperature": 1.0, "dist_beta": 1.0, "dist_gamma": 1.0}),
-        "wttm": ("CE weight β 1, γ 0.2, weight 4", {"wttm_gamma": 0.2, "wttm_weight": 4.0}),
+        "wttm": ("CE weight β 1, γ 0.5, weight 1", {"wttm_gamma": 0.5, "wttm_weight": 1.0}),
         "nkd": ("CE weight β 1, T 1, γ 1.5", {"temperature": 1.0, "nkd_gamma": 1.5}),
     }
     for loss, (line, recorded) in expected.items():
@@ -131,7 +131,7 @@ def test_a_rising_training_loss_is_warned_about_in_one_line(run_cli, teacher, tm
     code, stdout, stderr = run_cli("distill", "--teacher", teacher, *small, *hot, "--out", tmp_path / "hot")
     assert code == 0, stderr
     warnings = [line for line in stdout.splitlines() if line.startswith("warning: the training loss rose")]
-    assert len(warnings) == 1 and "in each of the first 3 epochs (" in warnings[0]
+    assert len(warnings) == 1 and "over the first 3 epochs (" in warnings[0]
     assert "(--lr, the loss's weights and temperature in the header) may not suit the data" in warnings[0]
     code, stdout, stderr = run_cli("distill", "--teacher", teacher, *small, "--out", tmp_path / "fine")
     assert code == 0, stderr
@@ -139,10 +139,11 @@ def test_a_rising_training_loss_is_warned_about_in_one_line(run_cli, teacher, tm
 
 
 def test_the_rising_loss_rule():
-    rows = [{"train_loss": v} for v in (2.0, 3.0, 4.0)]
-    assert rising_loss_warning(rows, 10).startswith("warning: the training loss rose in each of the first 3 epochs "
-                                                    "(2 → 3 → 4)")  # fmt: skip
+    rows = [{"train_loss": v} for v in (56.9, 64.3, 63.8)]  # dist at the CIFAR-100 setting on Fashion-MNIST
+    assert rising_loss_warning(rows, 10).startswith("warning: the training loss rose over the first 3 epochs "
+                                                    "(56.9 → 64.3 → 63.8)")  # fmt: skip
     assert rising_loss_warning(rows[:2], 10) is None  # not yet: three epochs are looked at
     assert rising_loss_warning(rows[:2], 2) is not None  # a 2-epoch run: its two
-    assert rising_loss_warning([{"train_loss": v} for v in (2.0, 3.0, 2.5)], 10) is None
+    assert rising_loss_warning([{"train_loss": v} for v in (3.5, 1.1, 0.7)], 10) is None  # DKD warming up
+    assert rising_loss_warning([{"train_loss": v} for v in (3.0, 2.0, 2.5)], 10) is None
     assert rising_loss_warning(rows[:1], 1) is None

@@ -29,11 +29,10 @@ Student = Annotated[str, typer.Option(help="Student network: " + opt.MODEL_NAMES
 Alpha = Annotated[float | None, typer.Option(help="LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).",
                                              rich_help_panel=SOURCE)]  # fmt: skip
 Beta = Annotated[float | None, typer.Option(help="Weight β in [0,1] of the hard-label cross-entropy (default: 0 "
-                                            "for kd and LLS-ST, 1 for dkd and dist).", rich_help_panel=SOURCE,
+                                            "for kd and LLS-ST, 1 for the other losses).", rich_help_panel=SOURCE,
                                             show_default=False)]  # fmt: skip
 Temperature = Annotated[float | None, typer.Option(help="Softmax temperature T of teacher and student, soft term ×T² "
-                                                   "(default: 1 for kd, dist, nkd and LLS-ST, 4 for dkd; 2 with "
-                                                   "--logit-standardize).",
+                                                   "(default: 1; 2 with --logit-standardize).",
                                                    rich_help_panel=SOURCE, show_default=False)]  # fmt: skip
 KD = "Distillation loss"
 KdLoss = Annotated[str | None, typer.Option(help="With a teacher or its cache: kd (Hinton), dkd (decoupled KD, Zhao "
@@ -53,20 +52,20 @@ KdWeight = Annotated[float | None, typer.Option(help="kd: weight w of the soft t
                                                rich_help_panel=KD, show_default=False)]  # fmt: skip
 DkdAlpha = Annotated[float | None, typer.Option(help="dkd: weight α of the target-class term TCKD (default: 1).",
                                                rich_help_panel=KD, show_default=False)]  # fmt: skip
-DkdBeta = Annotated[float | None, typer.Option(help="dkd: weight β of the non-target term NCKD (default: 8; the "
+DkdBeta = Annotated[float | None, typer.Option(help="dkd: weight β of the non-target term NCKD (default: 2; the "
                                                "paper tunes it per teacher, 1-8).", rich_help_panel=KD,
                                                show_default=False)]  # fmt: skip
 DkdWarmupEpochs = Annotated[int | None, typer.Option(help="dkd: epochs over which the DKD term's weight rises "
-                                                     "linearly to 1 (default: 20).", rich_help_panel=KD,
+                                                     "linearly to 1 (default: 1).", rich_help_panel=KD,
                                                      show_default=False)]  # fmt: skip
 DistBeta = Annotated[float | None, typer.Option(help="dist: weight β of the inter-class (per sample) relation term "
                                                "(default: 1).", rich_help_panel=KD, show_default=False)]  # fmt: skip
 DistGamma = Annotated[float | None, typer.Option(help="dist: weight γ of the intra-class (per class) relation term "
                                                 "(default: 1).", rich_help_panel=KD, show_default=False)]  # fmt: skip
 WttmGamma = Annotated[float | None, typer.Option(help="wttm: exponent γ of the teacher's power transform p_t^γ, "
-                                                "γ = 1/T (default: 0.2).", rich_help_panel=KD,
+                                                "γ = 1/T (default: 0.5).", rich_help_panel=KD,
                                                 show_default=False)]  # fmt: skip
-WttmWeight = Annotated[float | None, typer.Option(help="wttm: weight of the WTTM term (default: 4).",
+WttmWeight = Annotated[float | None, typer.Option(help="wttm: weight of the WTTM term (default: 1).",
                                                  rich_help_panel=KD, show_default=False)]  # fmt: skip
 NkdGamma = Annotated[float | None, typer.Option(help="nkd: weight γ of the normalised non-target term "
                                                "(default: 1.5).", rich_help_panel=KD, show_default=False)]  # fmt: skip

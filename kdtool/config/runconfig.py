@@ -449,9 +449,9 @@ LOSS_OPTIONS = {
 # KD keeps the LLS paper's β = 0, T = 1; its weight w defaults to 1 − β (None here).
 LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "kd": {"beta": 0.0, "kd_weight": None, "temperature": 1.0},
-    "dkd": {"beta": 1.0, "temperature": 4.0, "dkd_alpha": 1.0, "dkd_beta": 8.0, "dkd_warmup_epochs": 20},
+    "dkd": {"beta": 1.0, "temperature": 1.0, "dkd_alpha": 1.0, "dkd_beta": 2.0, "dkd_warmup_epochs": 1},
     "dist": {"beta": 1.0, "temperature": 1.0, "dist_beta": 1.0, "dist_gamma": 1.0},
-    "wttm": {"beta": 1.0, "wttm_gamma": 0.2, "wttm_weight": 4.0},
+    "wttm": {"beta": 1.0, "wttm_gamma": 0.5, "wttm_weight": 1.0},
     "nkd": {"beta": 1.0, "temperature": 1.0, "nkd_gamma": 1.5},
     "lls-st": {"beta": 0.0, "temperature": 1.0},
 }

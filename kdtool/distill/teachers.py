@@ -60,12 +60,14 @@ def distillation_target(
 ) -> tuple[DistillationTarget | SubstituteTeacher, dict[str, Any]]:
     """A student's target (``--kd-loss`` from ``--teacher`` or from the ``--teacher-cache`` loaded as
     ``cache``, or LLS-ST from ``--substitute-q``), sliced to the kept classes, and the provenance its
-    ``config.json`` records."""
+    ``config.json`` records (with what ``--kd-preset`` set)."""
     if cfg.teacher is not None:
-        return _teacher_target(cfg, info, kept)
-    if cache is not None:
-        return _cached_teacher_target(cfg, info, kept, cache)
-    return _substitute_target(cfg, info, kept)
+        target, record = _teacher_target(cfg, info, kept)
+    elif cache is not None:
+        target, record = _cached_teacher_target(cfg, info, kept, cache)
+    else:
+        target, record = _substitute_target(cfg, info, kept)
+    return target, {**record, **cfg.preset_record()}
 
 
 def _cached_teacher_target(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -229,16 +228,13 @@ RISING_LOSS_EPOCHS = 3
 
 def rising_loss_warning(rows: list[dict[str, float]], epochs: int) -> str | None:
     """A one-line warning once the run's first epochs (:data:`RISING_LOSS_EPOCHS`, or all of a shorter run but one
-    epoch) are done, if the training loss rose in each of them: the settings fight the data (kdtool's
-    ``--kd-loss dist`` at the CIFAR setting ended at chance on Fashion-MNIST, its loss rising from the start)."""
+    epoch) are done, if the training loss ended them higher than after the first: the settings fight the data
+    (``--kd-loss dist`` at the CIFAR-100 setting on Fashion-MNIST: 56.9 → 64.3 → 63.8, then chance accuracy)."""
     first = min(RISING_LOSS_EPOCHS, epochs)
-    if first < 2 or len(rows) != first:
+    if first < 2 or len(rows) != first or not rows[-1]["train_loss"] > rows[0]["train_loss"]:
         return None
-    losses = [row["train_loss"] for row in rows]
-    if not all(later > earlier for earlier, later in itertools.pairwise(losses)):
-        return None
-    path = " → ".join(f"{loss:.4g}" for loss in losses)
-    return (f"warning: the training loss rose in each of the first {first} epochs ({path}): this run's settings "
+    path = " → ".join(f"{row['train_loss']:.4g}" for row in rows)
+    return (f"warning: the training loss rose over the first {first} epochs ({path}): this run's settings "
             f"(--lr, the loss's weights and temperature in the header) may not suit the data")  # fmt: skip
 
 
@@ -362,7 +358,6 @@ def distill(
         model = init_model(cfg, dataset, console)
         title = f"{target.name} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
         title += f" · {cfg.loss_line()}"
-        record.update(cfg.preset_record())
         if cache is not None:
             title += " · teacher: cache, " + record["teacher_cache_file"]["replay"]
         title, record = _with_data_path(title, record, path)
