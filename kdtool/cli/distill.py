@@ -152,7 +152,7 @@ def distill(
     force: opt.Force = False,
     resume: opt.Resume = False,
 ) -> Any:
-    """Train a student from a teacher run or its cache (KD, DKD, DIST) or from a Q artifact alone (LLS-ST).
+    """Train a student from a teacher run or its cache (KD, DKD, DIST, WTTM, NKD) or from a Q artifact alone (LLS-ST).
 
     Give exactly one of --teacher, --teacher-cache and --substitute-q. A teacher cache (kdtool cache-teacher)
     replays, in epoch e, view e mod V of every sample with exactly the augmentation it was cached with, and its

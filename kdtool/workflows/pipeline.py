@@ -324,7 +324,7 @@ def _source_files(cfg: TrainConfig) -> dict[str, Any]:
 def distill(
     cfg: DistillConfig, force: bool, console: Console, resume: bool = False
 ) -> tuple[RunDir, list[dict[str, float]]]:
-    """``kdtool distill``: a student from a teacher run or its teacher cache (KD, DKD, DIST) or from a Q
+    """``kdtool distill``: a student from a teacher run or its teacher cache (KD, DKD, DIST, WTTM, NKD) or from a Q
     artifact alone (LLS-ST).
 
     Options, teacher, cache or Q, class names and the output folder are all checked before the run folder
