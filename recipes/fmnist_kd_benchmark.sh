@@ -71,7 +71,8 @@ for seed in ${SEEDS//,/ }; do
 done
 
 # 3. students (independent of each other: $KDTOOL_JOBS at a time)
-DKD=(--kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 --dkd-warmup-epochs 1 --temperature 1)  # dkd-ls: all but T
+DKD_WEIGHTS=(--kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 --dkd-warmup-epochs 1)
+DKD=("${DKD_WEIGHTS[@]}" --temperature 1)  # dkd-ls: the weights at the standardised base temperature (2)
 DIST=(--kd-loss dist --dist-beta 1 --dist-gamma 1 --temperature 1)
 cached() {  # NAME [LOSS OPTIONS]: a student from each seed's cache, the seeds one after another in one job
     local name=$1 seed
@@ -96,7 +97,7 @@ cached() {  # NAME [LOSS OPTIONS]: a student from each seed's cache, the seeds o
     done
     printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
         --out "$OUT/kd-ls"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DKD[@]:0:7}" --logit-standardize \
+    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DKD_WEIGHTS[@]}" --logit-standardize \
         "${STUDENT[@]}" --out "$OUT/dkd-ls"; echo
     cached kd-cache
     cached dkd-cache "${DKD[@]}"

@@ -80,7 +80,7 @@ def markdown_tables(path: Path) -> list[list[list[str]]]:
     return tables
 
 
-@pytest.mark.slow  # about 3 minutes on two shared CPU cores: 2 AlexNet teachers, 2 caches, 26 students
+@pytest.mark.slow  # about 12 minutes on two busy shared CPU cores: 2 AlexNet teachers, 2 caches, 26 students
 def test_fmnist_kd_benchmark_recipe_in_tiny_mode(tmp_path):
     out = tmp_path / "kdb"
     run_tiny("fmnist_kd_benchmark.sh", out, KDTOOL_SEEDS="0,1")
