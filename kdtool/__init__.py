@@ -18,33 +18,41 @@ _LAZY = {
     "FrozenTeacher": "kdtool.losses",
     "KnowledgeDistillation": "kdtool.losses",
     "LearnableLabelSmoothing": "kdtool.losses",
+    "NormalizedKD": "kdtool.losses",
     "QMatrix": "kdtool.q.matrix",
     "RowLazySGD": "kdtool.optim.lazysgd",
     "SparseLogits": "kdtool.q.matrix",
     "SubstituteTeacher": "kdtool.losses",
     "Target": "kdtool.losses",
+    "WTTM": "kdtool.losses",
     "dist_loss": "kdtool.losses",
     "dkd_loss": "kdtool.losses",
     "fit": "kdtool.workflows.api",
     "kd_loss": "kdtool.losses",
     "label_smoothing_loss": "kdtool.losses",
+    "nkd_loss": "kdtool.losses",
     "standardize_logits": "kdtool.losses",
+    "wttm_loss": "kdtool.losses",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from kdtool.losses import (  # noqa: F401
         DISTKD,
+        WTTM,
         DecoupledKD,
         FrozenTeacher,
         KnowledgeDistillation,
         LearnableLabelSmoothing,
+        NormalizedKD,
         SubstituteTeacher,
         Target,
         dist_loss,
         dkd_loss,
         kd_loss,
         label_smoothing_loss,
+        nkd_loss,
         standardize_logits,
+        wttm_loss,
     )
     from kdtool.optim.lazysgd import RowLazySGD  # noqa: F401
     from kdtool.q.matrix import QMatrix, SparseLogits  # noqa: F401

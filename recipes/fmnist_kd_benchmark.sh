@@ -13,9 +13,14 @@
 #        onehot       no teacher, 1-hot cross-entropy
 #        kd           Hinton KD from the 1-hot teacher (β = 0, T = 1)
 #        dkd          decoupled KD, CE + DKD with α = β = 0.5, T = 1, warm-up 1 epoch
-#        dist         DIST, CE + DIST with β = γ = 1, T = 1
+#        dist         DIST, CE + DIST with β = γ = 1, T = 1 (kdtool's defaults)
+#        wttm         WTTM at kdtool's defaults (CE + WTTM, γ = 0.5)
+#        nkd          NKD at kdtool's defaults (CE + NKD, γ = 1.5, T = 1)
 #        kd-ls        KD with logit standardisation (T = 2)
+#        dkd-ls       DKD as above with logit standardisation (base T = 2)
 #        kd-cache     KD from the teacher cache: no teacher network runs
+#        dkd-cache    DKD as above from the teacher cache
+#        dist-cache   DIST as above from the teacher cache
 #        llsst-lls    LLS-ST from the LLS teacher's Q (α = 0.1)
 #        llsst-onehot LLS-ST from the 1-hot teacher's Q (T = 4, α = 0.1)
 #   4. $OUT/benchmark.md: kdtool compare's table (test accuracy, NLL, ECE: mean ± std over the seeds,
@@ -30,8 +35,9 @@
 #
 # Time (OMP_NUM_THREADS=1, 2 CPU cores shared with other jobs), from epoch times measured with
 # KDTOOL_EPOCHS=1: a teacher epoch 271-307 s, a live-teacher student epoch 18.7-20.0 s, any other
-# student epoch 1.6-1.7 s: about 100 minutes for the teachers, 40 for the 12 live-teacher students, 5
-# for the rest: about 2.4 hours in all. On one H200 with KDTOOL_JOBS=8: under 4 minutes.
+# student epoch 1.6-1.7 s: about 100 minutes for the teachers, 70 for the 21 live-teacher students, 6
+# for the rest: about 3 hours in all (estimated from those epoch times with the WTTM, NKD, DKD + standardisation
+# and cached DKD/DIST rows added; the 8-row version measured under 4 minutes on one H200 with KDTOOL_JOBS=8).
 #
 # Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/kdbench KDTOOL_SEEDS=0 \
 #     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/fmnist_kd_benchmark.sh
@@ -65,29 +71,44 @@ for seed in ${SEEDS//,/ }; do
 done
 
 # 3. students (independent of each other: $KDTOOL_JOBS at a time)
+DKD_WEIGHTS=(--kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 --dkd-warmup-epochs 1)
+DKD=("${DKD_WEIGHTS[@]}" --temperature 1)  # dkd-ls: the weights at the standardised base temperature (2)
+DIST=(--kd-loss dist --dist-beta 1 --dist-gamma 1 --temperature 1)
+cached() {  # NAME [LOSS OPTIONS]: a student from each seed's cache, the seeds one after another in one job
+    local name=$1 seed
+    shift
+    for seed in ${SEEDS//,/ }; do
+        printf '%q ' "$KDTOOL" distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" "$@" \
+            --student lenet5 "${DATA[@]}" --limit-train "$LIMIT" --seeds "$seed" --force "${EXTRA[@]}" \
+            --out "$OUT/$name"
+        printf '&& '
+    done
+    echo true
+}
 {
     printf '%q ' "$KDTOOL" train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --limit-train "$LIMIT" \
         --seeds "$SEEDS" --force "${EXTRA[@]}" --out "$OUT/onehot"; echo
     printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 \
-        --temperature 1 --dkd-warmup-epochs 1 "${STUDENT[@]}" --out "$OUT/dkd"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss dist --dist-beta 1 --dist-gamma 1 \
-        --temperature 1 "${STUDENT[@]}" --out "$OUT/dist"; echo
+    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DKD[@]}" "${STUDENT[@]}" --out "$OUT/dkd"; echo
+    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DIST[@]}" "${STUDENT[@]}" --out "$OUT/dist"; echo
+    for loss in wttm nkd; do
+        printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss "$loss" "${STUDENT[@]}" \
+            --out "$OUT/$loss"; echo
+    done
     printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
         --out "$OUT/kd-ls"; echo
-    for seed in ${SEEDS//,/ }; do  # one cache per seed, the seeds one after another in one job
-        printf '%q ' "$KDTOOL" distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" --student lenet5 \
-            "${DATA[@]}" --limit-train "$LIMIT" --seeds "$seed" --force "${EXTRA[@]}" --out "$OUT/kd-cache"
-        printf '&& '
-    done
-    echo true
+    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DKD_WEIGHTS[@]}" --logit-standardize \
+        "${STUDENT[@]}" --out "$OUT/dkd-ls"; echo
+    cached kd-cache
+    cached dkd-cache "${DKD[@]}"
+    cached dist-cache "${DIST[@]}"
     printf '%q ' "$KDTOOL" distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"; echo
     printf '%q ' "$KDTOOL" distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" \
         --out "$OUT/llsst-onehot"; echo
 } | run_all
 
 # 4. the table: groups told apart by method, logit standardisation, cache and Q artifact
-METHODS=(onehot kd dkd dist kd-ls kd-cache llsst-lls llsst-onehot)
+METHODS=(onehot kd dkd dist wttm nkd kd-ls dkd-ls kd-cache dkd-cache dist-cache llsst-lls llsst-onehot)
 GROUP_BY=smoothing,logit_standardize,teacher_cache_file.views,q_artifact.path
 "$KDTOOL" compare "$OUT/teacher-onehot" "$OUT/teacher-lls" --format markdown | tee "$OUT/teachers.md"
 {

@@ -154,8 +154,8 @@ def test_dist_target_adds_cross_entropy_and_a_batch_of_one_is_finite():
 
 def test_standardize_logits_is_a_z_score_per_row():
     z = torch.tensor([[1.0, 2.0, 3.0, 6.0], [5.0, 5.0, 5.0, 5.0]])
-    mean, std = 3.0, math.sqrt(((1 - 3) ** 2 + 1 + 0 + 9) / 4)  # population std of the first row
-    torch.testing.assert_close(standardize_logits(z)[0], (z[0] - mean) / std)
+    mean, std = 3.0, math.sqrt(((1 - 3) ** 2 + 1 + 0 + 9) / 3)  # the K−1 sample std, as the authors' torch.std
+    torch.testing.assert_close(standardize_logits(z)[0], (z[0] - mean) / (1e-7 + std))
     torch.testing.assert_close(standardize_logits(z)[1], torch.zeros(4))  # a constant row maps to 0
     torch.manual_seed(5)
     x = torch.randn(3, 7)
@@ -201,10 +201,10 @@ def teacher(tmp_path_factory):
 @pytest.mark.parametrize(
     ("args", "recorded"),
     [
-        (["--kd-loss", "dkd"], {"smoothing": "dkd", "kd_loss": "dkd", "beta": 1.0, "temperature": 4.0,
-                                "dkd_alpha": 1.0, "dkd_beta": 8.0, "dkd_warmup_epochs": 20}),
-        (["--kd-loss", "dist", "--dist-gamma", "1"], {"smoothing": "dist", "beta": 1.0, "temperature": 4.0,
-                                                      "dist_beta": 2.0, "dist_gamma": 1.0}),
+        (["--kd-loss", "dkd"], {"smoothing": "dkd", "kd_loss": "dkd", "beta": 1.0, "temperature": 1.0,
+                                "dkd_alpha": 1.0, "dkd_beta": 2.0, "dkd_warmup_epochs": 1}),
+        (["--kd-loss", "dist", "--dist-gamma", "2"], {"smoothing": "dist", "beta": 1.0, "temperature": 1.0,
+                                                      "dist_beta": 1.0, "dist_gamma": 2.0}),
         (["--logit-standardize"], {"smoothing": "kd", "logit_standardize": True, "beta": 0.0, "temperature": 2.0}),
         (["--kd-loss", "dkd", "--logit-standardize", "--temperature", "3", "--beta", "0.5"],
          {"smoothing": "dkd", "logit_standardize": True, "beta": 0.5, "temperature": 3.0}),
@@ -252,7 +252,7 @@ def test_the_engine_tells_dkd_the_epoch(run_cli, teacher, tmp_path, monkeypatch)
     ("args", "message"),
     [
         (["--kd-loss", "dist", "--dkd-beta", "2"], "--dkd-beta does not apply to this run (--kd-loss dist)"),
-        (["--kd-loss", "dist", "--logit-standardize"], "--logit-standardize does not apply"),
+        (["--kd-loss", "wttm", "--temperature", "2"], "--temperature does not apply to this run (--kd-loss wttm)"),
         (["--dist-gamma", "1"], "used by --kd-loss dist only"),
         (["--kd-loss", "dkd", "--dist-beta", "1"], "--dist-beta does not apply"),
         (["--q", "--kd-loss", "kd"], "--kd-loss does not apply to this run (distill --substitute-q)"),

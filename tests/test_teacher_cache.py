@@ -17,7 +17,7 @@ from kdtool.distill.cache import TeacherCache, compress_logits, data_options
 from kdtool.distill.cachebuild import build_teacher_cache, view_generator
 from kdtool.distill.replay import ReplayLoader
 from kdtool.errors import KdtoolError
-from kdtool.losses import DISTKD, DecoupledKD, FrozenTeacher, KnowledgeDistillation
+from kdtool.losses import DISTKD, WTTM, DecoupledKD, FrozenTeacher, KnowledgeDistillation, NormalizedKD
 from kdtool.runs.folder import RunDir
 from kdtool.training.accel import frozen_for_inference
 from kdtool.training.rundata import select_data
@@ -331,6 +331,11 @@ EXACT_LOSSES = {
     "dkd T=4": lambda t: DecoupledKD(t, temperature=4.0, warmup_epochs=0),
     "dkd + standardisation": lambda t: DecoupledKD(t, temperature=2.0, warmup_epochs=0, standardize=True),
     "dist T=4": lambda t: DISTKD(t, temperature=4.0),
+    "dist + standardisation": lambda t: DISTKD(t, temperature=2.0, standardize=True),
+    "wttm": lambda t: WTTM(t, gamma=0.2, weight=4.0),
+    "wttm + standardisation": lambda t: WTTM(t, gamma=0.5, weight=1.0, standardize=True),
+    "nkd T=3": lambda t: NormalizedKD(t, gamma=3.5, temperature=3.0),
+    "nkd + standardisation": lambda t: NormalizedKD(t, temperature=2.0, standardize=True),
 }
 
 
@@ -373,7 +378,7 @@ def top3_cache(teacher, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("kd_loss", ["kd", "dkd", "dist"])
+@pytest.mark.parametrize("kd_loss", ["kd", "dkd", "dist", "wttm", "nkd"])
 def test_a_top_k_cache_is_refused_unless_approximate_is_asked_for(run_cli, top3_cache, tmp_path, kd_loss):
     args = ("distill", "--teacher-cache", top3_cache, "--kd-loss", kd_loss, *AUGMENTED, *TINY)
     code, _, err = run_cli(*args, "--out", tmp_path / "refused")

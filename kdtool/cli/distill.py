@@ -29,27 +29,46 @@ Student = Annotated[str, typer.Option(help="Student network: " + opt.MODEL_NAMES
 Alpha = Annotated[float | None, typer.Option(help="LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).",
                                              rich_help_panel=SOURCE)]  # fmt: skip
 Beta = Annotated[float | None, typer.Option(help="Weight β in [0,1] of the hard-label cross-entropy (default: 0 "
-                                            "for kd and LLS-ST, 1 for dkd and dist).", rich_help_panel=SOURCE,
+                                            "for kd and LLS-ST, 1 for the other losses).", rich_help_panel=SOURCE,
                                             show_default=False)]  # fmt: skip
 Temperature = Annotated[float | None, typer.Option(help="Softmax temperature T of teacher and student, soft term ×T² "
-                                                   "(default: 1 for kd and LLS-ST, 2 for kd with "
-                                                   "--logit-standardize, 4 for dkd and dist).",
+                                                   "(default: 1; 2 with --logit-standardize).",
                                                    rich_help_panel=SOURCE, show_default=False)]  # fmt: skip
 KD = "Distillation loss"
-KdLoss = Annotated[str, typer.Option(help="With a teacher or its cache: kd (Hinton), dkd (decoupled KD, Zhao et al. "
-                                     "2022) or dist (DIST, Huang et al. 2022).", rich_help_panel=KD)]  # fmt: skip
-LogitStandardize = Annotated[bool, typer.Option("--logit-standardize", help="kd, dkd: z-score student and teacher "
-                                                "logits before the temperature (Sun et al. 2024).",
-                                                rich_help_panel=KD)]  # fmt: skip
-DkdAlpha = Annotated[float, typer.Option(help="dkd: weight α of the target-class term TCKD.", rich_help_panel=KD)]
-DkdBeta = Annotated[float, typer.Option(help="dkd: weight β of the non-target term NCKD (the paper tunes it per "
-                                        "teacher, 1-8).", rich_help_panel=KD)]  # fmt: skip
-DkdWarmupEpochs = Annotated[int, typer.Option(help="dkd: epochs over which the DKD term's weight rises linearly to 1.",
-                                              rich_help_panel=KD)]  # fmt: skip
-DistBeta = Annotated[float, typer.Option(help="dist: weight β of the inter-class (per sample) relation term.",
-                                         rich_help_panel=KD)]  # fmt: skip
-DistGamma = Annotated[float, typer.Option(help="dist: weight γ of the intra-class (per class) relation term.",
-                                          rich_help_panel=KD)]  # fmt: skip
+KdLoss = Annotated[str | None, typer.Option(help="With a teacher or its cache: kd (Hinton), dkd (decoupled KD, Zhao "
+                                            "et al. 2022), dist (DIST, Huang et al. 2022), wttm (weighted "
+                                            "transformed teacher matching, Zheng & Yang 2024) or nkd (normalized "
+                                            "KD, Yang et al. 2023) (default: the --kd-preset's, else kd).",
+                                            rich_help_panel=KD, show_default=False)]  # fmt: skip
+KdPreset = Annotated[str | None, typer.Option(help="A paper's setting of its loss (sets --kd-loss and fills its "
+                                              "weights, temperature and warm-up; an option given overrides it): "
+                                              "dkd-cifar100, dkd-imagenet, dist-cifar100, dist-imagenet, kd+ls, "
+                                              "dkd+ls, wttm-cifar100, nkd-cifar100, nkd-imagenet (docs/distill.md).",
+                                              rich_help_panel=KD, show_default=False)]  # fmt: skip
+LogitStandardize = Annotated[bool, typer.Option("--logit-standardize", help="z-score student and teacher logits per "
+                                                "sample before the distillation loss (Sun et al. 2024); the "
+                                                "cross-entropy keeps the raw logits.", rich_help_panel=KD)]  # fmt: skip
+KdWeight = Annotated[float | None, typer.Option(help="kd: weight w of the soft term (default: 1 − β).",
+                                               rich_help_panel=KD, show_default=False)]  # fmt: skip
+DkdAlpha = Annotated[float | None, typer.Option(help="dkd: weight α of the target-class term TCKD (default: 1).",
+                                               rich_help_panel=KD, show_default=False)]  # fmt: skip
+DkdBeta = Annotated[float | None, typer.Option(help="dkd: weight β of the non-target term NCKD (default: 2; the "
+                                               "paper tunes it per teacher, 1-8).", rich_help_panel=KD,
+                                               show_default=False)]  # fmt: skip
+DkdWarmupEpochs = Annotated[int | None, typer.Option(help="dkd: epochs over which the DKD term's weight rises "
+                                                     "linearly to 1 (default: 1).", rich_help_panel=KD,
+                                                     show_default=False)]  # fmt: skip
+DistBeta = Annotated[float | None, typer.Option(help="dist: weight β of the inter-class (per sample) relation term "
+                                               "(default: 1).", rich_help_panel=KD, show_default=False)]  # fmt: skip
+DistGamma = Annotated[float | None, typer.Option(help="dist: weight γ of the intra-class (per class) relation term "
+                                                "(default: 1).", rich_help_panel=KD, show_default=False)]  # fmt: skip
+WttmGamma = Annotated[float | None, typer.Option(help="wttm: exponent γ of the teacher's power transform p_t^γ, "
+                                                "γ = 1/T (default: 0.5).", rich_help_panel=KD,
+                                                show_default=False)]  # fmt: skip
+WttmWeight = Annotated[float | None, typer.Option(help="wttm: weight of the WTTM term (default: 1).",
+                                                 rich_help_panel=KD, show_default=False)]  # fmt: skip
+NkdGamma = Annotated[float | None, typer.Option(help="nkd: weight γ of the normalised non-target term "
+                                               "(default: 1.5).", rich_help_panel=KD, show_default=False)]  # fmt: skip
 Classes = Annotated[str | None, typer.Option(help="Keep only these classes, by name, in this order: \"a,b,c\".",
                                              rich_help_panel=opt.DATA)]  # fmt: skip
 ClassIndices = Annotated[str | None, typer.Option(help="Keep only these classes, by index, in this order: 0,2,4.",
@@ -68,13 +87,18 @@ def distill(
     alpha: Alpha = None,
     beta: Beta = None,
     temperature: Temperature = None,
-    kd_loss: KdLoss = "kd",
+    kd_loss: KdLoss = None,
+    kd_preset: KdPreset = None,
     logit_standardize: LogitStandardize = False,
-    dkd_alpha: DkdAlpha = 1.0,
-    dkd_beta: DkdBeta = 8.0,
-    dkd_warmup_epochs: DkdWarmupEpochs = 20,
-    dist_beta: DistBeta = 2.0,
-    dist_gamma: DistGamma = 2.0,
+    kd_weight: KdWeight = None,
+    dkd_alpha: DkdAlpha = None,
+    dkd_beta: DkdBeta = None,
+    dkd_warmup_epochs: DkdWarmupEpochs = None,
+    dist_beta: DistBeta = None,
+    dist_gamma: DistGamma = None,
+    wttm_gamma: WttmGamma = None,
+    wttm_weight: WttmWeight = None,
+    nkd_gamma: NkdGamma = None,
     student: Student = "lenet5",
     pretrained: opt.Pretrained = None,
     input_size: opt.InputSize = None,
@@ -128,7 +152,7 @@ def distill(
     force: opt.Force = False,
     resume: opt.Resume = False,
 ) -> Any:
-    """Train a student from a teacher run or its cache (KD, DKD, DIST) or from a Q artifact alone (LLS-ST).
+    """Train a student from a teacher run or its cache (KD, DKD, DIST, WTTM, NKD) or from a Q artifact alone (LLS-ST).
 
     Give exactly one of --teacher, --teacher-cache and --substitute-q. A teacher cache (kdtool cache-teacher)
     replays, in epoch e, view e mod V of every sample with exactly the augmentation it was cached with, and its
@@ -138,8 +162,9 @@ def distill(
     network is run. The run folder is the same as train-teacher's (plus the Q used, for LLS-ST).
 
     With a teacher, --kd-loss dkd trains with β·CE + w·T²·(α·TCKD + β_dkd·NCKD), w rising from 0 to 1 over
-    --dkd-warmup-epochs, and --kd-loss dist with β·CE + T²·(β_dist·inter + γ·intra) relation terms; their
-    defaults are each paper's CIFAR-100 setting (docs/distill.md).
+    --dkd-warmup-epochs, --kd-loss dist with β·CE + T²·(β_dist·inter + γ·intra) relation terms, wttm and nkd
+    as their authors' code. Their defaults train kdtool's default student (chosen on validation); --kd-preset
+    sets a paper's (docs/distill.md). The header line shows the values in use.
 
     **Examples**
 
@@ -151,6 +176,7 @@ def distill(
         --classes "T-shirt/top,Pullover,Coat,Shirt" --out runs/st-tops
     kdtool distill --teacher runs/fmnist-lls --sample-fraction 0.5 --seed 1 --out runs/st-half
     kdtool distill --teacher runs/fmnist-lls --kd-loss dkd --dkd-beta 2 --out runs/st-dkd
+    kdtool distill --teacher runs/fmnist-lls --kd-preset kd+ls --out runs/st-kd-ls
     kdtool distill --substitute-q artifacts/fmnist-lenet5-lls.q.safetensors --seeds 0,1,2 --out runs/st  # runs/st/seed0
     ```
     """
@@ -165,12 +191,17 @@ def distill(
         beta=beta,
         temperature=temperature,
         kd_loss=kd_loss,
+        kd_preset=kd_preset,
         logit_standardize=logit_standardize,
+        kd_weight=kd_weight,
         dkd_alpha=dkd_alpha,
         dkd_beta=dkd_beta,
         dkd_warmup_epochs=dkd_warmup_epochs,
         dist_beta=dist_beta,
         dist_gamma=dist_gamma,
+        wttm_gamma=wttm_gamma,
+        wttm_weight=wttm_weight,
+        nkd_gamma=nkd_gamma,
         model=student,
         out=str(out),
         dataset=dataset,

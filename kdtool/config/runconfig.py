@@ -27,8 +27,10 @@ from kdtool.losses.dkd import check_dkd_options
 from kdtool.losses.focal import parse_focal_gamma
 from kdtool.losses.kd import check_kd_options
 from kdtool.losses.lls import Q_UPDATES, parse_lls_terms
+from kdtool.losses.nkd import check_nkd_options
 from kdtool.losses.simple import check_unit_interval
 from kdtool.losses.tfkd import check_tfkd_options
+from kdtool.losses.wttm import check_wttm_options
 from kdtool.losses.zipf import check_zipf_options
 from kdtool.models.registry import check_model_name
 from kdtool.models.zoo import HUB, is_zoo_name, zoo_data_config
@@ -43,7 +45,8 @@ SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zip
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
                           "selected_epoch", "epochs_run", "teacher_run", "teacher_cache_file", "q_artifact",
                           "prior_artifact", "kept_classes", "model_input", "pretrained_weights",
-                          "imported_weights", "data_loader", "status", "diverged", "redacted"})  # fmt: skip
+                          "imported_weights", "data_loader", "status", "diverged", "redacted",
+                          "kd_preset_set", "kd_preset_overridden"})  # fmt: skip
 # --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
 INPUT_NORMS = ("model", "dataset")
 # --select: which epoch's weights a run keeps (kdtool.training.selection)
@@ -432,12 +435,71 @@ class TrainConfig:
 
 
 # --kd-loss of a student taught by a teacher; kdtool.distill.teachers builds each (a test keeps the two lists equal)
-KD_LOSSES = ("kd", "dkd", "dist")
-# Defaults of --temperature and --beta (the cross-entropy weight) per student method: each paper's CIFAR-100
-# setting (KD: the LLS paper's β = 0, T = 1; KD with --logit-standardize: T = 2 as Sun et al.; DKD: CE + DKD at
-# T = 4; DIST: CE + DIST at T = 4); LLS-ST as KD.
-DEFAULT_TEMPERATURE = {"kd": 1.0, "kd+standardize": 2.0, "dkd": 4.0, "dist": 4.0, "lls-st": 1.0}
-DEFAULT_BETA = {"kd": 0.0, "dkd": 1.0, "dist": 1.0, "lls-st": 0.0}
+KD_LOSSES = ("kd", "dkd", "dist", "wttm", "nkd")
+# The options of each student method, as its header line shows them; β is the cross-entropy's weight.
+LOSS_OPTIONS = {
+    "kd": ("beta", "kd_weight", "temperature"),
+    "dkd": ("beta", "temperature", "dkd_alpha", "dkd_beta", "dkd_warmup_epochs"),
+    "dist": ("beta", "temperature", "dist_beta", "dist_gamma"),
+    "wttm": ("beta", "wttm_gamma", "wttm_weight"),
+    "nkd": ("beta", "temperature", "nkd_gamma"),
+    "lls-st": ("alpha", "beta", "temperature"),
+}
+# The defaults of each method's options: settings that train kdtool's default student (LeNet-5 on Fashion-MNIST),
+# chosen on a validation hold-out (docs/distill.md, "Defaults"); the papers' settings are the --kd-preset's.
+# KD keeps the LLS paper's β = 0, T = 1; its weight w defaults to 1 − β (None here).
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "kd": {"beta": 0.0, "kd_weight": None, "temperature": 1.0},
+    "dkd": {"beta": 1.0, "temperature": 1.0, "dkd_alpha": 1.0, "dkd_beta": 2.0, "dkd_warmup_epochs": 1},
+    "dist": {"beta": 1.0, "temperature": 1.0, "dist_beta": 1.0, "dist_gamma": 1.0},
+    "wttm": {"beta": 1.0, "wttm_gamma": 0.5, "wttm_weight": 1.0},
+    "nkd": {"beta": 1.0, "temperature": 1.0, "nkd_gamma": 1.5},
+    "lls-st": {"beta": 0.0, "temperature": 1.0},
+}
+# With --logit-standardize the temperature is a base temperature on z-scored logits: 2, as Sun et al. (CVPR 2024)
+STANDARDIZED_TEMPERATURE = 2.0
+
+
+@dataclass(frozen=True)
+class KdPreset:
+    """A paper's setting of one ``--kd-loss``: the option values it fills, and where they come from."""
+
+    kd_loss: str
+    values: Mapping[str, Any]
+    source: str
+
+
+# --kd-preset: each value from the authors' published config (docs/distill.md, "Presets", names file and commit).
+KD_PRESETS: dict[str, KdPreset] = {
+    "dkd-cifar100": KdPreset("dkd", {"beta": 1.0, "temperature": 4.0, "dkd_alpha": 1.0, "dkd_beta": 8.0,
+                                     "dkd_warmup_epochs": 20, "logit_standardize": False},
+                             "mdistiller configs/cifar100/dkd/*.yaml and engine/cfg.py"),
+    # The authors' ImageNet config, not the paper's α 0.5: the config is what produced the published numbers.
+    "dkd-imagenet": KdPreset("dkd", {"beta": 1.0, "temperature": 1.0, "dkd_alpha": 1.0, "dkd_beta": 0.5,
+                                     "dkd_warmup_epochs": 1, "logit_standardize": False},
+                             "mdistiller configs/imagenet/r34_r18/dkd.yaml"),
+    "dist-cifar100": KdPreset("dist", {"beta": 1.0, "temperature": 4.0, "dist_beta": 2.0, "dist_gamma": 2.0,
+                                       "logit_standardize": False},
+                              "image_classification_sota configs/strategies/distill/dist_cifar.yaml"),
+    "dist-imagenet": KdPreset("dist", {"beta": 1.0, "temperature": 1.0, "dist_beta": 2.0, "dist_gamma": 2.0,
+                                       "logit_standardize": False},
+                              "image_classification_sota configs/strategies/distill/resnet_dist.yaml"),
+    "kd+ls": KdPreset("kd", {"beta": 0.1, "kd_weight": 9.0, "temperature": 2.0, "logit_standardize": True},
+                      "logit-standardization-KD README.md, tools/train.py, mdistiller/engine/cfg.py"),
+    "dkd+ls": KdPreset("dkd", {"beta": 1.0, "temperature": 2.0, "dkd_alpha": 9.0, "dkd_beta": 72.0,
+                               "dkd_warmup_epochs": 20, "logit_standardize": True},
+                       "logit-standardization-KD README.md, tools/train.py, mdistiller/engine/cfg.py"),
+    "wttm-cifar100": KdPreset("wttm", {"beta": 1.0, "wttm_gamma": 0.2, "wttm_weight": 4.0,
+                                       "logit_standardize": False}, "TTM README.md"),
+    "nkd-cifar100": KdPreset("nkd", {"beta": 1.0, "temperature": 3.0, "nkd_gamma": 3.5, "logit_standardize": False},
+                             "cls_KD configs/distillers/cifar100/res34_distill_res18_cifar.py"),
+    "nkd-imagenet": KdPreset("nkd", {"beta": 1.0, "temperature": 1.0, "nkd_gamma": 1.5, "logit_standardize": False},
+                             "cls_KD configs/distillers/imagenet/res34_distill_res18_img.py"),
+}  # fmt: skip
+# How the header line names each option
+_SYMBOLS = {"beta": "CE weight β", "kd_weight": "KD weight", "temperature": "T", "dkd_alpha": "α", "dkd_beta": "β_dkd",
+            "dkd_warmup_epochs": "warm-up", "dist_beta": "β_dist", "dist_gamma": "γ", "wttm_gamma": "γ",
+            "wttm_weight": "weight", "nkd_gamma": "γ", "alpha": "α"}  # fmt: skip
 
 
 def _taught(c: Any) -> bool:
@@ -457,12 +519,22 @@ DISTILL_APPLIES: dict[str, Applies] = {
     "substitute_q": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
     "alpha": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
     "kd_loss": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
-    "logit_standardize": _kd_loss("kd", "dkd"),
+    "kd_preset": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
+    "logit_standardize": _kd_loss(*KD_LOSSES),
+    "kd_weight": _kd_loss("kd"),
+    "temperature": Applies(
+        "kd_loss",
+        lambda c: not (_taught(c) and c.kd_loss == "wttm"),
+        "--kd-loss kd, dkd, dist, nkd and --substitute-q (wttm's γ stands for 1/T)",
+    ),
     "dkd_alpha": _kd_loss("dkd"),
     "dkd_beta": _kd_loss("dkd"),
     "dkd_warmup_epochs": _kd_loss("dkd"),
     "dist_beta": _kd_loss("dist"),
     "dist_gamma": _kd_loss("dist"),
+    "wttm_gamma": _kd_loss("wttm"),
+    "wttm_weight": _kd_loss("wttm"),
+    "nkd_gamma": _kd_loss("nkd"),
 }
 
 
@@ -470,9 +542,10 @@ DISTILL_APPLIES: dict[str, Applies] = {
 class DistillConfig(TrainConfig):
     """A student run: the shared options plus where the knowledge comes from and which data it sees.
 
-    The student architecture is ``model``; ``smoothing`` records the method: the ``kd_loss`` (``kd``,
-    ``dkd``, ``dist``) of a student taught by a teacher, ``lls-st`` for one taught by a Q artifact.
-    ``beta`` and ``temperature`` default per method (:data:`DEFAULT_BETA`, :data:`DEFAULT_TEMPERATURE`).
+    The student architecture is ``model``; ``smoothing`` records the method: the ``kd_loss`` (one of
+    :data:`KD_LOSSES`) of a student taught by a teacher, ``lls-st`` for one taught by a Q artifact. The
+    method's options left unset (None) are filled by ``kd_preset`` (:data:`KD_PRESETS`), then by
+    :data:`LOSS_DEFAULTS`.
     """
 
     kind: ClassVar[str] = "distill"
@@ -483,13 +556,18 @@ class DistillConfig(TrainConfig):
     teacher_cache: str | None = None
     approximate_cache: bool = False
     substitute_q: str | None = None
-    kd_loss: str = "kd"
+    kd_loss: str | None = None  # default: the preset's, else kd
+    kd_preset: str | None = None
     logit_standardize: bool = False
-    dkd_alpha: float = 1.0
-    dkd_beta: float = 8.0
-    dkd_warmup_epochs: int = 20
-    dist_beta: float = 2.0
-    dist_gamma: float = 2.0
+    kd_weight: float | None = None
+    dkd_alpha: float | None = None
+    dkd_beta: float | None = None
+    dkd_warmup_epochs: int | None = None
+    dist_beta: float | None = None
+    dist_gamma: float | None = None
+    wttm_gamma: float | None = None
+    wttm_weight: float | None = None
+    nkd_gamma: float | None = None
     alpha: float | None = None
     beta: float | None = None
     temperature: float | None = None
@@ -524,23 +602,82 @@ class DistillConfig(TrainConfig):
             raise KdtoolError("--alpha is the LLS-ST mixing weight: it applies to --substitute-q only")
         if self.classes is not None and self.class_indices is not None:
             raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
-        if self.kd_loss not in KD_LOSSES:
-            raise unknown_choice("--kd-loss", self.kd_loss, KD_LOSSES)
-        self.smoothing = self.kd_loss if _taught(self) else "lls-st"
-        if self.beta is None:
-            self.beta = DEFAULT_BETA[self.smoothing]
-        if self.temperature is None:
-            standardized = self.smoothing == "kd" and self.logit_standardize
-            self.temperature = DEFAULT_TEMPERATURE["kd+standardize" if standardized else self.smoothing]
-        check_kd_options(self.beta, self.temperature)
-        check_dkd_options(self.dkd_alpha, self.dkd_beta, self.dkd_warmup_epochs)
-        check_dist_options(self.dist_beta, self.dist_gamma)
+        self.resolve_loss_options()
         if self.substitute_q is not None:
             self.substitute_q = str(q_artifact_path(self.substitute_q))  # a run folder stands for its Q
             if self.alpha is None:
                 self.alpha = QMatrix.stored_alpha(self.substitute_q)  # the whole artifact is read once, by the run
         super().resolve()
         return self
+
+    def resolve_loss_options(self) -> None:
+        """The method and its options: ``--kd-preset``'s values where not given, then the method's defaults."""
+        preset = self.preset()
+        if self.kd_loss is None:
+            self.kd_loss = "kd" if preset is None else preset.kd_loss
+        if self.kd_loss not in KD_LOSSES:
+            raise unknown_choice("--kd-loss", self.kd_loss, KD_LOSSES)
+        if preset is not None and _taught(self):
+            if preset.kd_loss != self.kd_loss:
+                fitting = ", ".join(n for n, p in KD_PRESETS.items() if p.kd_loss == self.kd_loss)
+                raise KdtoolError(f"--kd-preset {self.kd_preset} sets --kd-loss {preset.kd_loss}, not "
+                                  f"{self.kd_loss}: remove --kd-loss or choose a {self.kd_loss} preset "
+                                  f"({fitting})")  # fmt: skip
+            for name, value in preset.values.items():
+                if getattr(self, name) is None or (name == "logit_standardize" and value):
+                    setattr(self, name, value)
+        self.smoothing = self.kd_loss if _taught(self) else "lls-st"
+        defaults = dict(LOSS_DEFAULTS[self.smoothing])
+        if self.logit_standardize and "temperature" in defaults:
+            defaults["temperature"] = STANDARDIZED_TEMPERATURE
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.smoothing == "kd" and self.kd_weight is None:
+            self.kd_weight = 1.0 - self.beta
+        check_kd_options(self.beta, 1.0 if self.temperature is None else self.temperature, self.kd_weight)
+        checks = {"dkd": lambda: check_dkd_options(self.dkd_alpha, self.dkd_beta, self.dkd_warmup_epochs),
+                  "dist": lambda: check_dist_options(self.dist_beta, self.dist_gamma),
+                  "wttm": lambda: check_wttm_options(self.wttm_gamma, self.wttm_weight),
+                  "nkd": lambda: check_nkd_options(self.nkd_gamma)}  # fmt: skip
+        if self.smoothing in checks:
+            checks[self.smoothing]()
+
+    def preset(self) -> KdPreset | None:
+        """The ``--kd-preset`` (None without one); an unknown name is a KdtoolError naming the choices."""
+        if self.kd_preset is None:
+            return None
+        if self.kd_preset not in KD_PRESETS:
+            raise KdtoolError(f"unknown --kd-preset {self.kd_preset!r}: choose one of {', '.join(KD_PRESETS)}")
+        return KD_PRESETS[self.kd_preset]
+
+    def preset_record(self) -> dict[str, Any]:
+        """For ``config.json``: every value the preset set, and the options given that override it."""
+        preset = self.preset()
+        if preset is None or not _taught(self):
+            return {}
+        overridden = {k: getattr(self, k) for k, v in preset.values.items() if getattr(self, k) != v}
+        return {
+            "kd_preset_set": {k: v for k, v in preset.values.items() if k not in overridden},
+            "kd_preset_overridden": overridden,
+        }
+
+    def loss_line(self) -> str:
+        """The method's resolved options for the header line, e.g. ``T 1, CE weight β 1, β_dist 1, γ 1``, with
+        the preset and what overrides it."""
+        names = [n for n in LOSS_OPTIONS[self.smoothing] if self.applies_to_run(n) or n == "alpha"]
+        line = ", ".join(f"{_SYMBOLS[n]} {getattr(self, n):g}" for n in names)
+        if self.logit_standardize and _taught(self):
+            line += ", logits standardised"
+        record = self.preset_record()
+        if record:
+            line += f" (--kd-preset {self.kd_preset}"
+            for name, value in record["kd_preset_overridden"].items():
+                flag, its = "--" + name.replace("_", "-"), KD_PRESETS[self.kd_preset].values[name]
+                given = flag if isinstance(value, bool) else f"{flag} {value:g}"
+                line += f"; {given} overrides its {its if isinstance(its, bool) else format(its, 'g')}"
+            line += ")"
+        return line
 
 
 # The options an imported network's run has (kdtool import): its data, network, input and weights file.

@@ -16,10 +16,12 @@ from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
 from kdtool.losses import (
     DISTKD,
+    WTTM,
     DecoupledKD,
     DistillationTarget,
     FrozenTeacher,
     KnowledgeDistillation,
+    NormalizedKD,
     SubstituteTeacher,
 )
 from kdtool.q.matrix import QMatrix
@@ -41,11 +43,15 @@ def frozen_teacher(path: str, cfg: TrainConfig) -> tuple[FrozenTeacher, TrainCon
 # --kd-loss name -> factory(config, frozen teacher network, teacher class index of the student's classes)
 KD_LOSSES: dict[str, Callable[[DistillConfig, FrozenTeacher | None, list[int] | None], DistillationTarget]] = {
     "kd": lambda cfg, teacher, index: KnowledgeDistillation(teacher, cfg.beta, cfg.temperature, index,
-                                                            cfg.logit_standardize),
+                                                            cfg.logit_standardize, cfg.kd_weight),
     "dkd": lambda cfg, teacher, index: DecoupledKD(teacher, cfg.beta, cfg.dkd_alpha, cfg.dkd_beta, cfg.temperature,
                                                    cfg.dkd_warmup_epochs, index, cfg.logit_standardize),
     "dist": lambda cfg, teacher, index: DISTKD(teacher, cfg.beta, cfg.dist_beta, cfg.dist_gamma, cfg.temperature,
-                                               index),
+                                               index, cfg.logit_standardize),
+    "wttm": lambda cfg, teacher, index: WTTM(teacher, cfg.beta, cfg.wttm_gamma, cfg.wttm_weight, index,
+                                             cfg.logit_standardize),
+    "nkd": lambda cfg, teacher, index: NormalizedKD(teacher, cfg.beta, cfg.nkd_gamma, cfg.temperature, index,
+                                                    cfg.logit_standardize),
 }  # fmt: skip
 
 
@@ -54,12 +60,14 @@ def distillation_target(
 ) -> tuple[DistillationTarget | SubstituteTeacher, dict[str, Any]]:
     """A student's target (``--kd-loss`` from ``--teacher`` or from the ``--teacher-cache`` loaded as
     ``cache``, or LLS-ST from ``--substitute-q``), sliced to the kept classes, and the provenance its
-    ``config.json`` records."""
+    ``config.json`` records (with what ``--kd-preset`` set)."""
     if cfg.teacher is not None:
-        return _teacher_target(cfg, info, kept)
-    if cache is not None:
-        return _cached_teacher_target(cfg, info, kept, cache)
-    return _substitute_target(cfg, info, kept)
+        target, record = _teacher_target(cfg, info, kept)
+    elif cache is not None:
+        target, record = _cached_teacher_target(cfg, info, kept, cache)
+    else:
+        target, record = _substitute_target(cfg, info, kept)
+    return target, {**record, **cfg.preset_record()}
 
 
 def _cached_teacher_target(

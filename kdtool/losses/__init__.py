@@ -13,16 +13,19 @@ from kdtool.losses.dkd import DecoupledKD, dkd_loss
 from kdtool.losses.focal import FocalLoss
 from kdtool.losses.kd import KnowledgeDistillation, SubstituteTeacher, kd_loss
 from kdtool.losses.lls import LLS_TERMS, LearnableLabelSmoothing, parse_lls_terms, resolve_q_update
+from kdtool.losses.nkd import NormalizedKD, nkd_loss
 from kdtool.losses.ols import OnlineLabelSmoothing
 from kdtool.losses.prior import PriorSmoothing
 from kdtool.losses.simple import LabelSmoothing, OneHot, label_smoothing_loss
 from kdtool.losses.teacher import DistillationTarget, FrozenTeacher, kl_divergence, standardize_logits
 from kdtool.losses.tfkd import TeacherFreeRegularization, TeacherFreeSelf
+from kdtool.losses.wttm import WTTM, wttm_loss
 from kdtool.losses.zipf import ZipfLabelSmoothing
 
 __all__ = [
     "DISTKD",
     "LLS_TERMS",
+    "WTTM",
     "DecoupledKD",
     "DistillationTarget",
     "FocalLoss",
@@ -30,6 +33,7 @@ __all__ = [
     "KnowledgeDistillation",
     "LabelSmoothing",
     "LearnableLabelSmoothing",
+    "NormalizedKD",
     "OneHot",
     "OnlineLabelSmoothing",
     "PriorSmoothing",
@@ -43,7 +47,9 @@ __all__ = [
     "kd_loss",
     "kl_divergence",
     "label_smoothing_loss",
+    "nkd_loss",
     "parse_lls_terms",
     "resolve_q_update",
     "standardize_logits",
+    "wttm_loss",
 ]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
-from kdtool.losses.teacher import DistillationTarget, FrozenTeacher, check_temperature
+from kdtool.losses.teacher import DistillationTarget, FrozenTeacher, as_float, check_temperature
 
 
 def check_dist_options(beta: float, gamma: float) -> None:
@@ -48,15 +48,15 @@ def dist_loss(
     """The DIST term ``T²·(β·L_inter + γ·L_intra)`` over the batch, without cross-entropy."""
     check_temperature(temperature)
     check_dist_options(beta, gamma)
-    p_s = F.softmax(student_logits.float() / temperature, dim=1)
-    p_t = F.softmax(teacher_logits.detach().float() / temperature, dim=1)
+    p_s = F.softmax(as_float(student_logits) / temperature, dim=1)
+    p_t = F.softmax(as_float(teacher_logits.detach()) / temperature, dim=1)
     inter = 1.0 - pearson_rows(p_s, p_t).mean()
     intra = 1.0 - pearson_rows(p_s.T, p_t.T).mean()
     return temperature**2 * (beta * inter + gamma * intra)
 
 
 class DISTKD(DistillationTarget):
-    """DIST: ``ce_weight·CE(e_y, softmax(z_s)) + DIST``; teacher and ``class_index`` as in
+    """DIST: ``ce_weight·CE(e_y, softmax(z_s)) + DIST``; teacher, ``class_index`` and ``standardize`` as in
     :class:`~kdtool.losses.teacher.DistillationTarget`."""
 
     name = "dist"
@@ -69,18 +69,16 @@ class DISTKD(DistillationTarget):
         gamma: float = 2.0,
         temperature: float = 4.0,
         class_index: Sequence[int] | None = None,
+        standardize: bool = False,
     ) -> None:
-        super().__init__(teacher, class_index)
         check_temperature(temperature)
         check_dist_options(beta, gamma)
-        self.ce_weight, self.beta, self.gamma = float(ce_weight), float(beta), float(gamma)
-        self.temperature = float(temperature)
+        super().__init__(teacher, class_index, ce_weight, standardize)
+        self.beta, self.gamma, self.temperature = float(beta), float(gamma), float(temperature)
 
-    def loss(self, student_logits, teacher_logits, labels):
-        loss = dist_loss(student_logits, teacher_logits, self.beta, self.gamma, self.temperature)
-        if self.ce_weight > 0.0:
-            loss = loss + self.ce_weight * F.cross_entropy(student_logits.float(), labels)
-        return loss
+    def distillation_loss(self, student_logits, teacher_logits, labels):
+        return dist_loss(student_logits, teacher_logits, self.beta, self.gamma, self.temperature)
 
     def extra_repr(self) -> str:
-        return f"ce_weight={self.ce_weight}, beta={self.beta}, gamma={self.gamma}, temperature={self.temperature}"
+        return (f"ce_weight={self.ce_weight}, beta={self.beta}, gamma={self.gamma}, temperature={self.temperature}, "
+                f"standardize={self.standardize}")  # fmt: skip

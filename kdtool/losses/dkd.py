@@ -23,9 +23,9 @@ from kdtool.errors import KdtoolError
 from kdtool.losses.teacher import (
     DistillationTarget,
     FrozenTeacher,
+    as_float,
     check_temperature,
     kl_divergence,
-    standardize_logits,
 )
 
 
@@ -42,7 +42,7 @@ def _target_vs_rest(log_probs: torch.Tensor, is_target: torch.Tensor) -> torch.T
     return torch.stack([log_probs[is_target], rest], dim=1)
 
 
-def _non_target(logits: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
+def non_target(logits: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
     """B×(K−1): each row's logits without its target class, in class order."""
     return logits[~is_target].view(logits.shape[0], logits.shape[1] - 1)
 
@@ -62,13 +62,13 @@ def dkd_loss(
     check_temperature(temperature)
     check_dkd_options(alpha, beta, 0)
     is_target = F.one_hot(labels, student_logits.shape[1]).bool()
-    student = student_logits.float() / temperature
-    teacher = teacher_logits.detach().float() / temperature
+    student = as_float(student_logits) / temperature
+    teacher = as_float(teacher_logits.detach()) / temperature
     tckd = kl_divergence(
         _target_vs_rest(F.log_softmax(teacher, 1), is_target), _target_vs_rest(F.log_softmax(student, 1), is_target)
     )
     nckd = kl_divergence(
-        F.log_softmax(_non_target(teacher, is_target), 1), F.log_softmax(_non_target(student, is_target), 1)
+        F.log_softmax(non_target(teacher, is_target), 1), F.log_softmax(non_target(student, is_target), 1)
     )
     return (temperature**2 * (alpha * tckd + beta * nckd)).mean()
 
@@ -96,11 +96,11 @@ class DecoupledKD(DistillationTarget):
         class_index: Sequence[int] | None = None,
         standardize: bool = False,
     ) -> None:
-        super().__init__(teacher, class_index)
         check_temperature(temperature)
         check_dkd_options(alpha, beta, warmup_epochs)
-        self.ce_weight, self.alpha, self.beta = float(ce_weight), float(alpha), float(beta)
-        self.temperature, self.warmup_epochs, self.standardize = float(temperature), int(warmup_epochs), standardize
+        super().__init__(teacher, class_index, ce_weight, standardize)
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.temperature, self.warmup_epochs = float(temperature), int(warmup_epochs)
         self.epoch = 0
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -111,14 +111,9 @@ class DecoupledKD(DistillationTarget):
         """``w`` of the current epoch."""
         return 1.0 if self.warmup_epochs == 0 else min(1.0, (self.epoch + 1) / self.warmup_epochs)
 
-    def loss(self, student_logits, teacher_logits, labels):
-        student, teacher = student_logits, teacher_logits
-        if self.standardize:
-            student, teacher = standardize_logits(student), standardize_logits(teacher)
-        loss = self.warmup_weight * dkd_loss(student, teacher, labels, self.alpha, self.beta, self.temperature)
-        if self.ce_weight > 0.0:
-            loss = loss + self.ce_weight * F.cross_entropy(student_logits.float(), labels)
-        return loss
+    def distillation_loss(self, student_logits, teacher_logits, labels):
+        term = dkd_loss(student_logits, teacher_logits, labels, self.alpha, self.beta, self.temperature)
+        return self.warmup_weight * term
 
     def extra_repr(self) -> str:
         return (f"ce_weight={self.ce_weight}, alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, "

@@ -2,7 +2,7 @@
 
 Both train the student with one loss, :func:`kd_loss`::
 
-    L = β·CE(e_y, softmax(z_s)) + (1-β)·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))
+    L = β·CE(e_y, softmax(z_s)) + w·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)),   w = 1-β unless given
 
 kdtool's reduction: the KL divergence is summed over the classes of each sample, then the whole
 loss is averaged over the batch (PyTorch's ``reduction="batchmean"``, not ``"mean"`` over B·K),
@@ -12,7 +12,8 @@ teacher's entropy, a constant: the gradients are identical, and the loss is 0 wh
 matches the teacher.
 
 With ``standardize`` (Sun et al., CVPR 2024) both logit vectors are z-scored before the temperature
-(:func:`~kdtool.losses.teacher.standardize_logits`); the cross-entropy keeps the raw student logits.
+(:func:`~kdtool.losses.teacher.standardize_logits`); the cross-entropy keeps the raw student logits. The
+authors weight the two terms independently (CE 0.1, KD 9 at T = 2): ``kd_weight`` is that w.
 
 For LLS-ST the teacher's logits are replaced by ``log t`` with the class-wise target
 ``t = (1-α)·e_y + α·softmax(Q[y])``; at T = 1 the student is trained towards ``t`` itself.
@@ -32,18 +33,27 @@ from kdtool.losses.simple import check_unit_interval
 from kdtool.losses.teacher import (
     DistillationTarget,
     FrozenTeacher,
+    as_float,
     check_temperature,
     kl_divergence,
-    standardize_logits,
 )
 from kdtool.q.matrix import QMatrix
 
 
-def check_kd_options(beta: float, temperature: float) -> None:
-    """Raise a KdtoolError unless β ∈ [0, 1] and T > 0."""
+def check_kd_options(beta: float, temperature: float, kd_weight: float | None = None) -> None:
+    """Raise a KdtoolError unless β ∈ [0, 1], T > 0 and the KD weight w ≥ 0."""
     if not 0.0 <= beta <= 1.0:
         raise KdtoolError(f"--beta must be in [0, 1], got {beta}")
     check_temperature(temperature)
+    if kd_weight is not None and not kd_weight >= 0:
+        raise KdtoolError(f"--kd-weight must be ≥ 0, got {kd_weight}")
+
+
+def soft_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))``, batch mean; the teacher's logits may hold ``-inf``."""
+    log_p = F.log_softmax(as_float(student_logits) / temperature, dim=1)
+    log_t = F.log_softmax(as_float(teacher_logits.detach()) / temperature, dim=1)
+    return temperature**2 * kl_divergence(log_t, log_p).mean()
 
 
 def kd_loss(
@@ -53,22 +63,15 @@ def kd_loss(
     beta: float = 0.0,
     temperature: float = 1.0,
     standardize: bool = False,
+    kd_weight: float | None = None,
 ) -> torch.Tensor:
     """Hinton's distillation loss, batch mean (see the module docstring for the exact reduction).
 
     ``teacher_logits`` is a fixed target: it is detached, and may hold ``-inf`` for classes the
     teacher gives no mass (not with ``standardize``). ``labels`` only matter when ``beta`` > 0.
     """
-    check_kd_options(beta, temperature)
-    soft_student, soft_teacher = student_logits.float(), teacher_logits.detach().float()
-    if standardize:
-        soft_student, soft_teacher = standardize_logits(soft_student), standardize_logits(soft_teacher)
-    log_p = F.log_softmax(soft_student / temperature, dim=1)
-    log_t = F.log_softmax(soft_teacher / temperature, dim=1)
-    loss = (1.0 - beta) * temperature**2 * kl_divergence(log_t, log_p)
-    if beta > 0.0:
-        loss = loss + beta * F.cross_entropy(student_logits.float(), labels, reduction="none")
-    return loss.mean()
+    target = KnowledgeDistillation(None, beta, temperature, standardize=standardize, kd_weight=kd_weight)
+    return target.loss(student_logits, teacher_logits, labels)
 
 
 class KnowledgeDistillation(DistillationTarget):
@@ -88,16 +91,19 @@ class KnowledgeDistillation(DistillationTarget):
         temperature: float = 1.0,
         class_index: Sequence[int] | None = None,
         standardize: bool = False,
+        kd_weight: float | None = None,
     ) -> None:
-        super().__init__(teacher, class_index)
-        check_kd_options(beta, temperature)
-        self.beta, self.temperature, self.standardize = float(beta), float(temperature), bool(standardize)
+        check_kd_options(beta, temperature, kd_weight)
+        super().__init__(teacher, class_index, beta, standardize)
+        self.beta, self.temperature = float(beta), float(temperature)
+        self.kd_weight = 1.0 - self.beta if kd_weight is None else float(kd_weight)
 
-    def loss(self, student_logits, teacher_logits, labels):
-        return kd_loss(student_logits, teacher_logits, labels, self.beta, self.temperature, self.standardize)
+    def distillation_loss(self, student_logits, teacher_logits, labels):
+        return self.kd_weight * soft_kd_loss(student_logits, teacher_logits, self.temperature)
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta}, temperature={self.temperature}, standardize={self.standardize}"
+        return (f"beta={self.beta}, kd_weight={self.kd_weight}, temperature={self.temperature}, "
+                f"standardize={self.standardize}")  # fmt: skip
 
 
 class SubstituteTeacher(Target):

@@ -1,11 +1,12 @@
 """What every distillation loss shares: the teacher's logits (from a frozen network, or given with the batch
-by a teacher cache), the KL divergence to them, and logit standardisation."""
+by a teacher cache), the KL divergence to them, logit standardisation and the hard-label cross-entropy."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kdtool.errors import KdtoolError
@@ -27,15 +28,27 @@ def kl_divergence(teacher_log_probs: torch.Tensor, student_log_probs: torch.Tens
     return (torch.special.xlogy(t, t) - t * student_log_probs).sum(1)
 
 
-def standardize_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Each row z-scored over its K entries, ``(z − mean(z)) / std(z)`` (Sun et al., CVPR 2024).
+def as_float(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 for a loss (reduced-precision ones under AMP), float64 kept as it is."""
+    return logits if logits.dtype == torch.float64 else logits.float()
 
-    ``std`` is the population standard deviation of the paper's equation (the authors' code divides
-    by the K−1 sample deviation, a factor √(K/(K−1)) in the temperature); a constant row maps to 0.
+
+def standardize_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Each row z-scored over its K entries, ``(z − mean(z)) / (1e-7 + std(z))`` (Sun et al., CVPR 2024),
+    exactly as the authors' ``normalize`` (sunshangquan/logit-standardization-KD, mdistiller/distillers/KD.py,
+    commit f6e5aa5172bad618e801163c3385322eea673754): ``std`` is torch.std's K−1 sample deviation, so the
+    temperature means what it means in their configs (the population deviation would scale it by √(K/(K−1))).
+
+    A row of equal logits (a zero-initialised head) maps to 0 with the authors' finite gradient: torch.std's
+    backward is 0 at zero variance, while the square root of a zero variance has an infinite derivative (0·∞ =
+    NaN). So the variance is clamped at the smallest normal float before the root: no other value changes, and
+    the clamp's zero gradient there is torch.std's (and the exact derivative, the deviation's term being
+    multiplied by the centred row, 0).
     """
-    logits = logits.float()
+    logits = as_float(logits)
     centred = logits - logits.mean(1, keepdim=True)
-    return centred / (centred.square().mean(1, keepdim=True).sqrt() + 1e-7)
+    variance = centred.square().sum(1, keepdim=True) / (logits.shape[1] - 1)
+    return centred / (1e-7 + variance.clamp_min(torch.finfo(logits.dtype).tiny).sqrt())
 
 
 class FrozenTeacher:
@@ -71,19 +84,29 @@ class FrozenTeacher:
 
 
 class DistillationTarget(Target):
-    """A loss between the student's logits and a teacher's, for subclasses to define in :meth:`loss`.
+    """``ce_weight·CE(e_y, softmax(z_s)) + D(z_s, z_t)``: a distillation term D between the student's logits
+    and a teacher's, for subclasses to define in :meth:`distillation_loss`, plus the hard-label cross-entropy.
 
     The teacher's logits come from ``teacher``, a frozen network run on the student's exact batch, or,
     with ``teacher=None``, with the batch itself (``teacher_logits``: a teacher cache replays them).
     ``class_index`` (optional) picks the teacher outputs of the student's classes, in the student's
-    order; the teacher's logits are sliced *before* any softmax.
+    order; the teacher's logits are sliced *before* any softmax. With ``standardize`` (logit standardisation,
+    :func:`standardize_logits`) D sees both logit vectors z-scored, as in the authors' code; the
+    cross-entropy always keeps the raw student logits.
     """
 
-    def __init__(self, teacher: nn.Module | FrozenTeacher | None, class_index: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        teacher: nn.Module | FrozenTeacher | None,
+        class_index: Sequence[int] | None = None,
+        ce_weight: float = 0.0,
+        standardize: bool = False,
+    ) -> None:
         super().__init__()
         self.teacher = None if teacher is None else FrozenTeacher.wrap(teacher)
         index = None if class_index is None else torch.as_tensor(list(class_index), dtype=torch.long)
         self.register_buffer("class_index", index, persistent=False)
+        self.ce_weight, self.standardize = float(ce_weight), bool(standardize)
 
     def teacher_logits(self, inputs: torch.Tensor | None, given: torch.Tensor | None = None) -> torch.Tensor:
         """The teacher's logits for the student's classes (no gradient): ``given`` ones, or the network's."""
@@ -94,7 +117,7 @@ class DistillationTarget(Target):
             if inputs is None:
                 raise KdtoolError("knowledge distillation needs the input batch to run the teacher on")
             given = self.teacher(inputs)
-        given = given.detach().float()
+        given = as_float(given.detach())
         return given if self.class_index is None else given[:, self.class_index]
 
     def forward(self, logits, labels, inputs=None, teacher_logits=None):
@@ -102,4 +125,16 @@ class DistillationTarget(Target):
 
     def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean loss over the batch, from the student's and the teacher's logits (student's classes)."""
+        student, teacher = student_logits, teacher_logits
+        if self.standardize:
+            student, teacher = standardize_logits(student), standardize_logits(teacher)
+        loss = self.distillation_loss(student, teacher, labels)
+        if self.ce_weight > 0.0:
+            loss = loss + self.ce_weight * F.cross_entropy(as_float(student_logits), labels)
+        return loss
+
+    def distillation_loss(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """The distillation term D, batch mean (of standardised logits with ``standardize``)."""
         raise NotImplementedError

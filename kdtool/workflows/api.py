@@ -82,7 +82,8 @@ def fit(
 
     ``method`` is a ``--smoothing`` of train-teacher (default ``lls``; ``ls``, ``onehot``, ``ols``, ...). With
     ``teacher`` (a module, or a run folder) the model is a student and ``method`` its ``--kd-loss`` (default
-    ``kd``; ``dkd``, ``dist``); with ``substitute_q`` (a Q artifact or a run folder holding one), LLS-ST.
+    ``kd``, or the ``kd_preset=``'s; ``dkd``, ``dist``, ``wttm``, ``nkd``); with ``substitute_q`` (a Q artifact
+    or a run folder holding one), LLS-ST.
     ``options`` are the command line's, by their config names (``alpha=0.2``, ``lr=0.05``, ``batch_size=64``,
     ``device="cpu"``, ``val_fraction=0.1``, ``seed=1`` ...). Returns the run folder and its metrics rows.
     """
@@ -99,7 +100,7 @@ def fit(
             source = f"{PYTHON_PREFIX}{type(teacher).__name__}" if isinstance(teacher, nn.Module) else teacher
             cfg: TrainConfig = DistillConfig(teacher=None if source is None else str(source),
                                              substitute_q=None if substitute_q is None else str(substitute_q),
-                                             kd_loss=method if teacher is not None and method else "kd",
+                                             kd_loss=method if teacher is not None and method else None,
                                              **common)  # fmt: skip
         else:
             cfg = TrainConfig(smoothing=method or "lls", **common)
@@ -110,6 +111,7 @@ def fit(
     record: dict[str, Any] = {}
     if isinstance(teacher, nn.Module):
         target = KD_LOSSES[cfg.kd_loss](cfg, FrozenTeacher(teacher), None)
+        record = cfg.preset_record()
     elif taught:
         target, record = distillation_target(cfg, dataset.info, None)
     else:
@@ -117,6 +119,8 @@ def fit(
     seed_everything(cfg.seed)
     title = f"{target.name} · {name} ({len(dataset.train)} train / {len(dataset.test)} test)"
     console = OutputConsole(quiet=quiet)  # as the command line prints: plain, unwrapped lines into a pipe
+    if taught:
+        title += f" · {cfg.loss_line()}"
     run, rows = fit_run(cfg, dataset, model, target, force, console, record, title)
     if isinstance(target, SubstituteTeacher):
         target.q.save(run.path / Q)
