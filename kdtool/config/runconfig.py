@@ -9,17 +9,17 @@ recorded options are equal.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kdtool.data.augment import MIXERS, parse_augment
+from kdtool.config.options import DISTILL, TRAIN, Applies, applies_of, is_text, taught
+from kdtool.data.augment import parse_augment
 from kdtool.data.registry import stored_image_size
 from kdtool.data.shards import is_wds, resolve_val_shards
 from kdtool.data.stream import LOADERS, default_workers, parse_bytes
 from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
-from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.distributed import check_device
 from kdtool.errors import KdtoolError
 from kdtool.losses.dist import check_dist_options
@@ -60,102 +60,8 @@ def check_amp(mode: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Applies:
-    """When an option applies: ``when(config)``, decided by the option ``decided_by``; ``used_by`` in words."""
-
-    decided_by: str
-    when: Callable[[Any], bool]
-    used_by: str
-
-
-def _method(*names: str) -> Applies:
-    return Applies("smoothing", lambda c: c.smoothing in names, "--smoothing " + " and ".join(names))
-
-
-def _is_text(c: Any) -> bool:
-    return is_text_dataset(c.dataset)
-
-
-_TEXT = Applies("dataset", _is_text, "text datasets (goemotions, goemotions-ekman, text:PATH)")
-_TORCHVISION = Applies("dataset", lambda c: c.dataset in TORCHVISION_SETS,
-                       "the torchvision datasets (" + ", ".join(TORCHVISION_SETS) + ")")  # fmt: skip
-_SHARDS = Applies("dataset", lambda c: is_wds(c.dataset), "wds: datasets")
-_FILES = Applies(
-    "dataset", lambda c: c.dataset.startswith(("imagefolder:", "wds:")), "imagefolder:PATH and wds: datasets"
-)
-
-
-def _may_stream(c: Any) -> bool:
-    """Whether the run can take the streaming data path (imagefolder: unless --loader memory; wds: always)."""
-    return is_wds(c.dataset) or (c.dataset.startswith("imagefolder:") and c.loader != "memory")
-
-
-_STREAMS = Applies("loader", _may_stream, "--loader stream or auto with imagefolder:PATH, and wds: datasets")
-_MULTISTEP = Applies("schedule", lambda c: c.schedule == "multistep", "--schedule multistep")
-_ZOO = Applies("model", lambda c: is_zoo_name(c.model), "timm: and torchvision: models")
-
-
-def _logs_to(tracker: str) -> Applies:
-    return Applies("log", lambda c: tracker in parse_log(c.log), f"--log {tracker}")
-
-
-# option -> when it applies; an option not listed applies to every run.
-APPLIES: dict[str, Applies] = {
-    "epsilon": _method("ls", "prior"),
-    "alpha": _method("lls"),
-    "lls_terms": _method("lls"),
-    "q_weight_decay": _method("lls"),
-    "q_update": _method("lls"),
-    "teacher": _method("tfkd-self"),
-    "tfkd_temperature": _method("tfkd-reg", "tfkd-self"),
-    "tfkd_weight": _method("tfkd-reg", "tfkd-self"),
-    "tfkd_multiplier": _method("tfkd-reg", "tfkd-self"),
-    "tfkd_correct_prob": _method("tfkd-reg"),
-    "zipf_weight": _method("zipf"),
-    "zipf_exponent": _method("zipf"),
-    "focal_gamma": _method("focal"),
-    "prior": _method("prior"),
-    "milestones": _MULTISTEP,
-    "gamma": _MULTISTEP,
-    "data_root": _TORCHVISION,
-    "download": Applies(
-        "data_root",
-        lambda c: c.data_root is not None and c.dataset in TORCHVISION_SETS,
-        "--data-root with a torchvision dataset",
-    ),
-    "image_size": _FILES,
-    "loader": _FILES,
-    "memory_budget": Applies(
-        "loader",
-        lambda c: c.dataset.startswith("imagefolder:") and c.loader == "auto",
-        "--loader auto with imagefolder:PATH",
-    ),
-    "workers": _STREAMS,
-    "skip_bad_samples": _STREAMS,
-    "val_shards": _SHARDS,
-    "class_names": _SHARDS,
-    "augment": Applies("dataset", lambda c: not _is_text(c), "image datasets"),
-    "mixup_alpha": Applies(
-        "augment", lambda c: bool(set(parse_augment(c.augment or "")) & set(MIXERS)), "--augment with mixup or cutmix"
-    ),
-    "pretrained": _ZOO,
-    "input_size": _ZOO,
-    "input_norm": _ZOO,
-    "vocab_size": _TEXT,
-    "max_len": _TEXT,
-    "embed_dim": _TEXT,
-    "hidden_size": _TEXT,
-    "word_vectors": _TEXT,
-    "val_fraction": Applies(
-        "dataset",
-        lambda c: not has_official_validation(c.dataset),
-        "datasets without an official validation split (one that has it always uses it)",
-    ),
-    "mlflow_uri": _logs_to("mlflow"),
-    "mlflow_experiment": _logs_to("mlflow"),
-    "wandb_project": _logs_to("wandb"),
-}
+# option -> when it applies (kdtool.config.options); an option not listed applies to every run.
+APPLIES: dict[str, Applies] = applies_of((TRAIN,))
 
 
 @dataclass(frozen=True)
@@ -192,6 +98,7 @@ class TrainConfig:
     """Every option that shapes a run. Defaults follow the LLS paper where it states one."""
 
     kind: ClassVar[str] = "train-teacher"
+    commands: ClassVar[tuple[str, ...]] = (TRAIN,)  # whose options (kdtool.config.options) it holds
     applies: ClassVar[Mapping[str, Applies]] = APPLIES
 
     dataset: str = "fashion-mnist"
@@ -345,7 +252,7 @@ class TrainConfig:
             if self.loader == "memory":
                 raise KdtoolError("wds: shards are always streamed: --loader memory does not apply (use auto)")
             self.val_shards = resolve_val_shards(self.dataset, self.val_shards)
-        elif self.loader == "stream" and not self.dataset.startswith("imagefolder:") and not _is_text(self):
+        elif self.loader == "stream" and not self.dataset.startswith("imagefolder:") and not is_text(self):
             raise KdtoolError(f"--loader stream reads imagefolder:PATH and wds: datasets; {self.dataset} is "
                               f"decoded into memory (remove --loader)")  # fmt: skip
         if self.memory_budget is not None:
@@ -365,7 +272,7 @@ class TrainConfig:
         config when it starts from weights, else the dataset's (a network trained from scratch has none)."""
         if not is_zoo_name(self.model):
             return
-        if _is_text(self):
+        if is_text(self):
             raise KdtoolError(f"model {self.model!r} reads images but {self.dataset} is text")
         if self.pretrained is not None and self.pretrained != HUB:
             path = Path(self.pretrained).expanduser()
@@ -400,7 +307,7 @@ class TrainConfig:
             rule = self.applies.get(name)
             if rule is not None and not rule.when(self):
                 raise KdtoolError(f"{flag} does not apply to this run ({self.describe_option(rule.decided_by)}): "
-                                  f"it is used by {rule.used_by} only; remove it")  # fmt: skip
+                                  f"it is used by {rule.users()} only; remove it")  # fmt: skip
 
     def describe_option(self, name: str) -> str:
         """An option and its value as the user would type it, e.g. ``--schedule cosine`` (``no --data-root``)."""
@@ -439,32 +346,6 @@ DEFAULT_TEMPERATURE = {"kd": 1.0, "kd+standardize": 2.0, "dkd": 4.0, "dist": 4.0
 DEFAULT_BETA = {"kd": 0.0, "dkd": 1.0, "dist": 1.0, "lls-st": 0.0}
 
 
-def _taught(c: Any) -> bool:
-    """A student taught by a teacher's logits (``--teacher`` or ``--teacher-cache``), not by a Q artifact."""
-    return c.substitute_q is None
-
-
-def _kd_loss(*names: str) -> Applies:
-    return Applies("kd_loss", lambda c: _taught(c) and c.kd_loss in names, "--kd-loss " + " and ".join(names))
-
-
-# A student's options: where its knowledge comes from, and the loss of each source.
-DISTILL_APPLIES: dict[str, Applies] = {
-    "teacher": Applies("smoothing", lambda c: c.teacher is not None, "--teacher"),
-    "teacher_cache": Applies("smoothing", lambda c: c.teacher_cache is not None, "--teacher-cache"),
-    "approximate_cache": Applies("teacher_cache", lambda c: c.teacher_cache is not None, "--teacher-cache"),
-    "substitute_q": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
-    "alpha": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
-    "kd_loss": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
-    "logit_standardize": _kd_loss("kd", "dkd"),
-    "dkd_alpha": _kd_loss("dkd"),
-    "dkd_beta": _kd_loss("dkd"),
-    "dkd_warmup_epochs": _kd_loss("dkd"),
-    "dist_beta": _kd_loss("dist"),
-    "dist_gamma": _kd_loss("dist"),
-}
-
-
 @dataclass
 class DistillConfig(TrainConfig):
     """A student run: the shared options plus where the knowledge comes from and which data it sees.
@@ -475,7 +356,8 @@ class DistillConfig(TrainConfig):
     """
 
     kind: ClassVar[str] = "distill"
-    applies: ClassVar[Mapping[str, Applies]] = {**APPLIES, **DISTILL_APPLIES}
+    commands: ClassVar[tuple[str, ...]] = (TRAIN, DISTILL)
+    applies: ClassVar[Mapping[str, Applies]] = applies_of(commands)
 
     smoothing: str = "kd"
     teacher: str | None = None
@@ -503,7 +385,7 @@ class DistillConfig(TrainConfig):
         if name == "smoothing":  # a student's method is chosen by its source
             sources = (("--substitute-q", self.substitute_q), ("--teacher-cache", self.teacher_cache))
             return "distill " + next((flag for flag, value in sources if value is not None), "--teacher")
-        if name == "kd_loss" and not _taught(self):
+        if name == "kd_loss" and not taught(self):
             return "distill --substitute-q"
         if name == "model":  # a student's network is its --student
             return f"--student {self.model}"
@@ -519,13 +401,13 @@ class DistillConfig(TrainConfig):
         if sum(source is not None for source in (self.teacher, self.teacher_cache, self.substitute_q)) != 1:
             raise KdtoolError("give exactly one of --teacher RUN (KD), --teacher-cache FILE (KD from a teacher "
                               "cache) or --substitute-q FILE (LLS-ST)")  # fmt: skip
-        if _taught(self) and self.alpha is not None:
+        if taught(self) and self.alpha is not None:
             raise KdtoolError("--alpha is the LLS-ST mixing weight: it applies to --substitute-q only")
         if self.classes is not None and self.class_indices is not None:
             raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
         if self.kd_loss not in KD_LOSSES:
             raise KdtoolError(f"unknown --kd-loss {self.kd_loss!r}: choose one of {', '.join(KD_LOSSES)}")
-        self.smoothing = self.kd_loss if _taught(self) else "lls-st"
+        self.smoothing = self.kd_loss if taught(self) else "lls-st"
         if self.beta is None:
             self.beta = DEFAULT_BETA[self.smoothing]
         if self.temperature is None:
@@ -568,7 +450,7 @@ class ImportConfig(TrainConfig):
 
     def resolve(self) -> ImportConfig:
         """Validate the data, model, input and weights file; returns ``self``."""
-        if _is_text(self):
+        if is_text(self):
             raise KdtoolError("kdtool import takes image networks: text models need the vocabulary they were "
                               "trained with")  # fmt: skip
         path = Path(self.weights).expanduser()

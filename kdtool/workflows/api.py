@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from kdtool.config.options import given_flags
 from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split
 from kdtool.distill.teachers import KD_LOSSES, distillation_target
@@ -83,14 +84,17 @@ def fit(
     ``teacher`` (a module, or a run folder) the model is a student and ``method`` its ``--kd-loss`` (default
     ``kd``; ``dkd``, ``dist``); with ``substitute_q`` (a Q artifact or a run folder holding one), LLS-ST.
     ``options`` are the command line's, by their config names (``alpha=0.2``, ``lr=0.05``, ``batch_size=64``,
-    ``device="cpu"``, ``val_fraction=0.1``, ``seed=1`` ...). Returns the run folder and its metrics rows.
+    ``device="cpu"``, ``val_fraction=0.1``, ``seed=1`` ...), checked as the command line checks its flags: an
+    unknown name, or an option the run does not use (``alpha`` with ``method="ls"``), is a KdtoolError. Returns
+    the run folder and its metrics rows.
     """
+    taught = teacher is not None or substitute_q is not None
+    given = given_flags(options, (DistillConfig if taught else TrainConfig).commands, "kdtool.fit")  # as the CLI
     dataset = tensor_dataset(as_split(train, "train"), as_split(test, "test"), class_names)
     if dataset.info.kind == "tensor":
         options.setdefault("augment", "none")  # kdtool's augmentations are for images
     name = f"{PYTHON_PREFIX}{type(model).__name__}"
     common = {"model": name, "dataset": "python", "epochs": epochs, "out": str(out), **options}
-    taught = teacher is not None or substitute_q is not None
     if substitute_q is not None and method not in (None, "lls-st"):
         raise KdtoolError(f"method={method!r}: a student of substitute_q= learns by LLS-ST; drop method=")
     try:
@@ -102,9 +106,10 @@ def fit(
                                              **common)  # fmt: skip
         else:
             cfg = TrainConfig(smoothing=method or "lls", **common)
-    except TypeError as exc:  # an unknown keyword
+    except TypeError as exc:  # an option fit sets itself (smoothing=, model=, ...)
         raise KdtoolError(f"kdtool.fit: {exc}") from None
     cfg.resolve()
+    cfg.check_given(given)
     plan_run(cfg.out, cfg.to_dict(), force, resume=False)
     record: dict[str, Any] = {}
     if isinstance(teacher, nn.Module):
