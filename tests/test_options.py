@@ -67,3 +67,14 @@ def test_rerun_set_parses_a_value_as_the_option_table_types_it(run_cli, tmp_path
         parse_value(cfg, "milestones", "5,x")
     with pytest.raises(KdtoolError, match=r"--set alfa: no train-teacher option; did you mean alpha\?"):
         parse_value(cfg, "alfa", "0.2")
+
+
+@pytest.mark.parametrize("config", [TrainConfig, DistillConfig])
+def test_the_command_line_defaults_are_the_configs(config):
+    # kdtool.fit and rerun start from the dataclass defaults, the command line from the table's: they agree
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for option in table.command_options(config.commands[-1]):
+        if option.config and option.name != "out":  # a run folder per command
+            field = fields[option.name]
+            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            assert option.to_config(option.default) == default, option.name

@@ -201,9 +201,9 @@ def test_unknown_config_keys_are_errors_not_dropped():
 
 
 def test_first_difference_ignores_options_that_do_not_change_the_result():
-    recorded = {"kind": "train-teacher", "alpha": 0.1, "device": "cpu", "out": "a"}
-    assert first_difference(recorded, {"kind": "train-teacher", "alpha": 0.1, "device": "cuda", "out": "b"}) is None
-    assert first_difference(recorded, {"kind": "train-teacher", "alpha": 0.2}) == ("alpha", 0.1, 0.2)
+    recorded = {"kind": "train-teacher", **TrainConfig(alpha=0.1, device="cpu", out="a").to_dict()}
+    assert first_difference(recorded, TrainConfig(alpha=0.1, device="cuda", out="b").result_options()) is None
+    assert first_difference(recorded, TrainConfig(alpha=0.2).result_options()) == ("alpha", 0.1, 0.2)
     assert first_difference(recorded, {"kind": "distill"})[0] == "kind"
 
 

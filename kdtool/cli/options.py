@@ -14,10 +14,12 @@ from typing import Annotated, Any
 import typer
 
 from kdtool.config import options as table
-from kdtool.config.options import DATA, METHOD, MODEL_NAMES, ZOO, Option
+from kdtool.config.options import DATA as DATA  # panels and help texts other commands share
+from kdtool.config.options import METHOD as METHOD
+from kdtool.config.options import MODEL_NAMES as MODEL_NAMES
+from kdtool.config.options import ZOO as ZOO
+from kdtool.config.options import Option
 from kdtool.errors import KdtoolError
-
-__all__ = ["DATA", "METHOD", "MODEL_NAMES", "ZOO", "TableCommand", "annotation", "as_text", "given_options"]
 
 
 def annotation(option: Option) -> Any:

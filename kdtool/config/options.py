@@ -152,12 +152,18 @@ class Option:
     panel: str
     commands: tuple[str, ...] = BOTH  # () for a config field no command line sets (kdtool.fit and rerun --set do)
     applies: Applies | None = None  # None: every run of its commands uses it
-    changes_result: bool = True  # False: a run and its continuation may differ in it (--resume, --seeds, compare)
+    # False (or False for the run, a function of its config): a run and its continuation may differ in it
+    # (--resume, --seeds and sweep compare the others with the run folder's; compare groups runs across it)
+    changes_result: bool | Callable[[Any], bool] = True
     flags: tuple[str, ...] = ()  # the flag(s) when not --name (a bool's are --name, or --name/--no-name)
     parse: Callable[[Any], Any] | None = None  # the command line's value -> the config's
     config: bool = True  # False: a control of the command itself (--seeds, --force, ...), no config field
     show_default: bool = True
     metavar: str | None = None
+
+    def changes(self, config: Any) -> bool:
+        """Whether a run of ``config`` with another value of this option is another run."""
+        return self.changes_result(config) if callable(self.changes_result) else self.changes_result
 
     @property
     def flag(self) -> str:
@@ -180,7 +186,7 @@ def _o(name: str, type_: Any, default: Any, help_: str, panel: str, **rest: Any)
 T, D = (TRAIN,), (DISTILL,)
 # In the order of the commands' --help (distill lists its DISTILL_FIRST panels first).
 OPTIONS: tuple[Option, ...] = (
-    _o("out", Path, None, "Run folder to create.", RUN),  # default: per command (COMMAND_DEFAULTS)
+    _o("out", Path, None, "Run folder to create.", RUN, changes_result=False),  # default: COMMAND_DEFAULTS
     _o("dataset", str, "fashion-mnist", "fashion-mnist (embedded), mnist, cifar10, cifar100, svhn, imagefolder:PATH, "
        "wds:PATTERN (tar shards); text: goemotions, goemotions-ekman (embedded), text:PATH.", DATA),
     _o("data_root", Path | None, None, "Folder of torchvision datasets.", DATA, applies=TORCHVISION),
@@ -330,16 +336,16 @@ OPTIONS: tuple[Option, ...] = (
     _o("loader", str, "auto", "Data path of imagefolder: and wds: data: memory (decoded once into a tensor on the "
        "device), stream (decoded batch by batch in --workers processes) or auto (memory when the decoded data fit in "
        "--memory-budget).", STREAM, applies=FILES),
-    # a resumed run keeps the data path it started with
+    # a resumed run keeps the data path it started with, whatever the budget
     _o("memory_budget", str | None, None, "--loader auto: the most decoded data kept in memory, e.g. 8GiB or 500MB "
        "(default: half the available RAM, and on a GPU at most half its free memory).", STREAM, applies=Applies(
         "loader", lambda c: c.dataset.startswith("imagefolder:") and c.loader == "auto",
         "--loader auto with imagefolder:PATH"), changes_result=False, show_default=False),
-    # streamed imagefolder batches do not depend on it; wds: shards are dealt out to the workers, so there they do
-    # (kdtool.runs.folder.changes_result)
+    # streamed imagefolder batches do not depend on it; wds: shards are dealt out to the workers, each making its
+    # own batches, so there they do
     _o("workers", int | None, None, "Streaming: DataLoader worker processes per training process (0: decode in it; "
        "default: its share of the CPU cores, at most 8). Batches do not depend on it.", STREAM, applies=STREAMS,
-       changes_result=False, show_default=False),
+       changes_result=_is_wds, show_default=False),
     _o("skip_bad_samples", bool, False, "Streaming: skip unreadable images, incomplete samples and truncated shards, "
        "counting them in the log, instead of stopping at the first.", STREAM, applies=STREAMS),
     _o("val_shards", str | None, None, "wds: evaluation shards, a brace pattern (default: the training pattern with "
@@ -380,7 +386,8 @@ def applies_of(commands: Iterable[str]) -> dict[str, Applies]:
     return {name: o.applies for name, o in config_options(commands).items() if o.applies is not None}
 
 
-RESULT_FREE = frozenset(o.name for o in OPTIONS if o.config and not o.changes_result)
+# Options whose value may differ between runs of the same result (for wds: data --workers does change it)
+RESULT_FREE = frozenset(o.name for o in OPTIONS if o.config and o.changes_result is not True)
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

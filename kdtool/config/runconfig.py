@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kdtool.config.options import DISTILL, TRAIN, Applies, applies_of, is_text, taught
+from kdtool.config.options import DISTILL, TRAIN, Applies, applies_of, config_options, is_text, taught
 from kdtool.data.augment import parse_augment
 from kdtool.data.registry import stored_image_size
 from kdtool.data.shards import is_wds, resolve_val_shards
@@ -165,8 +165,23 @@ class TrainConfig:
     class_names: str | None = None  # wds: file of class names (default: classes.txt beside the shards)
 
     def resolve(self) -> TrainConfig:
-        """Validate every option and fill the derived defaults; returns ``self``."""
+        """Validate every option and fill the derived defaults, step by step; returns ``self``."""
         self.check_method()
+        self.resolve_family_defaults()
+        check_model_name(self.model)
+        self.resolve_model_input()
+        self.check_training()
+        self.resolve_method_options()
+        self.augment = ",".join(parse_augment(self.augment)) or "none"
+        self.resolve_data_path()
+        resolve_text_options(self)
+        self.resolve_runtime()
+        self.resolve_selection()
+        self.resolve_schedule()
+        return self
+
+    def resolve_family_defaults(self) -> None:
+        """The augmentation, schedule and learning rate of the dataset's family, where the run leaves them."""
         defaults = training_defaults(self.dataset)
         if self.augment is None:
             self.augment = defaults.augment
@@ -174,8 +189,9 @@ class TrainConfig:
             self.schedule = defaults.schedule
         if self.lr is None:
             self.lr = defaults.lr
-        check_model_name(self.model)
-        self.resolve_model_input()
+
+    def check_training(self) -> None:
+        """The sizes and rates of the optimisation."""
         if self.epochs <= 0:
             raise KdtoolError(f"--epochs must be positive, got {self.epochs}")
         if self.batch_size <= 0:
@@ -186,31 +202,38 @@ class TrainConfig:
             raise KdtoolError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
         if self.mixup_alpha <= 0:
             raise KdtoolError(f"--mixup-alpha must be > 0 (λ ~ Beta(α, α)), got {self.mixup_alpha}")
+
+    def resolve_method_options(self) -> None:
+        """The options of the training methods (LS, LLS, TF-KD, Zipf, focal, prior) and the files they read."""
         check_unit_interval("--epsilon", self.epsilon)
         if self.alpha is not None:  # None: an LLS-ST run whose α comes from its Q artifact
             check_unit_interval("--alpha", self.alpha)
         self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
         if self.q_update not in Q_UPDATES:
             raise KdtoolError(f"unknown --q-update {self.q_update!r}: choose one of {', '.join(Q_UPDATES)}")
-        self.augment = ",".join(parse_augment(self.augment)) or "none"
-        self.resolve_data_path()
-        resolve_text_options(self)
+        if self.q_weight_decay is None:
+            self.q_weight_decay = self.weight_decay
         check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)
         check_zipf_options(self.zipf_weight, self.zipf_exponent)
         self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
-        self.amp = check_amp(self.amp)
-        check_device(self.device)  # an unavailable --device fails here, before any folder or data
-        trackers = parse_log(self.log)
-        check_installed(trackers)  # a tracker's missing package fails here too
-        self.log = ",".join(trackers)
         if self.smoothing == "tfkd-self" and self.teacher is None:
             raise KdtoolError("--smoothing tfkd-self needs --teacher RUN, a trained run of the same network")
         if self.smoothing == "prior" and self.prior is None:
             raise KdtoolError("--smoothing prior needs --prior FILE, a Q artifact (see kdtool make-prior)")
         if self.prior is not None:
             self.prior = str(q_artifact_path(self.prior))
-        if self.q_weight_decay is None:
-            self.q_weight_decay = self.weight_decay
+
+    def resolve_runtime(self) -> None:
+        """Mixed precision, the device and the trackers: an unavailable --device, or a tracker whose package is
+        missing, fails here, before any folder or data."""
+        self.amp = check_amp(self.amp)
+        check_device(self.device)
+        trackers = parse_log(self.log)
+        check_installed(trackers)
+        self.log = ",".join(trackers)
+
+    def resolve_selection(self) -> None:
+        """The validation split, the epoch whose weights are kept, and early stopping."""
         if not 0.0 <= self.val_fraction < 1.0:
             raise KdtoolError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         has_val = self.val_fraction > 0 or has_official_validation(self.dataset)
@@ -222,6 +245,9 @@ class TrainConfig:
             raise KdtoolError(f"--select {self.select} needs a validation split: add --val-fraction (e.g. 0.1)")
         if self.early_stopping < 0 or (self.early_stopping and not has_val):
             raise KdtoolError("--early-stopping N needs N ≥ 1 and a validation split (--val-fraction)")
+
+    def resolve_schedule(self) -> None:
+        """The LR schedule, its warm-up and its milestones."""
         if self.schedule not in SCHEDULES:
             raise KdtoolError(f"unknown --schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         if self.warmup_epochs is None:
@@ -242,7 +268,6 @@ class TrainConfig:
             self.milestones = sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)})
         if any(m <= 0 for m in self.milestones):
             raise KdtoolError(f"--milestones must be positive epochs, got {self.milestones}")
-        return self
 
     def resolve_data_path(self) -> None:
         """``--loader`` and the streaming options; a wds: dataset's evaluation shards."""
@@ -317,6 +342,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The options that apply to this run, in declaration order (what ``config.json`` records)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if self.applies_to_run(f.name)}
+
+    def result_options(self) -> dict[str, Any]:
+        """The options of :meth:`to_dict` that make the run's result (not ``--device``, ``--out``, the trackers
+        ...: kdtool.config.options): what ``--resume``, ``--seeds`` and ``sweep`` compare with a run folder's."""
+        options = config_options(self.commands)
+        return {k: v for k, v in self.to_dict().items() if k not in options or options[k].changes(self)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -398,6 +429,13 @@ class DistillConfig(TrainConfig):
         options (compared by ``--resume``, ``--seeds`` and ``sweep``) hold the value the run uses;
         ``beta`` and ``temperature`` default per method.
         """
+        self.resolve_source()
+        self.resolve_kd_options()
+        super().resolve()
+        return self
+
+    def resolve_source(self) -> None:
+        """Exactly one source of knowledge, the options only it takes, and the kept classes."""
         if sum(source is not None for source in (self.teacher, self.teacher_cache, self.substitute_q)) != 1:
             raise KdtoolError("give exactly one of --teacher RUN (KD), --teacher-cache FILE (KD from a teacher "
                               "cache) or --substitute-q FILE (LLS-ST)")  # fmt: skip
@@ -408,6 +446,13 @@ class DistillConfig(TrainConfig):
         if self.kd_loss not in KD_LOSSES:
             raise KdtoolError(f"unknown --kd-loss {self.kd_loss!r}: choose one of {', '.join(KD_LOSSES)}")
         self.smoothing = self.kd_loss if taught(self) else "lls-st"
+        if self.substitute_q is not None:
+            self.substitute_q = str(q_artifact_path(self.substitute_q))  # a run folder stands for its Q
+            if self.alpha is None:
+                self.alpha = QMatrix.stored_alpha(self.substitute_q)  # the whole artifact is read once, by the run
+
+    def resolve_kd_options(self) -> None:
+        """β and T by method where the run leaves them, and the options of each KD loss."""
         if self.beta is None:
             self.beta = DEFAULT_BETA[self.smoothing]
         if self.temperature is None:
@@ -416,12 +461,6 @@ class DistillConfig(TrainConfig):
         check_kd_options(self.beta, self.temperature)
         check_dkd_options(self.dkd_alpha, self.dkd_beta, self.dkd_warmup_epochs)
         check_dist_options(self.dist_beta, self.dist_gamma)
-        if self.substitute_q is not None:
-            self.substitute_q = str(q_artifact_path(self.substitute_q))  # a run folder stands for its Q
-            if self.alpha is None:
-                self.alpha = QMatrix.stored_alpha(self.substitute_q)  # the whole artifact is read once, by the run
-        super().resolve()
-        return self
 
 
 # The options an imported network's run has (kdtool import): its data, network, input and weights file.

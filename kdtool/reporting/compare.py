@@ -17,17 +17,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdtool.config.options import RESULT_FREE
 from kdtool.errors import KdtoolError
 from kdtool.reporting.display import Column
 from kdtool.reporting.plots import DYNAMICS_METRICS, GroupCurve, is_percent
-from kdtool.runs.folder import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS
+from kdtool.runs.folder import CONFIG, METRICS, MODEL
 
 DEFAULT_GROUP_BY = ("smoothing",)
 DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")
 EPOCH_LEGEND = ("selected: the epoch whose weights a run kept (metrics.csv's selected column); last: the last "
                 "epoch it trained; best: its best epoch")  # fmt: skip
 # Config keys that differ between runs of one group without changing what is compared.
-_INCIDENTAL = {"seed", "command", "device_used", "world_size", *RESULT_FREE_OPTIONS}
+_INCIDENTAL = {"seed", "command", "device_used", "world_size", *RESULT_FREE}
 _INCIDENTAL_PREFIXES = ("versions.", "teacher_run.path", "q_artifact.path", "prior_artifact.path")
 
 

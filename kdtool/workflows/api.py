@@ -63,6 +63,22 @@ def tensor_dataset(train: Split, test: Split, class_names: Sequence[str] | None)
     return Dataset(info, train, test)
 
 
+def fit_config(method: str | None, teacher: nn.Module | str | os.PathLike | None,
+               substitute_q: str | os.PathLike | None, options: dict[str, Any]) -> TrainConfig:
+    """The (unresolved) config of a :func:`fit` run: a student's when it has a teacher or a Q to learn from."""
+    if substitute_q is not None and method not in (None, "lls-st"):
+        raise KdtoolError(f"method={method!r}: a student of substitute_q= learns by LLS-ST; drop method=")
+    try:
+        if teacher is None and substitute_q is None:
+            return TrainConfig(smoothing=method or "lls", **options)
+        source = f"{PYTHON_PREFIX}{type(teacher).__name__}" if isinstance(teacher, nn.Module) else teacher
+        return DistillConfig(teacher=None if source is None else str(source),
+                             substitute_q=None if substitute_q is None else str(substitute_q),
+                             kd_loss=method if teacher is not None and method else "kd", **options)  # fmt: skip
+    except TypeError as exc:  # an option fit sets itself (smoothing=, model=, ...)
+        raise KdtoolError(f"kdtool.fit: {exc}") from None
+
+
 def fit(
     model: nn.Module,
     train: Data,
@@ -95,22 +111,10 @@ def fit(
         options.setdefault("augment", "none")  # kdtool's augmentations are for images
     name = f"{PYTHON_PREFIX}{type(model).__name__}"
     common = {"model": name, "dataset": "python", "epochs": epochs, "out": str(out), **options}
-    if substitute_q is not None and method not in (None, "lls-st"):
-        raise KdtoolError(f"method={method!r}: a student of substitute_q= learns by LLS-ST; drop method=")
-    try:
-        if taught:
-            source = f"{PYTHON_PREFIX}{type(teacher).__name__}" if isinstance(teacher, nn.Module) else teacher
-            cfg: TrainConfig = DistillConfig(teacher=None if source is None else str(source),
-                                             substitute_q=None if substitute_q is None else str(substitute_q),
-                                             kd_loss=method if teacher is not None and method else "kd",
-                                             **common)  # fmt: skip
-        else:
-            cfg = TrainConfig(smoothing=method or "lls", **common)
-    except TypeError as exc:  # an option fit sets itself (smoothing=, model=, ...)
-        raise KdtoolError(f"kdtool.fit: {exc}") from None
+    cfg = fit_config(method, teacher, substitute_q, common)
     cfg.resolve()
     cfg.check_given(given)
-    plan_run(cfg.out, cfg.to_dict(), force, resume=False)
+    plan_run(cfg.out, cfg.result_options(), force, resume=False)
     record: dict[str, Any] = {}
     if isinstance(teacher, nn.Module):
         target = KD_LOSSES[cfg.kd_loss](cfg, FrozenTeacher(teacher), None)

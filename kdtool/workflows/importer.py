@@ -46,7 +46,7 @@ def import_run(cfg: ImportConfig, force: bool, console: Console) -> tuple[RunDir
     """Check everything, evaluate the imported network on the test split, then write its run folder:
     ``config.json`` (kind ``import``), ``model.safetensors`` and a one-row ``metrics.csv``."""
     cfg.resolve()
-    plan_run(cfg.out, cfg.to_dict(), force, resume=False)
+    plan_run(cfg.out, cfg.result_options(), force, resume=False)
     with stops_safely(cfg.out):
         dataset = load_data(cfg)
         model, reads = imported_network(cfg, dataset.info, read_state_dict(cfg.weights))
