@@ -179,181 +179,179 @@ class Option:
         return str(value) if isinstance(value, Path) else value
 
 
-def _o(name: str, type_: Any, default: Any, help_: str, panel: str, **rest: Any) -> Option:
-    return Option(name, type_, default, help_, panel, **rest)
-
-
 T, D = (TRAIN,), (DISTILL,)
 # In the order of the commands' --help (distill lists its DISTILL_FIRST panels first).
 OPTIONS: tuple[Option, ...] = (
-    _o("out", Path, None, "Run folder to create.", RUN, changes_result=False),  # default: COMMAND_DEFAULTS
-    _o("dataset", str, "fashion-mnist", "fashion-mnist (embedded), mnist, cifar10, cifar100, svhn, imagefolder:PATH, "
-       "wds:PATTERN (tar shards); text: goemotions, goemotions-ekman (embedded), text:PATH.", DATA),
-    _o("data_root", Path | None, None, "Folder of torchvision datasets.", DATA, applies=TORCHVISION),
-    _o("download", bool, False, "Download torchvision datasets into --data-root.", DATA, applies=Applies(
-        "data_root", lambda c: c.data_root is not None and c.dataset in _torchvision_sets(),
-        "--data-root with a torchvision dataset")),
-    _o("image_size", int, 64, "Square size imagefolder images are resized to.", DATA, applies=FILES),
-    _o("classes", str | None, None, 'Keep only these classes, by name, in this order: "a,b,c".', DATA, commands=D,
-       parse=_name_list),
-    _o("class_indices", str | None, None, "Keep only these classes, by index, in this order: 0,2,4.", DATA,
-       commands=D, parse=lambda v: parse_int_list(v, "--class-indices")),
-    _o("sample_fraction", float, 1.0, "Train on this fraction of each class, in (0,1] (seeded; test set "
-       "unchanged).", DATA, commands=D),
-    _o("limit_train", int | None, None, "Use at most N training samples (seeded).", DATA),
-    _o("limit_test", int | None, None, "Use at most N test samples (seeded).", DATA),
-    _o("augment", str | None, None, "'standard' (random crop, and flip where it fits the data), 'none', or a comma "
-       "list of cutout, mixup, cutmix, randaugment added to the standard ones." + FAMILY + "none for fashion-mnist "
-       "and mnist, standard for other images.", DATA, applies=Applies("dataset", lambda c: not is_text(c),
-                                                                      "image datasets")),
-    _o("no_augment", bool, False, "Same as --augment none.", DATA, config=False),
-    _o("vocab_size", int, 20000, "Vocabulary entries (padding and unknown-word tokens included): the most frequent "
-       "training tokens.", TEXT, applies=TEXT_DATA),
-    _o("max_len", int, 128, "Tokens kept per text.", TEXT, applies=TEXT_DATA),
-    _o("embed_dim", int, 128, "Embedding size of bilstm/textcnn.", TEXT, applies=TEXT_DATA),
-    _o("hidden_size", int, 128, "bilstm: LSTM units per direction; textcnn: filters per width.", TEXT,
-       applies=TEXT_DATA),
-    _o("word_vectors", Path | None, None, "GloVe-format text file ('word v1 ... vd' a line) that initialises the "
-       "embedding.", TEXT, applies=TEXT_DATA),
-    _o("model", str, "lenet5", MODEL_NAMES, METHOD, commands=T),
-    _o("model", str, "lenet5", "Student network: " + MODEL_NAMES, METHOD, commands=D, flags=("--student",)),
-    _o("pretrained", str | None, None, "Start from pretrained weights: a safetensors or PyTorch state-dict file "
-       "(head resized, first convolution adapted), or 'hub' for the zoo's own download.", ZOO, applies=ZOO_MODELS,
-       metavar="FILE|hub", show_default=False),
-    _o("input_size", int | None, None, "Square size the network reads; batches are resized on the device (default: "
-       "the pretrained weights' own size, else the data's).", ZOO, applies=ZOO_MODELS, show_default=False),
-    _o("input_norm", str | None, None, "Normalise inputs by the model's own mean/std or the dataset's: model or "
-       "dataset (default: model when pretrained).", ZOO, applies=ZOO_MODELS, show_default=False),
-    _o("smoothing", str, "lls", "Training method: onehot, ls, lls, ols, tfkd-reg, tfkd-self (--teacher), zipf, "
-       "focal (--focal-gamma) or prior (--prior).", METHOD, commands=T),
-    _o("epsilon", float, 0.1, "LS and prior: smoothing mass ε in (0,1).", METHOD, commands=T,
-       applies=method("ls", "prior")),
-    _o("alpha", float, 0.1, "LLS: mixing weight α in (0,1).", METHOD, commands=T, applies=method("lls")),
-    _o("lls_terms", str, "all", "LLS: terms to keep, 'all' or a comma list of target-entropy, forward-ce, "
-       "prediction-entropy, reverse-ce.", METHOD, commands=T, applies=method("lls")),
-    _o("q_weight_decay", float | None, None, "LLS: weight decay of Q (default: --weight-decay).", METHOD, commands=T,
-       applies=method("lls")),
-    _o("q_update", str, "auto", "LLS: how Q is updated: dense (all K² entries every step), sparse (only the rows of "
-       "the batch's labels, the others caught up exactly when read: the same training, per-step cost O(batch × K)) "
-       "or auto (sparse from 1,000 classes).", METHOD, commands=T, applies=method("lls")),
-    _o("teacher", Path | None, None, "tfkd-self: run folder of a trained copy of the student.", METHOD, commands=T,
-       applies=method("tfkd-self"), flags=("--teacher",)),
-    _o("tfkd_temperature", float, 20.0, "TF-KD: temperature τ of teacher and student.", METHOD, commands=T,
-       applies=method("tfkd-reg", "tfkd-self")),
-    _o("tfkd_weight", float, 0.1, "TF-KD: weight α of the KD term in [0,1]; CE gets 1-α.", METHOD, commands=T,
-       applies=method("tfkd-reg", "tfkd-self")),
-    _o("tfkd_multiplier", float, 1.0, "TF-KD: extra factor m on the KD term (docs/methods.md: matching the "
-       "reference code).", METHOD, commands=T, applies=method("tfkd-reg", "tfkd-self")),
-    _o("tfkd_correct_prob", float, 0.9, "tfkd-reg: virtual teacher's probability a of the true class.", METHOD,
-       commands=T, applies=method("tfkd-reg")),
-    _o("zipf_weight", float, 1.0, "zipf: weight λ of KL(Zipf target ‖ prediction).", METHOD, commands=T,
-       applies=method("zipf")),
-    _o("zipf_exponent", float, 1.0, "zipf: exponent s, mass ∝ 1/rank^s.", METHOD, commands=T, applies=method("zipf")),
-    _o("focal_gamma", str, "3", "focal: γ ≥ 0 (3 = FL-3), or 'adaptive' (FLSD-53: 5 if p_y < 0.2, else 3).", METHOD,
-       commands=T, applies=method("focal")),
-    _o("prior", Path | None, None, "prior: Q artifact of a fixed smoothing distribution θ (kdtool make-prior).",
-       METHOD, commands=T, applies=method("prior")),
-    _o("teacher", Path | None, None, "Run folder of the teacher (Hinton KD).", SOURCE, commands=D,
-       applies=Applies("smoothing", lambda c: c.teacher is not None, "--teacher")),
-    _o("teacher_cache", Path | None, None, "Teacher cache (kdtool cache-teacher) replayed instead of running the "
-       "teacher: KD losses only.", SOURCE, commands=D, show_default=False,
-       applies=Applies("smoothing", lambda c: c.teacher_cache is not None, "--teacher-cache")),
-    _o("approximate_cache", bool, False, "Accept a teacher cache of the top-k < K logits: every KD loss from it is an "
-       "approximation of the live teacher's (the run's header and config.json say so).", SOURCE, commands=D,
-       applies=Applies("teacher_cache", lambda c: c.teacher_cache is not None, "--teacher-cache")),
-    _o("substitute_q", Path | None, None, "Q artifact used instead of a teacher (LLS-ST).", SOURCE, commands=D,
-       applies=LLS_ST),
-    _o("alpha", float | None, None, "LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).", SOURCE,
-       commands=D, applies=LLS_ST),
-    _o("beta", float | None, None, "Weight β in [0,1] of the hard-label cross-entropy (default: 0 for kd and LLS-ST, "
-       "1 for dkd and dist).", SOURCE, commands=D, show_default=False),
-    _o("temperature", float | None, None, "Softmax temperature T of teacher and student, soft term ×T² (default: 1 "
-       "for kd and LLS-ST, 2 for kd with --logit-standardize, 4 for dkd and dist).", SOURCE, commands=D,
-       show_default=False),
-    _o("kd_loss", str, "kd", "With a teacher or its cache: kd (Hinton), dkd (decoupled KD, Zhao et al. 2022) or dist "
-       "(DIST, Huang et al. 2022).", KD, commands=D,
-       applies=Applies("smoothing", taught, "--teacher and --teacher-cache")),
-    _o("logit_standardize", bool, False, "kd, dkd: z-score student and teacher logits before the temperature (Sun et "
-       "al. 2024).", KD, commands=D, applies=kd_loss("kd", "dkd")),
-    _o("dkd_alpha", float, 1.0, "dkd: weight α of the target-class term TCKD.", KD, commands=D, applies=kd_loss("dkd")),
-    _o("dkd_beta", float, 8.0, "dkd: weight β of the non-target term NCKD (the paper tunes it per teacher, 1-8).", KD,
-       commands=D, applies=kd_loss("dkd")),
-    _o("dkd_warmup_epochs", int, 20, "dkd: epochs over which the DKD term's weight rises linearly to 1.", KD,
-       commands=D, applies=kd_loss("dkd")),
-    _o("dist_beta", float, 2.0, "dist: weight β of the inter-class (per sample) relation term.", KD, commands=D,
-       applies=kd_loss("dist")),
-    _o("dist_gamma", float, 2.0, "dist: weight γ of the intra-class (per class) relation term.", KD, commands=D,
-       applies=kd_loss("dist")),
-    _o("epochs", int, 10, "Training epochs.", OPTIM),
-    _o("batch_size", int, 128, "Batch size.", OPTIM),
-    _o("lr", float | None, None, "Peak learning rate (SGD, momentum 0.9)." + FAMILY + "0.05 for fashion-mnist and "
-       "mnist, 0.1 otherwise.", OPTIM),
-    _o("momentum", float, 0.9, "SGD momentum.", OPTIM, commands=()),
-    _o("weight_decay", float, 5e-4, "Weight decay of the network.", OPTIM),
-    _o("decay_bias_norm", bool, False, "Weight decay on biases and normalisation parameters too (default: off, as "
-       "timm).", OPTIM, flags=("--decay-bias-norm/--no-decay-bias-norm",)),
-    _o("mixup_alpha", float, 0.2, "mixup, cutmix: λ ~ Beta(α, α) (1: uniform; 0.2 was better on validation).", DATA,
-       applies=Applies("augment", _mixes, "--augment with mixup or cutmix")),
-    _o("schedule", str | None, None, "LR schedule after warm-up: multistep (at --milestones), cosine, or constant. "
-       "Default: cosine (the paper recipes pass multistep).", OPTIM),
-    _o("warmup_epochs", float | None, None, "Linear warm-up epochs, at most half the run (default: a tenth of the "
-       "run, at least 1, at most 5, and 0.5 for a 1-epoch run).", OPTIM),
-    _o("val_fraction", float, 0.0, "Hold out this stratified fraction of the training set for validation. Datasets "
-       "with an official validation split (goemotions, goemotions-ekman, text:PATH with validation.tsv) always use "
-       "it and refuse this option.", OPTIM, applies=Applies("dataset", _no_official_validation, "datasets without "
-                                                            "an official validation split (one that has it always "
-                                                            "uses it)")),
-    _o("select", str | None, None, "Weights to keep: last, best-val-loss, best-val-acc or best-val-f1 (macro-F1). "
-       "Default: best-val-loss when there is a validation split (--val-fraction, or the dataset's official one), "
-       "else last.", OPTIM),
-    _o("early_stopping", int, 0, "Stop after N epochs without a lower validation loss (0: off).", OPTIM),
-    _o("milestones", str, "", "Epochs where the LR is multiplied by --gamma, e.g. 100,150 (default: 50% and 75% of "
-       "--epochs).", OPTIM, applies=MULTISTEP, parse=lambda v: parse_int_list(v, "--milestones")),
-    _o("gamma", float, 0.1, "LR decay factor at each milestone.", OPTIM, applies=MULTISTEP),
-    _o("seed", int, 0, "Seed of initialisation, shuffling and augmentation.", RUN),
-    _o("seeds", str | None, None, "Comma list of seeds: one run per seed in `OUT/seed<N>`, one after another "
-       "(overrides --seed). Re-running skips finished seeds and resumes an interrupted one.", RUN, config=False,
-       show_default=False),
-    _o("device", str, "auto", "auto (CUDA when present), cpu, cuda, cuda:1 ...", RUN, changes_result=False),
-    _o("eval_batch_size", int, 1024, "Batch size of evaluation.", RUN, commands=(), changes_result=False),
-    _o("amp", str, "none", "Mixed precision: none, bf16 (autocast; on a CPU without native bf16 it is slower) or "
-       "fp16 (CUDA only, with a gradient scaler).", SPEED),
-    _o("channels_last", bool, False, "Channels-last memory format for the network and its batches (faster "
-       "convolutions on CPUs and on GPUs with AMP).", SPEED),
-    _o("compile", bool, False, "torch.compile the network (minutes of compiling first; falls back to eager, saying "
-       "why, where unavailable).", SPEED),
-    _o("log", str, "csv", "Experiment trackers, a comma list: csv (metrics.csv, always written), tensorboard (event "
-       "files in OUT/tensorboard), mlflow, wandb (its files in OUT/wandb; WANDB_MODE=offline works without network). "
-       'Each but csv is an optional extra: pip install "kdtool[NAME]". Under torchrun write `torchrun ... -m kdtool '
-       "-- train-teacher --log ...`.", TRACKING, changes_result=False),
-    _o("mlflow_uri", str | None, None, "--log mlflow: tracking store, a server URL or sqlite:///FILE (default: "
-       "MLflow's, MLFLOW_TRACKING_URI if set).", TRACKING, applies=logs_to("mlflow"), changes_result=False,
-       show_default=False),
-    _o("mlflow_experiment", str, "kdtool", "--log mlflow: experiment name.", TRACKING, applies=logs_to("mlflow"),
-       changes_result=False),
-    _o("wandb_project", str, "kdtool", "--log wandb: project name.", TRACKING, applies=logs_to("wandb"),
-       changes_result=False),
-    _o("loader", str, "auto", "Data path of imagefolder: and wds: data: memory (decoded once into a tensor on the "
-       "device), stream (decoded batch by batch in --workers processes) or auto (memory when the decoded data fit in "
-       "--memory-budget).", STREAM, applies=FILES),
+    Option("out", Path, None, "Run folder to create.", RUN, changes_result=False),  # default: COMMAND_DEFAULTS
+    Option("dataset", str, "fashion-mnist", "fashion-mnist (embedded), mnist, cifar10, cifar100, svhn, "
+        "imagefolder:PATH, wds:PATTERN (tar shards); text: goemotions, goemotions-ekman (embedded), text:PATH.", DATA),
+    Option("data_root", Path | None, None, "Folder of torchvision datasets.", DATA, applies=TORCHVISION),
+    Option("download", bool, False, "Download torchvision datasets into --data-root.", DATA,
+        applies=Applies("data_root", lambda c: c.data_root is not None and c.dataset in _torchvision_sets(),
+                        "--data-root with a torchvision dataset")),
+    Option("image_size", int, 64, "Square size imagefolder images are resized to.", DATA, applies=FILES),
+    Option("classes", str | None, None, 'Keep only these classes, by name, in this order: "a,b,c".', DATA, commands=D,
+        parse=_name_list),
+    Option("class_indices", str | None, None, "Keep only these classes, by index, in this order: 0,2,4.", DATA,
+        commands=D, parse=lambda v: parse_int_list(v, "--class-indices")),
+    Option("sample_fraction", float, 1.0, "Train on this fraction of each class, in (0,1] (seeded; test set "
+        "unchanged).", DATA, commands=D),
+    Option("limit_train", int | None, None, "Use at most N training samples (seeded).", DATA),
+    Option("limit_test", int | None, None, "Use at most N test samples (seeded).", DATA),
+    Option("augment", str | None, None, "'standard' (random crop, and flip where it fits the data), 'none', or a "
+        "comma list of cutout, mixup, cutmix, randaugment added to the standard ones." + FAMILY + "none for "
+        "fashion-mnist and mnist, standard for other images.", DATA,
+        applies=Applies("dataset", lambda c: not is_text(c), "image datasets")),
+    Option("no_augment", bool, False, "Same as --augment none.", DATA, config=False),
+    Option("vocab_size", int, 20000, "Vocabulary entries (padding and unknown-word tokens included): the most "
+        "frequent training tokens.", TEXT, applies=TEXT_DATA),
+    Option("max_len", int, 128, "Tokens kept per text.", TEXT, applies=TEXT_DATA),
+    Option("embed_dim", int, 128, "Embedding size of bilstm/textcnn.", TEXT, applies=TEXT_DATA),
+    Option("hidden_size", int, 128, "bilstm: LSTM units per direction; textcnn: filters per width.", TEXT,
+        applies=TEXT_DATA),
+    Option("word_vectors", Path | None, None, "GloVe-format text file ('word v1 ... vd' a line) that initialises the "
+        "embedding.", TEXT, applies=TEXT_DATA),
+    Option("model", str, "lenet5", MODEL_NAMES, METHOD, commands=T),
+    Option("model", str, "lenet5", "Student network: " + MODEL_NAMES, METHOD, commands=D, flags=("--student",)),
+    Option("pretrained", str | None, None, "Start from pretrained weights: a safetensors or PyTorch state-dict file "
+        "(head resized, first convolution adapted), or 'hub' for the zoo's own download.", ZOO, applies=ZOO_MODELS,
+        metavar="FILE|hub", show_default=False),
+    Option("input_size", int | None, None, "Square size the network reads; batches are resized on the device "
+        "(default: the pretrained weights' own size, else the data's).", ZOO, applies=ZOO_MODELS, show_default=False),
+    Option("input_norm", str | None, None, "Normalise inputs by the model's own mean/std or the dataset's: model or "
+        "dataset (default: model when pretrained).", ZOO, applies=ZOO_MODELS, show_default=False),
+    Option("smoothing", str, "lls", "Training method: onehot, ls, lls, ols, tfkd-reg, tfkd-self (--teacher), zipf, "
+        "focal (--focal-gamma) or prior (--prior).", METHOD, commands=T),
+    Option("epsilon", float, 0.1, "LS and prior: smoothing mass ε in (0,1).", METHOD, commands=T,
+        applies=method("ls", "prior")),
+    Option("alpha", float, 0.1, "LLS: mixing weight α in (0,1).", METHOD, commands=T, applies=method("lls")),
+    Option("lls_terms", str, "all", "LLS: terms to keep, 'all' or a comma list of target-entropy, forward-ce, "
+        "prediction-entropy, reverse-ce.", METHOD, commands=T, applies=method("lls")),
+    Option("q_weight_decay", float | None, None, "LLS: weight decay of Q (default: --weight-decay).", METHOD,
+        commands=T, applies=method("lls")),
+    Option("q_update", str, "auto", "LLS: how Q is updated: dense (all K² entries every step), sparse (only the rows "
+        "of the batch's labels, the others caught up exactly when read: the same training, per-step cost O(batch × "
+        "K)) or auto (sparse from 1,000 classes).", METHOD, commands=T, applies=method("lls")),
+    Option("teacher", Path | None, None, "tfkd-self: run folder of a trained copy of the student.", METHOD, commands=T,
+        applies=method("tfkd-self"), flags=("--teacher",)),
+    Option("tfkd_temperature", float, 20.0, "TF-KD: temperature τ of teacher and student.", METHOD, commands=T,
+        applies=method("tfkd-reg", "tfkd-self")),
+    Option("tfkd_weight", float, 0.1, "TF-KD: weight α of the KD term in [0,1]; CE gets 1-α.", METHOD, commands=T,
+        applies=method("tfkd-reg", "tfkd-self")),
+    Option("tfkd_multiplier", float, 1.0, "TF-KD: extra factor m on the KD term (docs/methods.md: matching the "
+        "reference code).", METHOD, commands=T, applies=method("tfkd-reg", "tfkd-self")),
+    Option("tfkd_correct_prob", float, 0.9, "tfkd-reg: virtual teacher's probability a of the true class.", METHOD,
+        commands=T, applies=method("tfkd-reg")),
+    Option("zipf_weight", float, 1.0, "zipf: weight λ of KL(Zipf target ‖ prediction).", METHOD, commands=T,
+        applies=method("zipf")),
+    Option("zipf_exponent", float, 1.0, "zipf: exponent s, mass ∝ 1/rank^s.", METHOD, commands=T,
+        applies=method("zipf")),
+    Option("focal_gamma", str, "3", "focal: γ ≥ 0 (3 = FL-3), or 'adaptive' (FLSD-53: 5 if p_y < 0.2, else 3).",
+        METHOD, commands=T, applies=method("focal")),
+    Option("prior", Path | None, None, "prior: Q artifact of a fixed smoothing distribution θ (kdtool make-prior).",
+        METHOD, commands=T, applies=method("prior")),
+    Option("teacher", Path | None, None, "Run folder of the teacher (Hinton KD).", SOURCE, commands=D,
+        applies=Applies("smoothing", lambda c: c.teacher is not None, "--teacher")),
+    Option("teacher_cache", Path | None, None, "Teacher cache (kdtool cache-teacher) replayed instead of running the "
+        "teacher: KD losses only.", SOURCE, commands=D, show_default=False,
+        applies=Applies("smoothing", lambda c: c.teacher_cache is not None, "--teacher-cache")),
+    Option("approximate_cache", bool, False, "Accept a teacher cache of the top-k < K logits: every KD loss from it "
+        "is an approximation of the live teacher's (the run's header and config.json say so).", SOURCE, commands=D,
+        applies=Applies("teacher_cache", lambda c: c.teacher_cache is not None, "--teacher-cache")),
+    Option("substitute_q", Path | None, None, "Q artifact used instead of a teacher (LLS-ST).", SOURCE, commands=D,
+        applies=LLS_ST),
+    Option("alpha", float | None, None, "LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).", SOURCE,
+        commands=D, applies=LLS_ST),
+    Option("beta", float | None, None, "Weight β in [0,1] of the hard-label cross-entropy (default: 0 for kd and "
+        "LLS-ST, 1 for dkd and dist).", SOURCE, commands=D, show_default=False),
+    Option("temperature", float | None, None, "Softmax temperature T of teacher and student, soft term ×T² (default: "
+        "1 for kd and LLS-ST, 2 for kd with --logit-standardize, 4 for dkd and dist).", SOURCE, commands=D,
+        show_default=False),
+    Option("kd_loss", str, "kd", "With a teacher or its cache: kd (Hinton), dkd (decoupled KD, Zhao et al. 2022) or "
+        "dist (DIST, Huang et al. 2022).", KD, commands=D,
+        applies=Applies("smoothing", taught, "--teacher and --teacher-cache")),
+    Option("logit_standardize", bool, False, "kd, dkd: z-score student and teacher logits before the temperature (Sun "
+        "et al. 2024).", KD, commands=D, applies=kd_loss("kd", "dkd")),
+    Option("dkd_alpha", float, 1.0, "dkd: weight α of the target-class term TCKD.", KD, commands=D,
+        applies=kd_loss("dkd")),
+    Option("dkd_beta", float, 8.0, "dkd: weight β of the non-target term NCKD (the paper tunes it per teacher, 1-8).",
+        KD, commands=D, applies=kd_loss("dkd")),
+    Option("dkd_warmup_epochs", int, 20, "dkd: epochs over which the DKD term's weight rises linearly to 1.", KD,
+        commands=D, applies=kd_loss("dkd")),
+    Option("dist_beta", float, 2.0, "dist: weight β of the inter-class (per sample) relation term.", KD, commands=D,
+        applies=kd_loss("dist")),
+    Option("dist_gamma", float, 2.0, "dist: weight γ of the intra-class (per class) relation term.", KD, commands=D,
+        applies=kd_loss("dist")),
+    Option("epochs", int, 10, "Training epochs.", OPTIM),
+    Option("batch_size", int, 128, "Batch size.", OPTIM),
+    Option("lr", float | None, None, "Peak learning rate (SGD, momentum 0.9)." + FAMILY + "0.05 for fashion-mnist "
+        "and mnist, 0.1 otherwise.", OPTIM),
+    Option("momentum", float, 0.9, "SGD momentum.", OPTIM, commands=()),
+    Option("weight_decay", float, 5e-4, "Weight decay of the network.", OPTIM),
+    Option("decay_bias_norm", bool, False, "Weight decay on biases and normalisation parameters too (default: off, as "
+        "timm).", OPTIM, flags=("--decay-bias-norm/--no-decay-bias-norm",)),
+    Option("mixup_alpha", float, 0.2, "mixup, cutmix: λ ~ Beta(α, α) (1: uniform; 0.2 was better on validation).",
+        DATA, applies=Applies("augment", _mixes, "--augment with mixup or cutmix")),
+    Option("schedule", str | None, None, "LR schedule after warm-up: multistep (at --milestones), cosine, or "
+        "constant. Default: cosine (the paper recipes pass multistep).", OPTIM),
+    Option("warmup_epochs", float | None, None, "Linear warm-up epochs, at most half the run (default: a tenth of the "
+        "run, at least 1, at most 5, and 0.5 for a 1-epoch run).", OPTIM),
+    Option("val_fraction", float, 0.0, "Hold out this stratified fraction of the training set for validation. "
+        "Datasets with an official validation split (goemotions, goemotions-ekman, text:PATH with validation.tsv) "
+        "always use it and refuse this option.", OPTIM,
+        applies=Applies("dataset", _no_official_validation,
+                        "datasets without an official validation split (one that has it always uses it)")),
+    Option("select", str | None, None, "Weights to keep: last, best-val-loss, best-val-acc or best-val-f1 (macro-F1). "
+        "Default: best-val-loss when there is a validation split (--val-fraction, or the dataset's official one), "
+        "else last.", OPTIM),
+    Option("early_stopping", int, 0, "Stop after N epochs without a lower validation loss (0: off).", OPTIM),
+    Option("milestones", str, "", "Epochs where the LR is multiplied by --gamma, e.g. 100,150 (default: 50% and 75% "
+        "of --epochs).", OPTIM, applies=MULTISTEP, parse=lambda v: parse_int_list(v, "--milestones")),
+    Option("gamma", float, 0.1, "LR decay factor at each milestone.", OPTIM, applies=MULTISTEP),
+    Option("seed", int, 0, "Seed of initialisation, shuffling and augmentation.", RUN),
+    Option("seeds", str | None, None, "Comma list of seeds: one run per seed in `OUT/seed<N>`, one after another "
+        "(overrides --seed). Re-running skips finished seeds and resumes an interrupted one.", RUN, config=False,
+        show_default=False),
+    Option("device", str, "auto", "auto (CUDA when present), cpu, cuda, cuda:1 ...", RUN, changes_result=False),
+    Option("eval_batch_size", int, 1024, "Batch size of evaluation.", RUN, commands=(), changes_result=False),
+    Option("amp", str, "none", "Mixed precision: none, bf16 (autocast; on a CPU without native bf16 it is slower) or "
+        "fp16 (CUDA only, with a gradient scaler).", SPEED),
+    Option("channels_last", bool, False, "Channels-last memory format for the network and its batches (faster "
+        "convolutions on CPUs and on GPUs with AMP).", SPEED),
+    Option("compile", bool, False, "torch.compile the network (minutes of compiling first; falls back to eager, "
+        "saying why, where unavailable).", SPEED),
+    Option("log", str, "csv", "Experiment trackers, a comma list: csv (metrics.csv, always written), tensorboard "
+        "(event files in OUT/tensorboard), mlflow, wandb (its files in OUT/wandb; WANDB_MODE=offline works without "
+        'network). Each but csv is an optional extra: pip install "kdtool[NAME]". Under torchrun write `torchrun ... '
+        "-m kdtool -- train-teacher --log ...`.", TRACKING, changes_result=False),
+    Option("mlflow_uri", str | None, None, "--log mlflow: tracking store, a server URL or sqlite:///FILE (default: "
+        "MLflow's, MLFLOW_TRACKING_URI if set).", TRACKING, applies=logs_to("mlflow"), changes_result=False,
+        show_default=False),
+    Option("mlflow_experiment", str, "kdtool", "--log mlflow: experiment name.", TRACKING, applies=logs_to("mlflow"),
+        changes_result=False),
+    Option("wandb_project", str, "kdtool", "--log wandb: project name.", TRACKING, applies=logs_to("wandb"),
+        changes_result=False),
+    Option("loader", str, "auto", "Data path of imagefolder: and wds: data: memory (decoded once into a tensor on the "
+        "device), stream (decoded batch by batch in --workers processes) or auto (memory when the decoded data fit in "
+        "--memory-budget).", STREAM, applies=FILES),
     # a resumed run keeps the data path it started with, whatever the budget
-    _o("memory_budget", str | None, None, "--loader auto: the most decoded data kept in memory, e.g. 8GiB or 500MB "
-       "(default: half the available RAM, and on a GPU at most half its free memory).", STREAM, applies=Applies(
-        "loader", lambda c: c.dataset.startswith("imagefolder:") and c.loader == "auto",
-        "--loader auto with imagefolder:PATH"), changes_result=False, show_default=False),
+    Option("memory_budget", str | None, None, "--loader auto: the most decoded data kept in memory, e.g. 8GiB or "
+        "500MB (default: half the available RAM, and on a GPU at most half its free memory).", STREAM,
+        applies=Applies("loader", lambda c: c.dataset.startswith("imagefolder:") and c.loader == "auto",
+                        "--loader auto with imagefolder:PATH"), changes_result=False, show_default=False),
     # streamed imagefolder batches do not depend on it; wds: shards are dealt out to the workers, each making its
     # own batches, so there they do
-    _o("workers", int | None, None, "Streaming: DataLoader worker processes per training process (0: decode in it; "
-       "default: its share of the CPU cores, at most 8). Batches do not depend on it.", STREAM, applies=STREAMS,
-       changes_result=_is_wds, show_default=False),
-    _o("skip_bad_samples", bool, False, "Streaming: skip unreadable images, incomplete samples and truncated shards, "
-       "counting them in the log, instead of stopping at the first.", STREAM, applies=STREAMS),
-    _o("val_shards", str | None, None, "wds: evaluation shards, a brace pattern (default: the training pattern with "
-       "'val' for 'train', where those exist).", STREAM, applies=SHARDS, show_default=False),
-    _o("class_names", Path | None, None, "wds: file of class names, one a line, in class-index order (default: "
-       "classes.txt beside the training shards).", STREAM, applies=SHARDS, show_default=False),
-    _o("force", bool, False, "Replace an existing run folder.", RUN, config=False),
-    _o("resume", bool, False, "Continue the run in --out from its last complete epoch.", RUN, config=False),
+    Option("workers", int | None, None, "Streaming: DataLoader worker processes per training process (0: decode in "
+        "it; default: its share of the CPU cores, at most 8). Batches do not depend on it.", STREAM, applies=STREAMS,
+        changes_result=_is_wds, show_default=False),
+    Option("skip_bad_samples", bool, False, "Streaming: skip unreadable images, incomplete samples and truncated "
+        "shards, counting them in the log, instead of stopping at the first.", STREAM, applies=STREAMS),
+    Option("val_shards", str | None, None, "wds: evaluation shards, a brace pattern (default: the training pattern "
+        "with 'val' for 'train', where those exist).", STREAM, applies=SHARDS, show_default=False),
+    Option("class_names", Path | None, None, "wds: file of class names, one a line, in class-index order (default: "
+        "classes.txt beside the training shards).", STREAM, applies=SHARDS, show_default=False),
+    Option("force", bool, False, "Replace an existing run folder.", RUN, config=False),
+    Option("resume", bool, False, "Continue the run in --out from its last complete epoch.", RUN, config=False),
 )  # fmt: skip
 
 # Defaults that differ between the commands.

@@ -56,6 +56,8 @@ TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 
 # What `config.json` says a folder is: one kind per command that writes a run folder.
 RUN_KINDS = ("train-teacher", "distill", "import")
+
+
 def checkpoint_path(run_path: str | os.PathLike) -> Path:
     """Where a run keeps the checkpoint of its last complete epoch."""
     return Path(run_path) / CHECKPOINT_DIR / LAST_CHECKPOINT

@@ -63,8 +63,12 @@ def tensor_dataset(train: Split, test: Split, class_names: Sequence[str] | None)
     return Dataset(info, train, test)
 
 
-def fit_config(method: str | None, teacher: nn.Module | str | os.PathLike | None,
-               substitute_q: str | os.PathLike | None, options: dict[str, Any]) -> TrainConfig:
+def fit_config(
+    method: str | None,
+    teacher: nn.Module | str | os.PathLike | None,
+    substitute_q: str | os.PathLike | None,
+    options: dict[str, Any],
+) -> TrainConfig:
     """The (unresolved) config of a :func:`fit` run: a student's when it has a teacher or a Q to learn from."""
     if substitute_q is not None and method not in (None, "lls-st"):
         raise KdtoolError(f"method={method!r}: a student of substitute_q= learns by LLS-ST; drop method=")
