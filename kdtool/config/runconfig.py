@@ -336,7 +336,9 @@ class TrainConfig:
 
     def describe_option(self, name: str) -> str:
         """An option and its value as the user would type it, e.g. ``--schedule cosine`` (``no --data-root``)."""
-        flag, value = "--" + name.replace("_", "-"), getattr(self, name)
+        option = config_options(self.commands).get(name)  # its flag (a student's model is its --student)
+        flag = option.flag if option is not None else "--" + name.replace("_", "-")
+        value = getattr(self, name)
         return f"no {flag}" if value is None else f"{flag} {value}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -418,8 +420,6 @@ class DistillConfig(TrainConfig):
             return "distill " + next((flag for flag, value in sources if value is not None), "--teacher")
         if name == "kd_loss" and not taught(self):
             return "distill --substitute-q"
-        if name == "model":  # a student's network is its --student
-            return f"--student {self.model}"
         return super().describe_option(name)
 
     def resolve(self) -> DistillConfig:
