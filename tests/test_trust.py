@@ -1,6 +1,7 @@
 """Trustworthy runs: --force never deletes what kdtool did not write, one "same run?" check,
 options that do not apply are refused, and the layering that keeps losses/ and --help light."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -202,9 +203,11 @@ def test_unknown_config_keys_are_errors_not_dropped():
 
 
 def test_first_difference_ignores_options_that_do_not_change_the_result():
-    recorded = {"kind": "train-teacher", "alpha": 0.1, "device": "cpu", "out": "a"}
-    assert first_difference(recorded, {"kind": "train-teacher", "alpha": 0.1, "device": "cuda", "out": "b"}) is None
-    assert first_difference(recorded, {"kind": "train-teacher", "alpha": 0.2}) == ("alpha", 0.1, 0.2)
+    resolved = TrainConfig(alpha=0.1, device="cpu", out="a").resolve()
+    recorded = {"kind": "train-teacher", **resolved.to_dict()}
+    elsewhere = dataclasses.replace(resolved, device="cuda", out="b")
+    assert first_difference(recorded, elsewhere.result_options()) is None
+    assert first_difference(recorded, dataclasses.replace(resolved, alpha=0.2).result_options()) == ("alpha", 0.1, 0.2)
     assert first_difference(recorded, {"kind": "distill"})[0] == "kind"
 
 

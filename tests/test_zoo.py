@@ -309,7 +309,7 @@ def test_kdtool_fit_reads_images_from_a_dataloader_and_refuses_what_it_cannot_us
                         out=tmp_path / "img", device="cpu", quiet=True, class_names=["a", "b"])  # fmt: skip
     info = run.config()["dataset_info"]
     assert info["kind"] == "image" and info["image_size"] == 8 and run.config()["augment"] == "standard"
-    with pytest.raises(KdtoolError, match="unexpected keyword argument 'alhpa'"):
+    with pytest.raises(KdtoolError, match=r"no train-teacher option 'alhpa'; did you mean alpha\?"):
         kdtool.fit(TinyNet(), train=random_points(30, 0), test=random_points(10, 1), out=tmp_path / "x", alhpa=0.1)
     with pytest.raises(KdtoolError, match="that kdtool cannot rebuild"):
         load_run_model(run)

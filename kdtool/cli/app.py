@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from kdtool import __version__
-from kdtool.errors import KdtoolError
+from kdtool.config.options import parse_int_list as parse_int_list  # shared by the subcommand modules
 from kdtool.reporting.display import OutputConsole
 
 app = typer.Typer(
@@ -23,16 +23,6 @@ app = typer.Typer(
 # Under torchrun only rank 0 talks; the other ranks train silently. Into a pipe or a file it prints plain,
 # unwrapped lines (see kdtool.reporting.display.OutputConsole).
 console: Console = OutputConsole(quiet=os.environ.get("RANK", "0") != "0")
-
-
-def parse_int_list(value: str, flag: str) -> list[int]:
-    """``"100,150"`` -> ``[100, 150]``; anything else (an empty item too: ``0,,1``) is a one-line error naming
-    the flag; a value of commas and spaces alone is no integers."""
-    items = value.split(",") if value.strip(", ") else []
-    try:
-        return [int(v) for v in items]
-    except ValueError:
-        raise KdtoolError(f"{flag} takes comma-separated integers, got {value!r}") from None
 
 
 def _version(value: bool) -> None:

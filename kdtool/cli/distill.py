@@ -2,156 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from kdtool.cli import options as opt
-from kdtool.cli.app import app, parse_int_list
-from kdtool.cli.runner import run_command
-from kdtool.cli.train import train_run
-from kdtool.q.subsets import parse_name_list
-
-SOURCE = "Distillation"
-
-Teacher = Annotated[Path | None, typer.Option(help="Run folder of the teacher (Hinton KD).", rich_help_panel=SOURCE)]
-TeacherCache = Annotated[Path | None, typer.Option(help="Teacher cache (kdtool cache-teacher) replayed instead of "
-                                                   "running the teacher: KD losses only.", rich_help_panel=SOURCE,
-                                                   show_default=False)]  # fmt: skip
-ApproximateCache = Annotated[bool, typer.Option("--approximate-cache", help="Accept a teacher cache of the top-k < K "
-                                                "logits: every KD loss from it is an approximation of the live "
-                                                "teacher's (the run's header and config.json say so).",
-                                                rich_help_panel=SOURCE)]  # fmt: skip
-SubstituteQ = Annotated[Path | None, typer.Option(help="Q artifact used instead of a teacher (LLS-ST).",
-                                                  rich_help_panel=SOURCE)]  # fmt: skip
-Student = Annotated[str, typer.Option(help="Student network: " + opt.MODEL_NAMES, rich_help_panel=opt.METHOD)]
-Alpha = Annotated[float | None, typer.Option(help="LLS-ST: mixing weight α in (0,1) (default: the Q artifact's).",
-                                             rich_help_panel=SOURCE)]  # fmt: skip
-Beta = Annotated[float | None, typer.Option(help="Weight β in [0,1] of the hard-label cross-entropy (default: 0 "
-                                            "for kd and LLS-ST, 1 for the other losses).", rich_help_panel=SOURCE,
-                                            show_default=False)]  # fmt: skip
-Temperature = Annotated[float | None, typer.Option(help="Softmax temperature T of teacher and student, soft term ×T² "
-                                                   "(default: 1; 2 with --logit-standardize).",
-                                                   rich_help_panel=SOURCE, show_default=False)]  # fmt: skip
-KD = "Distillation loss"
-KdLoss = Annotated[str | None, typer.Option(help="With a teacher or its cache: kd (Hinton), dkd (decoupled KD, Zhao "
-                                            "et al. 2022), dist (DIST, Huang et al. 2022), wttm (weighted "
-                                            "transformed teacher matching, Zheng & Yang 2024) or nkd (normalized "
-                                            "KD, Yang et al. 2023) (default: the --kd-preset's, else kd).",
-                                            rich_help_panel=KD, show_default=False)]  # fmt: skip
-KdPreset = Annotated[str | None, typer.Option(help="A paper's setting of its loss (sets --kd-loss and fills its "
-                                              "weights, temperature and warm-up; an option given overrides it): "
-                                              "dkd-cifar100, dkd-imagenet, dist-cifar100, dist-imagenet, kd+ls, "
-                                              "dkd+ls, wttm-cifar100, nkd-cifar100, nkd-imagenet (docs/distill.md).",
-                                              rich_help_panel=KD, show_default=False)]  # fmt: skip
-LogitStandardize = Annotated[bool, typer.Option("--logit-standardize", help="z-score student and teacher logits per "
-                                                "sample before the distillation loss (Sun et al. 2024); the "
-                                                "cross-entropy keeps the raw logits.", rich_help_panel=KD)]  # fmt: skip
-KdWeight = Annotated[float | None, typer.Option(help="kd: weight w of the soft term (default: 1 − β).",
-                                               rich_help_panel=KD, show_default=False)]  # fmt: skip
-DkdAlpha = Annotated[float | None, typer.Option(help="dkd: weight α of the target-class term TCKD (default: 1).",
-                                               rich_help_panel=KD, show_default=False)]  # fmt: skip
-DkdBeta = Annotated[float | None, typer.Option(help="dkd: weight β of the non-target term NCKD (default: 2; the "
-                                               "paper tunes it per teacher, 1-8).", rich_help_panel=KD,
-                                               show_default=False)]  # fmt: skip
-DkdWarmupEpochs = Annotated[int | None, typer.Option(help="dkd: epochs over which the DKD term's weight rises "
-                                                     "linearly to 1 (default: 1).", rich_help_panel=KD,
-                                                     show_default=False)]  # fmt: skip
-DistBeta = Annotated[float | None, typer.Option(help="dist: weight β of the inter-class (per sample) relation term "
-                                               "(default: 1).", rich_help_panel=KD, show_default=False)]  # fmt: skip
-DistGamma = Annotated[float | None, typer.Option(help="dist: weight γ of the intra-class (per class) relation term "
-                                                "(default: 1).", rich_help_panel=KD, show_default=False)]  # fmt: skip
-WttmGamma = Annotated[float | None, typer.Option(help="wttm: exponent γ of the teacher's power transform p_t^γ, "
-                                                "γ = 1/T (default: 0.5).", rich_help_panel=KD,
-                                                show_default=False)]  # fmt: skip
-WttmWeight = Annotated[float | None, typer.Option(help="wttm: weight of the WTTM term (default: 1).",
-                                                 rich_help_panel=KD, show_default=False)]  # fmt: skip
-NkdGamma = Annotated[float | None, typer.Option(help="nkd: weight γ of the normalised non-target term "
-                                               "(default: 1.5).", rich_help_panel=KD, show_default=False)]  # fmt: skip
-Classes = Annotated[str | None, typer.Option(help="Keep only these classes, by name, in this order: \"a,b,c\".",
-                                             rich_help_panel=opt.DATA)]  # fmt: skip
-ClassIndices = Annotated[str | None, typer.Option(help="Keep only these classes, by index, in this order: 0,2,4.",
-                                                  rich_help_panel=opt.DATA)]  # fmt: skip
-SampleFraction = Annotated[float, typer.Option(help="Train on this fraction of each class, in (0,1] (seeded; test "
-                                               "set unchanged).", rich_help_panel=opt.DATA)]  # fmt: skip
+from kdtool.cli.app import app
+from kdtool.cli.train import run_options
 
 
-@app.command("distill")
-def distill(
-    ctx: typer.Context,
-    teacher: Teacher = None,
-    teacher_cache: TeacherCache = None,
-    approximate_cache: ApproximateCache = False,
-    substitute_q: SubstituteQ = None,
-    alpha: Alpha = None,
-    beta: Beta = None,
-    temperature: Temperature = None,
-    kd_loss: KdLoss = None,
-    kd_preset: KdPreset = None,
-    logit_standardize: LogitStandardize = False,
-    kd_weight: KdWeight = None,
-    dkd_alpha: DkdAlpha = None,
-    dkd_beta: DkdBeta = None,
-    dkd_warmup_epochs: DkdWarmupEpochs = None,
-    dist_beta: DistBeta = None,
-    dist_gamma: DistGamma = None,
-    wttm_gamma: WttmGamma = None,
-    wttm_weight: WttmWeight = None,
-    nkd_gamma: NkdGamma = None,
-    student: Student = "lenet5",
-    pretrained: opt.Pretrained = None,
-    input_size: opt.InputSize = None,
-    input_norm: opt.InputNorm = None,
-    out: opt.Out = Path("runs/student"),
-    dataset: opt.Dataset = "fashion-mnist",
-    data_root: opt.DataRoot = None,
-    download: opt.Download = False,
-    image_size: opt.ImageSize = 64,
-    classes: Classes = None,
-    class_indices: ClassIndices = None,
-    sample_fraction: SampleFraction = 1.0,
-    limit_train: opt.LimitTrain = None,
-    limit_test: opt.LimitTest = None,
-    augment: opt.Augment = None,
-    no_augment: opt.NoAugment = False,
-    vocab_size: opt.VocabSize = 20000,
-    max_len: opt.MaxLen = 128,
-    embed_dim: opt.EmbedDim = 128,
-    hidden_size: opt.HiddenSize = 128,
-    word_vectors: opt.WordVectors = None,
-    epochs: opt.Epochs = 10,
-    batch_size: opt.BatchSize = 128,
-    lr: opt.Lr = None,
-    weight_decay: opt.WeightDecay = 5e-4,
-    decay_bias_norm: opt.DecayBiasNorm = False,
-    mixup_alpha: opt.MixupAlpha = 0.2,
-    schedule: opt.Schedule = None,
-    warmup_epochs: opt.WarmupEpochs = None,
-    val_fraction: opt.ValFraction = 0.0,
-    select: opt.Select = None,
-    early_stopping: opt.EarlyStopping = 0,
-    milestones: opt.Milestones = "",
-    gamma: opt.Gamma = 0.1,
-    seed: opt.Seed = 0,
-    seeds: opt.Seeds = None,
-    device: opt.Device = "auto",
-    amp: opt.Amp = "none",
-    channels_last: opt.ChannelsLast = False,
-    compile: opt.Compile = False,
-    log: opt.Log = "csv",
-    mlflow_uri: opt.MlflowUri = None,
-    mlflow_experiment: opt.MlflowExperiment = "kdtool",
-    wandb_project: opt.WandbProject = "kdtool",
-    loader: opt.Loader = "auto",
-    memory_budget: opt.MemoryBudget = None,
-    workers: opt.Workers = None,
-    skip_bad_samples: opt.SkipBadSamples = False,
-    val_shards: opt.ValShards = None,
-    class_names: opt.ClassNames = None,
-    force: opt.Force = False,
-    resume: opt.Resume = False,
-) -> Any:
+def distill(ctx: typer.Context, values: dict[str, Any]) -> Any:
     """Train a student from a teacher run or its cache (KD, DKD, DIST, WTTM, NKD) or from a Q artifact alone (LLS-ST).
 
     Give exactly one of --teacher, --teacher-cache and --substitute-q. A teacher cache (kdtool cache-teacher)
@@ -182,74 +42,7 @@ def distill(
     """
     from kdtool.config.runconfig import DistillConfig
 
-    cfg = DistillConfig(
-        teacher=opt.as_text(teacher),
-        teacher_cache=opt.as_text(teacher_cache),
-        approximate_cache=approximate_cache,
-        substitute_q=opt.as_text(substitute_q),
-        alpha=alpha,
-        beta=beta,
-        temperature=temperature,
-        kd_loss=kd_loss,
-        kd_preset=kd_preset,
-        logit_standardize=logit_standardize,
-        kd_weight=kd_weight,
-        dkd_alpha=dkd_alpha,
-        dkd_beta=dkd_beta,
-        dkd_warmup_epochs=dkd_warmup_epochs,
-        dist_beta=dist_beta,
-        dist_gamma=dist_gamma,
-        wttm_gamma=wttm_gamma,
-        wttm_weight=wttm_weight,
-        nkd_gamma=nkd_gamma,
-        model=student,
-        out=str(out),
-        dataset=dataset,
-        data_root=opt.as_text(data_root),
-        download=download,
-        image_size=image_size,
-        classes=None if classes is None else parse_name_list(classes),
-        class_indices=None if class_indices is None else parse_int_list(class_indices, "--class-indices"),
-        sample_fraction=sample_fraction,
-        limit_train=limit_train,
-        limit_test=limit_test,
-        augment="none" if no_augment else augment,
-        vocab_size=vocab_size,
-        max_len=max_len,
-        embed_dim=embed_dim,
-        hidden_size=hidden_size,
-        word_vectors=opt.as_text(word_vectors),
-        pretrained=pretrained,
-        input_size=input_size,
-        input_norm=input_norm,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        decay_bias_norm=decay_bias_norm,
-        mixup_alpha=mixup_alpha,
-        schedule=schedule,
-        warmup_epochs=warmup_epochs,
-        milestones=parse_int_list(milestones, "--milestones"),
-        gamma=gamma,
-        seed=seed,
-        device=device,
-        val_fraction=val_fraction,
-        select=select,
-        early_stopping=early_stopping,
-        amp=amp,
-        channels_last=channels_last,
-        compile=compile,
-        log=log,
-        mlflow_uri=mlflow_uri,
-        mlflow_experiment=mlflow_experiment,
-        wandb_project=wandb_project,
-        loader=loader,
-        memory_budget=memory_budget,
-        workers=workers,
-        skip_bad_samples=skip_bad_samples,
-        val_shards=val_shards,
-        class_names=opt.as_text(class_names),
-    )
+    return run_options(ctx, DistillConfig, values)
 
-    return run_command(ctx, cfg, opt.given_options(ctx, {"student": "model"}), force, resume, seeds, train_run)
+
+app.command("distill")(opt.TableCommand("distill", distill))

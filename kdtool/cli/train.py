@@ -2,87 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from kdtool.cli import options as opt
-from kdtool.cli.app import app, console, parse_int_list
+from kdtool.cli.app import app, console
 from kdtool.cli.runner import run_command
 
 if TYPE_CHECKING:
     from kdtool.config.runconfig import TrainConfig
 
 
-@app.command("train-teacher")
-def train_teacher(
-    ctx: typer.Context,
-    out: opt.Out = Path("runs/teacher"),
-    dataset: opt.Dataset = "fashion-mnist",
-    data_root: opt.DataRoot = None,
-    download: opt.Download = False,
-    image_size: opt.ImageSize = 64,
-    limit_train: opt.LimitTrain = None,
-    limit_test: opt.LimitTest = None,
-    augment: opt.Augment = None,
-    no_augment: opt.NoAugment = False,
-    vocab_size: opt.VocabSize = 20000,
-    max_len: opt.MaxLen = 128,
-    embed_dim: opt.EmbedDim = 128,
-    hidden_size: opt.HiddenSize = 128,
-    word_vectors: opt.WordVectors = None,
-    model: opt.Model = "lenet5",
-    pretrained: opt.Pretrained = None,
-    input_size: opt.InputSize = None,
-    input_norm: opt.InputNorm = None,
-    smoothing: opt.Smoothing = "lls",
-    epsilon: opt.Epsilon = 0.1,
-    alpha: opt.Alpha = 0.1,
-    lls_terms: opt.LlsTerms = "all",
-    q_weight_decay: opt.QWeightDecay = None,
-    q_update: opt.QUpdate = "auto",
-    teacher: opt.SelfTeacher = None,
-    tfkd_temperature: opt.TfkdTemperature = 20.0,
-    tfkd_weight: opt.TfkdWeight = 0.1,
-    tfkd_multiplier: opt.TfkdMultiplier = 1.0,
-    tfkd_correct_prob: opt.TfkdCorrectProb = 0.9,
-    zipf_weight: opt.ZipfWeight = 1.0,
-    zipf_exponent: opt.ZipfExponent = 1.0,
-    focal_gamma: opt.FocalGamma = "3",
-    prior: opt.Prior = None,
-    epochs: opt.Epochs = 10,
-    batch_size: opt.BatchSize = 128,
-    lr: opt.Lr = None,
-    weight_decay: opt.WeightDecay = 5e-4,
-    decay_bias_norm: opt.DecayBiasNorm = False,
-    mixup_alpha: opt.MixupAlpha = 0.2,
-    schedule: opt.Schedule = None,
-    warmup_epochs: opt.WarmupEpochs = None,
-    val_fraction: opt.ValFraction = 0.0,
-    select: opt.Select = None,
-    early_stopping: opt.EarlyStopping = 0,
-    milestones: opt.Milestones = "",
-    gamma: opt.Gamma = 0.1,
-    seed: opt.Seed = 0,
-    seeds: opt.Seeds = None,
-    device: opt.Device = "auto",
-    amp: opt.Amp = "none",
-    channels_last: opt.ChannelsLast = False,
-    compile: opt.Compile = False,
-    log: opt.Log = "csv",
-    mlflow_uri: opt.MlflowUri = None,
-    mlflow_experiment: opt.MlflowExperiment = "kdtool",
-    wandb_project: opt.WandbProject = "kdtool",
-    loader: opt.Loader = "auto",
-    memory_budget: opt.MemoryBudget = None,
-    workers: opt.Workers = None,
-    skip_bad_samples: opt.SkipBadSamples = False,
-    val_shards: opt.ValShards = None,
-    class_names: opt.ClassNames = None,
-    force: opt.Force = False,
-    resume: opt.Resume = False,
-) -> Any:
+def train_teacher(ctx: typer.Context, values: dict[str, Any]) -> Any:
     """Train a teacher network with 1-hot, LS, LLS or a baseline method and write a run folder.
 
     The run folder holds config.json, metrics.csv, model.safetensors and, for LLS, q.safetensors.
@@ -112,69 +44,17 @@ def train_teacher(
     """
     from kdtool.config.runconfig import TrainConfig
 
-    cfg = TrainConfig(
-        dataset=dataset,
-        model=model,
-        smoothing=smoothing,
-        out=str(out),
-        data_root=opt.as_text(data_root),
-        download=download,
-        image_size=image_size,
-        limit_train=limit_train,
-        limit_test=limit_test,
-        augment="none" if no_augment else augment,
-        vocab_size=vocab_size,
-        max_len=max_len,
-        embed_dim=embed_dim,
-        hidden_size=hidden_size,
-        word_vectors=opt.as_text(word_vectors),
-        pretrained=pretrained,
-        input_size=input_size,
-        input_norm=input_norm,
-        epsilon=epsilon,
-        alpha=alpha,
-        lls_terms=lls_terms,
-        q_weight_decay=q_weight_decay,
-        q_update=q_update,
-        teacher=opt.as_text(teacher),
-        tfkd_temperature=tfkd_temperature,
-        tfkd_weight=tfkd_weight,
-        tfkd_multiplier=tfkd_multiplier,
-        tfkd_correct_prob=tfkd_correct_prob,
-        zipf_weight=zipf_weight,
-        zipf_exponent=zipf_exponent,
-        focal_gamma=focal_gamma,
-        prior=opt.as_text(prior),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        decay_bias_norm=decay_bias_norm,
-        mixup_alpha=mixup_alpha,
-        schedule=schedule,
-        warmup_epochs=warmup_epochs,
-        milestones=parse_int_list(milestones, "--milestones"),
-        gamma=gamma,
-        seed=seed,
-        device=device,
-        val_fraction=val_fraction,
-        select=select,
-        early_stopping=early_stopping,
-        amp=amp,
-        channels_last=channels_last,
-        compile=compile,
-        log=log,
-        mlflow_uri=mlflow_uri,
-        mlflow_experiment=mlflow_experiment,
-        wandb_project=wandb_project,
-        loader=loader,
-        memory_budget=memory_budget,
-        workers=workers,
-        skip_bad_samples=skip_bad_samples,
-        val_shards=val_shards,
-        class_names=opt.as_text(class_names),
-    )
-    return run_command(ctx, cfg, opt.given_options(ctx), force, resume, seeds, train_run)
+    return run_options(ctx, TrainConfig, values)
+
+
+def run_options(ctx: typer.Context, config: type[TrainConfig], values: dict[str, Any]) -> Any:
+    """Build the ``config`` of a training command from its option ``values``, then plan and run it."""
+    cfg = config(**opt.config_values(values))
+    return run_command(ctx, cfg, opt.given_options(ctx), values["force"], values["resume"], values["seeds"],
+                       train_run)  # fmt: skip
+
+
+app.command("train-teacher")(opt.TableCommand("train-teacher", train_teacher))
 
 
 def train_run(cfg: TrainConfig, force: bool, resume: bool) -> None:

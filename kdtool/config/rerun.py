@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kdtool.config.options import config_options, option_suggestion
 from kdtool.config.runconfig import RECORD_FACTS, TrainConfig, config_of_record
-from kdtool.errors import KdtoolError, close_names
+from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.q.subsets import parse_name_list
 from kdtool.runs.folder import MODEL, RunDir, read_config
 
 # Options --set does not change: the output folder is rerun's own --out.
@@ -63,24 +63,24 @@ def rerun_config(path: str | Path, out: str | Path, changes: Mapping[str, str]) 
 
 
 def parse_value(cfg: TrainConfig, key: str, text: str) -> Any:
-    """``text`` as a value of the option ``key`` of ``cfg``, by the option's type; else a one-line error."""
-    fields = {f.name for f in dataclasses.fields(cfg)}
+    """``text`` as a value of the option ``key`` of ``cfg``, parsed as the option table types it for the command
+    line (kdtool.config.options); else a one-line error."""
     if key in _NOT_SETTABLE:
         raise KdtoolError(f"--set {key}: {_NOT_SETTABLE[key]}")
-    if key not in fields:
-        close = close_names(key, sorted(fields), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+    options = config_options(cfg.commands)
+    if key not in options:
         what = "a fact about the run, not an option" if key in RECORD_FACTS else f"no {cfg.kind} option"
-        raise KdtoolError(f"--set {key}: {what}{hint}")
-    kinds = typing.get_type_hints(type(cfg))[key]
-    options = typing.get_args(kinds) if isinstance(kinds, types.UnionType) else (kinds,)
-    if type(None) in options and text.lower() in ("none", ""):
+        raise KdtoolError(f"--set {key}: {what}{option_suggestion(key, options)}")
+    option = options[key]
+    kinds = typing.get_args(option.type) if isinstance(option.type, types.UnionType) else (option.type,)
+    if type(None) in kinds and text.lower() in ("none", ""):
         return None
-    kind = next(k for k in options if k is not type(None))
+    kind = next(k for k in kinds if k is not type(None))
     try:
-        return _parse(kind, text)
+        value = _parse(kind, text)
     except ValueError:
         raise KdtoolError(f"--set {key}={text}: {key} takes {_describe(kind)}") from None
+    return option.to_config(value)  # a comma list as the command line parses it (its own error)
 
 
 def _parse(kind: Any, text: str) -> Any:
@@ -88,17 +88,10 @@ def _parse(kind: Any, text: str) -> Any:
         if text.lower() not in (*_TRUE, *_FALSE):
             raise ValueError(text)
         return text.lower() in _TRUE
-    if kind in (int, float, str):
-        return kind(text)
-    if typing.get_origin(kind) is list:
-        item = typing.get_args(kind)[0]
-        return [int(v) for v in text.split(",") if v.strip()] if item is int else parse_name_list(text)
-    raise ValueError(text)
+    return kind(text)  # int, float, str, Path
 
 
 def _describe(kind: Any) -> str:
-    if typing.get_origin(kind) is list:
-        return f"a comma list of {'integers' if typing.get_args(kind)[0] is int else 'names'}"
     return {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "text")
 
 

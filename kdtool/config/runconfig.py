@@ -9,17 +9,26 @@ recorded options are equal.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kdtool.data.augment import MIXERS, parse_augment
+from kdtool.config.options import (
+    DISTILL,
+    KD_LOSSES,
+    TRAIN,
+    Applies,
+    applies_of,
+    config_options,
+    is_text,
+    taught,
+)
+from kdtool.data.augment import parse_augment
 from kdtool.data.registry import stored_image_size
 from kdtool.data.shards import is_wds, resolve_val_shards
 from kdtool.data.stream import LOADERS, default_workers, parse_bytes
 from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
-from kdtool.data.vision import TORCHVISION_SETS
 from kdtool.distributed import check_device
 from kdtool.errors import KdtoolError, unknown_choice
 from kdtool.losses.dist import check_dist_options
@@ -63,103 +72,8 @@ def check_amp(mode: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Applies:
-    """When an option applies: ``when(config)``, decided by the options ``decided_by`` (a comma list: the
-    error names each one's value); ``used_by`` in words."""
-
-    decided_by: str
-    when: Callable[[Any], bool]
-    used_by: str
-
-
-def _method(*names: str) -> Applies:
-    return Applies("smoothing", lambda c: c.smoothing in names, "--smoothing " + " and ".join(names))
-
-
-def _is_text(c: Any) -> bool:
-    return is_text_dataset(c.dataset)
-
-
-_TEXT = Applies("dataset", _is_text, "text datasets (goemotions, goemotions-ekman, text:PATH)")
-_TORCHVISION = Applies("dataset", lambda c: c.dataset in TORCHVISION_SETS,
-                       "the torchvision datasets (" + ", ".join(TORCHVISION_SETS) + ")")  # fmt: skip
-_SHARDS = Applies("dataset", lambda c: is_wds(c.dataset), "wds: datasets")
-_FILES = Applies(
-    "dataset", lambda c: c.dataset.startswith(("imagefolder:", "wds:")), "imagefolder:PATH and wds: datasets"
-)
-
-
-def _may_stream(c: Any) -> bool:
-    """Whether the run can take the streaming data path (imagefolder: unless --loader memory; wds: always)."""
-    return is_wds(c.dataset) or (c.dataset.startswith("imagefolder:") and c.loader != "memory")
-
-
-_STREAMS = Applies("loader", _may_stream, "--loader stream or auto with imagefolder:PATH, and wds: datasets")
-_MULTISTEP = Applies("schedule", lambda c: c.schedule == "multistep", "--schedule multistep")
-_ZOO = Applies("model", lambda c: is_zoo_name(c.model), "timm: and torchvision: models")
-
-
-def _logs_to(tracker: str) -> Applies:
-    return Applies("log", lambda c: tracker in parse_log(c.log), f"--log {tracker}")
-
-
-# option -> when it applies; an option not listed applies to every run.
-APPLIES: dict[str, Applies] = {
-    "epsilon": _method("ls", "prior"),
-    "alpha": _method("lls"),
-    "lls_terms": _method("lls"),
-    "q_weight_decay": _method("lls"),
-    "q_update": _method("lls"),
-    "teacher": _method("tfkd-self"),
-    "tfkd_temperature": _method("tfkd-reg", "tfkd-self"),
-    "tfkd_weight": _method("tfkd-reg", "tfkd-self"),
-    "tfkd_multiplier": _method("tfkd-reg", "tfkd-self"),
-    "tfkd_correct_prob": _method("tfkd-reg"),
-    "zipf_weight": _method("zipf"),
-    "zipf_exponent": _method("zipf"),
-    "focal_gamma": _method("focal"),
-    "prior": _method("prior"),
-    "milestones": _MULTISTEP,
-    "gamma": _MULTISTEP,
-    "data_root": _TORCHVISION,
-    "download": Applies(
-        "dataset,data_root",
-        lambda c: c.data_root is not None and c.dataset in TORCHVISION_SETS,
-        "--data-root with a torchvision dataset",
-    ),
-    "image_size": _FILES,
-    "loader": _FILES,
-    "memory_budget": Applies(
-        "dataset,loader",
-        lambda c: c.dataset.startswith("imagefolder:") and c.loader == "auto",
-        "--loader auto with imagefolder:PATH",
-    ),
-    "workers": _STREAMS,
-    "skip_bad_samples": _STREAMS,
-    "val_shards": _SHARDS,
-    "class_names": _SHARDS,
-    "augment": Applies("dataset", lambda c: not _is_text(c), "image datasets"),
-    "mixup_alpha": Applies(
-        "augment", lambda c: bool(set(parse_augment(c.augment or "")) & set(MIXERS)), "--augment with mixup or cutmix"
-    ),
-    "pretrained": _ZOO,
-    "input_size": _ZOO,
-    "input_norm": _ZOO,
-    "vocab_size": _TEXT,
-    "max_len": _TEXT,
-    "embed_dim": _TEXT,
-    "hidden_size": _TEXT,
-    "word_vectors": _TEXT,
-    "val_fraction": Applies(
-        "dataset",
-        lambda c: not has_official_validation(c.dataset),
-        "datasets without an official validation split (one that has it always uses it)",
-    ),
-    "mlflow_uri": _logs_to("mlflow"),
-    "mlflow_experiment": _logs_to("mlflow"),
-    "wandb_project": _logs_to("wandb"),
-}
+# option -> when it applies (kdtool.config.options); an option not listed applies to every run.
+APPLIES: dict[str, Applies] = applies_of((TRAIN,))
 
 
 @dataclass(frozen=True)
@@ -196,6 +110,7 @@ class TrainConfig:
     """Every option that shapes a run. Defaults follow the LLS paper where it states one."""
 
     kind: ClassVar[str] = "train-teacher"
+    commands: ClassVar[tuple[str, ...]] = (TRAIN,)  # whose options (kdtool.config.options) it holds
     applies: ClassVar[Mapping[str, Applies]] = APPLIES
 
     dataset: str = "fashion-mnist"
@@ -262,8 +177,23 @@ class TrainConfig:
     class_names: str | None = None  # wds: file of class names (default: classes.txt beside the shards)
 
     def resolve(self) -> TrainConfig:
-        """Validate every option and fill the derived defaults; returns ``self``."""
+        """Validate every option and fill the derived defaults, step by step; returns ``self``."""
         self.check_method()
+        self.resolve_family_defaults()
+        check_model_name(self.model)
+        self.resolve_model_input()
+        self.check_training()
+        self.resolve_method_options()
+        self.augment = ",".join(parse_augment(self.augment)) or "none"
+        self.resolve_data_path()
+        resolve_text_options(self)
+        self.resolve_runtime()
+        self.resolve_selection()
+        self.resolve_schedule()
+        return self
+
+    def resolve_family_defaults(self) -> None:
+        """The augmentation, schedule and learning rate of the dataset's family, where the run leaves them."""
         defaults = training_defaults(self.dataset)
         if self.augment is None:
             self.augment = defaults.augment
@@ -271,8 +201,9 @@ class TrainConfig:
             self.schedule = defaults.schedule
         if self.lr is None:
             self.lr = defaults.lr
-        check_model_name(self.model)
-        self.resolve_model_input()
+
+    def check_training(self) -> None:
+        """The sizes and rates of the optimisation."""
         if self.epochs <= 0:
             raise KdtoolError(f"--epochs must be positive, got {self.epochs}")
         if self.batch_size <= 0:
@@ -283,31 +214,38 @@ class TrainConfig:
             raise KdtoolError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
         if self.mixup_alpha <= 0:
             raise KdtoolError(f"--mixup-alpha must be > 0 (λ ~ Beta(α, α)), got {self.mixup_alpha}")
+
+    def resolve_method_options(self) -> None:
+        """The options of the training methods (LS, LLS, TF-KD, Zipf, focal, prior) and the files they read."""
         check_unit_interval("--epsilon", self.epsilon)
         if self.alpha is not None:  # None: an LLS-ST run whose α comes from its Q artifact
             check_unit_interval("--alpha", self.alpha)
         self.lls_terms = ",".join(parse_lls_terms(self.lls_terms))
         if self.q_update not in Q_UPDATES:
             raise unknown_choice("--q-update", self.q_update, Q_UPDATES)
-        self.augment = ",".join(parse_augment(self.augment)) or "none"
-        self.resolve_data_path()
-        resolve_text_options(self)
+        if self.q_weight_decay is None:
+            self.q_weight_decay = self.weight_decay
         check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)
         check_zipf_options(self.zipf_weight, self.zipf_exponent)
         self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
-        self.amp = check_amp(self.amp)
-        check_device(self.device)  # an unavailable --device fails here, before any folder or data
-        trackers = parse_log(self.log)
-        check_installed(trackers)  # a tracker's missing package fails here too
-        self.log = ",".join(trackers)
         if self.smoothing == "tfkd-self" and self.teacher is None:
             raise KdtoolError("--smoothing tfkd-self needs --teacher RUN, a trained run of the same network")
         if self.smoothing == "prior" and self.prior is None:
             raise KdtoolError("--smoothing prior needs --prior FILE, a Q artifact (see kdtool make-prior)")
         if self.prior is not None:
             self.prior = str(q_artifact_path(self.prior))
-        if self.q_weight_decay is None:
-            self.q_weight_decay = self.weight_decay
+
+    def resolve_runtime(self) -> None:
+        """Mixed precision, the device and the trackers: an unavailable --device, or a tracker whose package is
+        missing, fails here, before any folder or data."""
+        self.amp = check_amp(self.amp)
+        check_device(self.device)
+        trackers = parse_log(self.log)
+        check_installed(trackers)
+        self.log = ",".join(trackers)
+
+    def resolve_selection(self) -> None:
+        """The validation split, the epoch whose weights are kept, and early stopping."""
         if not 0.0 <= self.val_fraction < 1.0:
             raise KdtoolError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         has_val = self.val_fraction > 0 or has_official_validation(self.dataset)
@@ -319,6 +257,9 @@ class TrainConfig:
             raise KdtoolError(f"--select {self.select} needs a validation split: add --val-fraction (e.g. 0.1)")
         if self.early_stopping < 0 or (self.early_stopping and not has_val):
             raise KdtoolError("--early-stopping N needs N ≥ 1 and a validation split (--val-fraction)")
+
+    def resolve_schedule(self) -> None:
+        """The LR schedule, its warm-up and its milestones."""
         if self.schedule not in SCHEDULES:
             raise unknown_choice("--schedule", self.schedule, SCHEDULES)
         if self.warmup_epochs is None:
@@ -339,7 +280,6 @@ class TrainConfig:
             self.milestones = sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)})
         if any(m <= 0 for m in self.milestones):
             raise KdtoolError(f"--milestones must be positive epochs, got {self.milestones}")
-        return self
 
     def resolve_data_path(self) -> None:
         """``--loader`` and the streaming options; a wds: dataset's evaluation shards."""
@@ -349,7 +289,7 @@ class TrainConfig:
             if self.loader == "memory":
                 raise KdtoolError("wds: shards are always streamed: --loader memory does not apply (use auto)")
             self.val_shards = resolve_val_shards(self.dataset, self.val_shards)
-        elif self.loader == "stream" and not self.dataset.startswith("imagefolder:") and not _is_text(self):
+        elif self.loader == "stream" and not self.dataset.startswith("imagefolder:") and not is_text(self):
             raise KdtoolError(f"--loader stream reads imagefolder:PATH and wds: datasets; {self.dataset} is "
                               f"decoded into memory (remove --loader)")  # fmt: skip
         if self.memory_budget is not None:
@@ -369,7 +309,7 @@ class TrainConfig:
         config when it starts from weights, else the dataset's (a network trained from scratch has none)."""
         if not is_zoo_name(self.model):
             return
-        if _is_text(self):
+        if is_text(self):
             raise KdtoolError(f"model {self.model!r} reads images but {self.dataset} is text")
         if self.pretrained is not None and self.pretrained != HUB:
             path = Path(self.pretrained).expanduser()
@@ -403,17 +343,25 @@ class TrainConfig:
             rule = self.applies.get(name)
             if rule is not None and not rule.when(self):
                 deciding = ", ".join(map(self.describe_option, rule.decided_by.split(",")))
-                raise KdtoolError(f"{flag} does not apply to this run ({deciding}): it is used by {rule.used_by} only; "
-                                  f"remove it")  # fmt: skip
+                raise KdtoolError(f"{flag} does not apply to this run ({deciding}): it is used by {rule.users()} "
+                                  f"only; remove it")  # fmt: skip
 
     def describe_option(self, name: str) -> str:
         """An option and its value as the user would type it, e.g. ``--schedule cosine`` (``no --data-root``)."""
-        flag, value = "--" + name.replace("_", "-"), getattr(self, name)
+        option = config_options(self.commands).get(name)  # its flag (a student's model is its --student)
+        flag = option.flag if option is not None else "--" + name.replace("_", "-")
+        value = getattr(self, name)
         return f"no {flag}" if value is None else f"{flag} {value}"
 
     def to_dict(self) -> dict[str, Any]:
         """The options that apply to this run, in declaration order (what ``config.json`` records)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if self.applies_to_run(f.name)}
+
+    def result_options(self) -> dict[str, Any]:
+        """The options of :meth:`to_dict` that make the run's result (not ``--device``, ``--out``, the trackers
+        ...: kdtool.config.options): what ``--resume``, ``--seeds`` and ``sweep`` compare with a run folder's."""
+        options = config_options(self.commands)
+        return {k: v for k, v in self.to_dict().items() if k not in options or options[k].changes(self)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -434,8 +382,6 @@ class TrainConfig:
             raise KdtoolError(f"config.json of a {record.get('kind', cls.kind)} run: {exc}") from None
 
 
-# --kd-loss of a student taught by a teacher; kdtool.distill.teachers builds each (a test keeps the two lists equal)
-KD_LOSSES = ("kd", "dkd", "dist", "wttm", "nkd")
 # The options of each student method, as its header line shows them; β is the cross-entropy's weight.
 LOSS_OPTIONS = {
     "kd": ("beta", "kd_weight", "temperature"),
@@ -502,42 +448,6 @@ _SYMBOLS = {"beta": "CE weight β", "kd_weight": "KD weight", "temperature": "T"
             "wttm_weight": "weight", "nkd_gamma": "γ", "alpha": "α"}  # fmt: skip
 
 
-def _taught(c: Any) -> bool:
-    """A student taught by a teacher's logits (``--teacher`` or ``--teacher-cache``), not by a Q artifact."""
-    return c.substitute_q is None
-
-
-def _kd_loss(*names: str) -> Applies:
-    return Applies("kd_loss", lambda c: _taught(c) and c.kd_loss in names, "--kd-loss " + " and ".join(names))
-
-
-# A student's options: where its knowledge comes from, and the loss of each source.
-DISTILL_APPLIES: dict[str, Applies] = {
-    "teacher": Applies("smoothing", lambda c: c.teacher is not None, "--teacher"),
-    "teacher_cache": Applies("smoothing", lambda c: c.teacher_cache is not None, "--teacher-cache"),
-    "approximate_cache": Applies("teacher_cache", lambda c: c.teacher_cache is not None, "--teacher-cache"),
-    "substitute_q": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
-    "alpha": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
-    "kd_loss": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
-    "kd_preset": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
-    "logit_standardize": _kd_loss(*KD_LOSSES),
-    "kd_weight": _kd_loss("kd"),
-    "temperature": Applies(
-        "kd_loss",
-        lambda c: not (_taught(c) and c.kd_loss == "wttm"),
-        "--kd-loss kd, dkd, dist, nkd and --substitute-q (wttm's γ stands for 1/T)",
-    ),
-    "dkd_alpha": _kd_loss("dkd"),
-    "dkd_beta": _kd_loss("dkd"),
-    "dkd_warmup_epochs": _kd_loss("dkd"),
-    "dist_beta": _kd_loss("dist"),
-    "dist_gamma": _kd_loss("dist"),
-    "wttm_gamma": _kd_loss("wttm"),
-    "wttm_weight": _kd_loss("wttm"),
-    "nkd_gamma": _kd_loss("nkd"),
-}
-
-
 @dataclass
 class DistillConfig(TrainConfig):
     """A student run: the shared options plus where the knowledge comes from and which data it sees.
@@ -549,7 +459,8 @@ class DistillConfig(TrainConfig):
     """
 
     kind: ClassVar[str] = "distill"
-    applies: ClassVar[Mapping[str, Applies]] = {**APPLIES, **DISTILL_APPLIES}
+    commands: ClassVar[tuple[str, ...]] = (TRAIN, DISTILL)
+    applies: ClassVar[Mapping[str, Applies]] = applies_of(commands)
 
     smoothing: str = "kd"
     teacher: str | None = None
@@ -582,10 +493,8 @@ class DistillConfig(TrainConfig):
         if name == "smoothing":  # a student's method is chosen by its source
             sources = (("--substitute-q", self.substitute_q), ("--teacher-cache", self.teacher_cache))
             return "distill " + next((flag for flag, value in sources if value is not None), "--teacher")
-        if name == "kd_loss" and not _taught(self):
+        if name == "kd_loss" and not taught(self):
             return "distill --substitute-q"
-        if name == "model":  # a student's network is its --student
-            return f"--student {self.model}"
         return super().describe_option(name)
 
     def resolve(self) -> DistillConfig:
@@ -595,20 +504,24 @@ class DistillConfig(TrainConfig):
         options (compared by ``--resume``, ``--seeds`` and ``sweep``) hold the value the run uses;
         ``beta`` and ``temperature`` default per method.
         """
+        self.resolve_source()
+        self.resolve_loss_options()
+        super().resolve()
+        return self
+
+    def resolve_source(self) -> None:
+        """Exactly one source of knowledge, the options only it takes, and the kept classes."""
         if sum(source is not None for source in (self.teacher, self.teacher_cache, self.substitute_q)) != 1:
             raise KdtoolError("give exactly one of --teacher RUN (KD), --teacher-cache FILE (KD from a teacher "
                               "cache) or --substitute-q FILE (LLS-ST)")  # fmt: skip
-        if _taught(self) and self.alpha is not None:
+        if taught(self) and self.alpha is not None:
             raise KdtoolError("--alpha is the LLS-ST mixing weight: it applies to --substitute-q only")
         if self.classes is not None and self.class_indices is not None:
             raise KdtoolError("give the kept classes by name (--classes) or by index (--class-indices), not both")
-        self.resolve_loss_options()
         if self.substitute_q is not None:
             self.substitute_q = str(q_artifact_path(self.substitute_q))  # a run folder stands for its Q
             if self.alpha is None:
                 self.alpha = QMatrix.stored_alpha(self.substitute_q)  # the whole artifact is read once, by the run
-        super().resolve()
-        return self
 
     def resolve_loss_options(self) -> None:
         """The method and its options: ``--kd-preset``'s values where not given, then the method's defaults."""
@@ -617,16 +530,9 @@ class DistillConfig(TrainConfig):
             self.kd_loss = "kd" if preset is None else preset.kd_loss
         if self.kd_loss not in KD_LOSSES:
             raise unknown_choice("--kd-loss", self.kd_loss, KD_LOSSES)
-        if preset is not None and _taught(self):
-            if preset.kd_loss != self.kd_loss:
-                fitting = ", ".join(n for n, p in KD_PRESETS.items() if p.kd_loss == self.kd_loss)
-                raise KdtoolError(f"--kd-preset {self.kd_preset} sets --kd-loss {preset.kd_loss}, not "
-                                  f"{self.kd_loss}: remove --kd-loss or choose a {self.kd_loss} preset "
-                                  f"({fitting})")  # fmt: skip
-            for name, value in preset.values.items():
-                if getattr(self, name) is None or (name == "logit_standardize" and value):
-                    setattr(self, name, value)
-        self.smoothing = self.kd_loss if _taught(self) else "lls-st"
+        if preset is not None and taught(self):
+            self.apply_preset(preset)
+        self.smoothing = self.kd_loss if taught(self) else "lls-st"
         defaults = dict(LOSS_DEFAULTS[self.smoothing])
         if self.logit_standardize and "temperature" in defaults:
             defaults["temperature"] = STANDARDIZED_TEMPERATURE
@@ -635,6 +541,22 @@ class DistillConfig(TrainConfig):
                 setattr(self, name, value)
         if self.smoothing == "kd" and self.kd_weight is None:
             self.kd_weight = 1.0 - self.beta
+        self.check_loss_options()
+
+    def apply_preset(self, preset: KdPreset) -> None:
+        """``preset``'s values where the run leaves them (its logit standardisation always); a preset of another
+        --kd-loss than the one given is an error."""
+        if preset.kd_loss != self.kd_loss:
+            fitting = ", ".join(n for n, p in KD_PRESETS.items() if p.kd_loss == self.kd_loss)
+            raise KdtoolError(f"--kd-preset {self.kd_preset} sets --kd-loss {preset.kd_loss}, not "
+                              f"{self.kd_loss}: remove --kd-loss or choose a {self.kd_loss} preset "
+                              f"({fitting})")  # fmt: skip
+        for name, value in preset.values.items():
+            if getattr(self, name) is None or (name == "logit_standardize" and value):
+                setattr(self, name, value)
+
+    def check_loss_options(self) -> None:
+        """The resolved weights and temperature of the method's loss, each in its range."""
         check_kd_options(self.beta, 1.0 if self.temperature is None else self.temperature, self.kd_weight)
         checks = {"dkd": lambda: check_dkd_options(self.dkd_alpha, self.dkd_beta, self.dkd_warmup_epochs),
                   "dist": lambda: check_dist_options(self.dist_beta, self.dist_gamma),
@@ -648,13 +570,13 @@ class DistillConfig(TrainConfig):
         if self.kd_preset is None:
             return None
         if self.kd_preset not in KD_PRESETS:
-            raise KdtoolError(f"unknown --kd-preset {self.kd_preset!r}: choose one of {', '.join(KD_PRESETS)}")
+            raise unknown_choice("--kd-preset", self.kd_preset, list(KD_PRESETS))
         return KD_PRESETS[self.kd_preset]
 
     def preset_record(self) -> dict[str, Any]:
         """For ``config.json``: every value the preset set, and the options given that override it."""
         preset = self.preset()
-        if preset is None or not _taught(self):
+        if preset is None or not taught(self):
             return {}
         overridden = {k: getattr(self, k) for k, v in preset.values.items() if getattr(self, k) != v}
         return {
@@ -667,7 +589,7 @@ class DistillConfig(TrainConfig):
         the preset and what overrides it."""
         names = [n for n in LOSS_OPTIONS[self.smoothing] if self.applies_to_run(n) or n == "alpha"]
         line = ", ".join(f"{_SYMBOLS[n]} {getattr(self, n):g}" for n in names)
-        if self.logit_standardize and _taught(self):
+        if self.logit_standardize and taught(self):
             line += ", logits standardised"
         record = self.preset_record()
         if record:
@@ -706,7 +628,7 @@ class ImportConfig(TrainConfig):
 
     def resolve(self) -> ImportConfig:
         """Validate the data, model, input and weights file; returns ``self``."""
-        if _is_text(self):
+        if is_text(self):
             raise KdtoolError("kdtool import takes image networks: text models need the vocabulary they were "
                               "trained with")  # fmt: skip
         path = Path(self.weights).expanduser()

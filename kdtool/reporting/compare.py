@@ -17,18 +17,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdtool.config.options import RESULT_FREE, changes_result
 from kdtool.config.runconfig import RECORD_FACTS
 from kdtool.errors import KdtoolError, close_names
 from kdtool.reporting.display import Column
 from kdtool.reporting.plots import DYNAMICS_METRICS, GroupCurve, is_percent
-from kdtool.runs.folder import CONFIG, METRICS, MODEL, RESULT_FREE_OPTIONS, changes_result
+from kdtool.runs.folder import CONFIG, METRICS, MODEL
 
 DEFAULT_GROUP_BY = ("smoothing",)
 DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")
 EPOCH_LEGEND = ("selected: the epoch whose weights a run kept (metrics.csv's selected column); last: the last "
                 "epoch it trained; best: its best epoch")  # fmt: skip
 # Config keys that differ between runs of one group without changing what is compared.
-_INCIDENTAL = {"seed", "command", "device_used", "world_size", *RESULT_FREE_OPTIONS}
+_INCIDENTAL = {"seed", "command", "device_used", "world_size", *RESULT_FREE}
 _INCIDENTAL_PREFIXES = ("versions.", "teacher_run.path", "q_artifact.path", "prior_artifact.path")
 
 
@@ -125,7 +126,7 @@ def load_runs(paths: Sequence[Path]) -> RunSet:
 
 def differing_options(runs: RunSet) -> list[str]:
     """The options (config keys that are no facts about a run) that change results, as ``--seeds`` and
-    ``--resume`` tell them apart (:func:`~kdtool.runs.folder.changes_result`), in which runs of one method
+    ``--resume`` tell them apart (:func:`~kdtool.config.options.changes_result`), in which runs of one method
     differ (an option of one method alone, such as LLS's alpha, does not split the others); the seed aside,
     by name."""
     options = [key for key in runs.configs.columns

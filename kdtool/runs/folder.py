@@ -56,18 +56,6 @@ TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 
 # What `config.json` says a folder is: one kind per command that writes a run folder.
 RUN_KINDS = ("train-teacher", "distill", "import")
-# Options that may differ between a run and its continuation: they do not change the result (--workers: streamed
-# imagefolder batches do not depend on it; --memory-budget: a resumed run keeps the data path it started with).
-RESULT_FREE_OPTIONS = frozenset({"device", "eval_batch_size", "out", "log", "mlflow_uri", "mlflow_experiment",
-                                 "wandb_project", "workers", "memory_budget"})  # fmt: skip
-
-
-def changes_result(key: str, options: Mapping[str, Any]) -> bool:
-    """Whether option ``key`` changes the result of a run of ``options``: all but :data:`RESULT_FREE_OPTIONS`,
-    and ``workers`` with ``wds:`` data, whose shards are dealt out to the workers (each makes its own batches)."""
-    if key == "workers" and str(options.get("dataset", "")).startswith("wds:"):
-        return True
-    return key not in RESULT_FREE_OPTIONS
 
 
 def checkpoint_path(run_path: str | os.PathLike) -> Path:
@@ -192,14 +180,12 @@ def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
 def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
     """The first option of ``requested`` whose recorded value differs: ``(name, was, now)``, or None.
 
-    Both are resolved options (``config.json`` and :meth:`TrainConfig.to_dict`). Options that do not
-    change the result (device, evaluation batch size, output folder, trackers) are not compared.
+    ``recorded`` is a ``config.json``; ``requested`` the resolved options that make a run's result
+    (:meth:`TrainConfig.result_options`: not the device, evaluation batch size, output folder, trackers ...).
     """
     missing = object()
     requested = redact_values(requested)[0]  # as config.json records them: without credentials
     for key, value in requested.items():
-        if not changes_result(key, requested):
-            continue
         was = recorded.get(key, missing)
         if was != value:
             return key, (None if was is missing else was), value
@@ -235,11 +221,12 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
              reuse: bool = False) -> RunPlan:  # fmt: skip
     """The one "same run?" decision for a run folder, taken before any work.
 
-    ``options`` are the resolved options of the requested run. ``resume``: the folder must be a run of
-    the same options with a checkpoint (skipped when it is finished). ``force``: an existing kdtool run is
-    replaced (only what kdtool wrote in it). ``reuse`` (``--seeds``, ``sweep``): a finished run of the same
-    options is skipped, an interrupted one resumed, one that died before its first checkpoint restarted; a
-    run of other options is refused, naming the first differing option.
+    ``options`` are the resolved options that make the requested run's result (``TrainConfig.result_options``).
+    ``resume``: the folder must be a run of the same options with a checkpoint (skipped when it is finished).
+    ``force``: an existing kdtool run is replaced (only what kdtool wrote in it). ``reuse`` (``--seeds``,
+    ``sweep``): a finished run of the same options is skipped, an interrupted one resumed, one that died before
+    its first checkpoint restarted;
+    a run of other options is refused, naming the first differing option.
     """
     path = Path(path)
     if force and resume:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdtool.config.options import given_flags
 from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split
 from kdtool.distill.teachers import KD_LOSSES, distillation_target
@@ -63,6 +64,26 @@ def tensor_dataset(train: Split, test: Split, class_names: Sequence[str] | None)
     return Dataset(info, train, test)
 
 
+def fit_config(
+    method: str | None,
+    teacher: nn.Module | str | os.PathLike | None,
+    substitute_q: str | os.PathLike | None,
+    options: dict[str, Any],
+) -> TrainConfig:
+    """The (unresolved) config of a :func:`fit` run: a student's when it has a teacher or a Q to learn from."""
+    if substitute_q is not None and method not in (None, "lls-st"):
+        raise KdtoolError(f"method={method!r}: a student of substitute_q= learns by LLS-ST; drop method=")
+    try:
+        if teacher is None and substitute_q is None:
+            return TrainConfig(smoothing=method or "lls", **options)
+        source = f"{PYTHON_PREFIX}{type(teacher).__name__}" if isinstance(teacher, nn.Module) else teacher
+        return DistillConfig(teacher=None if source is None else str(source),
+                             substitute_q=None if substitute_q is None else str(substitute_q),
+                             kd_loss=method if teacher is not None and method else "kd", **options)  # fmt: skip
+    except TypeError as exc:  # an option fit sets itself (smoothing=, model=, ...)
+        raise KdtoolError(f"kdtool.fit: {exc}") from None
+
+
 def fit(
     model: nn.Module,
     train: Data,
@@ -85,29 +106,21 @@ def fit(
     ``kd``, or the ``kd_preset=``'s; ``dkd``, ``dist``, ``wttm``, ``nkd``); with ``substitute_q`` (a Q artifact
     or a run folder holding one), LLS-ST.
     ``options`` are the command line's, by their config names (``alpha=0.2``, ``lr=0.05``, ``batch_size=64``,
-    ``device="cpu"``, ``val_fraction=0.1``, ``seed=1`` ...). Returns the run folder and its metrics rows.
+    ``device="cpu"``, ``val_fraction=0.1``, ``seed=1`` ...), checked as the command line checks its flags: an
+    unknown name, or an option the run does not use (``alpha`` with ``method="ls"``), is a KdtoolError. Returns
+    the run folder and its metrics rows.
     """
+    taught = teacher is not None or substitute_q is not None
+    given = given_flags(options, (DistillConfig if taught else TrainConfig).commands, "kdtool.fit")  # as the CLI
     dataset = tensor_dataset(as_split(train, "train"), as_split(test, "test"), class_names)
     if dataset.info.kind == "tensor":
         options.setdefault("augment", "none")  # kdtool's augmentations are for images
     name = f"{PYTHON_PREFIX}{type(model).__name__}"
     common = {"model": name, "dataset": "python", "epochs": epochs, "out": str(out), **options}
-    taught = teacher is not None or substitute_q is not None
-    if substitute_q is not None and method not in (None, "lls-st"):
-        raise KdtoolError(f"method={method!r}: a student of substitute_q= learns by LLS-ST; drop method=")
-    try:
-        if taught:
-            source = f"{PYTHON_PREFIX}{type(teacher).__name__}" if isinstance(teacher, nn.Module) else teacher
-            cfg: TrainConfig = DistillConfig(teacher=None if source is None else str(source),
-                                             substitute_q=None if substitute_q is None else str(substitute_q),
-                                             kd_loss=method if teacher is not None and method else None,
-                                             **common)  # fmt: skip
-        else:
-            cfg = TrainConfig(smoothing=method or "lls", **common)
-    except TypeError as exc:  # an unknown keyword
-        raise KdtoolError(f"kdtool.fit: {exc}") from None
+    cfg = fit_config(method, teacher, substitute_q, common)
     cfg.resolve()
-    plan_run(cfg.out, cfg.to_dict(), force, resume=False)
+    cfg.check_given(given)
+    plan_run(cfg.out, cfg.result_options(), force, resume=False)
     record: dict[str, Any] = {}
     if isinstance(teacher, nn.Module):
         target = KD_LOSSES[cfg.kd_loss](cfg, FrozenTeacher(teacher), None)

@@ -74,7 +74,7 @@ def import_run(cfg: ImportConfig, force: bool, console: Console) -> tuple[RunDir
     what inputs the network reads and where that came from; an accuracy near chance says what to check."""
     given = {"--input-size": cfg.input_size is not None, "--input-norm": cfg.input_norm is not None}
     cfg.resolve()
-    plan_run(cfg.out, cfg.to_dict(), force, resume=False)
+    plan_run(cfg.out, cfg.result_options(), force, resume=False)
     with stops_safely(cfg.out):
         dataset = load_data(cfg)
         model, reads = imported_network(cfg, dataset.info, read_state_dict(cfg.weights))

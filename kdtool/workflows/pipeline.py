@@ -360,7 +360,7 @@ def train_teacher(
 ) -> tuple[RunDir, list[dict[str, float]]]:
     """``kdtool train-teacher``: validate everything first, then train and write the run folder."""
     cfg.resolve()
-    plan_run(cfg.out, cfg.to_dict(), force, resume)
+    plan_run(cfg.out, cfg.result_options(), force, resume)
     with stops_safely(cfg.out):
         path = choose_data_path(cfg, resume)
         dataset = load_data(cfg, stream=path is not None and path.used == "stream")
@@ -426,7 +426,7 @@ def distill(
     the Q it used (sliced to the class subset) as ``q.safetensors``.
     """
     cfg.resolve()
-    plan_run(cfg.out, cfg.to_dict(), force, resume)
+    plan_run(cfg.out, cfg.result_options(), force, resume)
     with stops_safely(cfg.out):
         # a text student reads its teacher's token ids, so it takes the teacher's vocabulary
         vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
