@@ -453,6 +453,12 @@ DISTILL_APPLIES: dict[str, Applies] = {
     "teacher": Applies("smoothing", lambda c: c.teacher is not None, "--teacher"),
     "teacher_cache": Applies("smoothing", lambda c: c.teacher_cache is not None, "--teacher-cache"),
     "approximate_cache": Applies("teacher_cache", lambda c: c.teacher_cache is not None, "--teacher-cache"),
+    # the budget also decides whether a teacher cache is loaded whole or read per batch
+    "memory_budget": Applies(
+        "loader",
+        lambda c: APPLIES["memory_budget"].when(c) or c.teacher_cache is not None,
+        "--loader auto with imagefolder:PATH, and --teacher-cache",
+    ),
     "substitute_q": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
     "alpha": Applies("smoothing", lambda c: not _taught(c), "--substitute-q (LLS-ST)"),
     "kd_loss": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
