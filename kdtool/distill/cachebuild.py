@@ -78,26 +78,43 @@ def build_teacher_cache(
     dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
                            run_vocabulary(run), streamed, cfg.val_shards, cfg.class_names)  # fmt: skip
     dataset = dataset.limited(request.limit_train, None, request.seed)
-    names = list(dataset.info.class_names)
-    if names != list(info["class_names"]):
-        raise KdtoolError(f"{run.path} was trained on classes {info['class_names']}, its dataset now has {names}")
-    text = dataset.info.kind == "text"
-    options = data_options(cfg.dataset, cfg.image_size, request.augment, request.limit_train, request.seed, text,
-                           "stream" if streamed else "memory")  # fmt: skip
+    if list(dataset.info.class_names) != list(info["class_names"]):
+        raise KdtoolError(f"{run.path} was trained on classes {info['class_names']}, its dataset now has "
+                          f"{list(dataset.info.class_names)}")  # fmt: skip
+    options = data_options(cfg.dataset, cfg.image_size, request.augment, request.limit_train, request.seed,
+                           dataset.info.kind == "text", "stream" if streamed else "memory")  # fmt: skip
+    teacher_facts = {"teacher_run": str(run.path), "teacher_sha256": sha256_file(run.path / MODEL),
+                     "teacher_model": cfg.model, "teacher_smoothing": cfg.smoothing}  # fmt: skip
+    return write_teacher_cache(teacher, dataset, out, request, options, teacher_facts, where, progress)
+
+
+def write_teacher_cache(
+    teacher: Callable[[torch.Tensor], torch.Tensor],
+    dataset: Dataset,
+    out: str,
+    request: CacheRequest,
+    options: dict,
+    teacher_facts: dict[str, str],
+    where: torch.device = torch.device("cpu"),
+    progress: Callable[[int, int], None] | None = None,
+) -> TeacherCache:
+    """Write the cache of ``teacher`` over ``dataset``'s training split (as limited: ``options`` are its
+    :func:`data_options`) to ``out`` atomically, batch by batch, and open it."""
+    streamed = options["loader"] == "stream"
     augmented = streamed or options["augment"] != "none"  # the stream path always crops at random
+    names = list(dataset.info.class_names)
     views, top_k = _checked(request, augmented, len(names), streamed)
     params, batch_views = (_stream_batches if streamed else _memory_batches)(dataset, request, augmented, where)
     layout = Layout(views, len(dataset.train), len(names), top_k, params, CACHE_DTYPES[request.cache_dtype], streamed)
-    meta = {"teacher_run": str(run.path), "teacher_sha256": sha256_file(run.path / MODEL), "dataset": dataset.info.name,
-            "class_names": _json(names), "num_samples": str(layout.num_samples), "views": str(views),
-            "top_k": str(top_k), "cache_dtype": request.cache_dtype, "data_options": _json(options),
-            "created_by": _created_by(), "teacher_model": cfg.model, "teacher_smoothing": cfg.smoothing}  # fmt: skip
+    meta = {**teacher_facts, "dataset": dataset.info.name, "class_names": _json(names), "views": str(views),
+            "num_samples": str(layout.num_samples), "top_k": str(top_k), "cache_dtype": request.cache_dtype,
+            "data_options": _json(options), "created_by": _created_by()}  # fmt: skip
     total, done = views * layout.num_samples, 0
     with atomic_path(out) as tmp:
         writer = CacheWriter(tmp, layout, dataset.train.sample_ids(), meta)
         for view in range(views):
-            for rows, labels, params, x in batch_views(view):
-                writer.add(view, rows, labels, params, teacher(x))
+            for rows, labels, drawn, x in batch_views(view):
+                writer.add(view, rows, labels, drawn, teacher(x))
                 done += len(rows)
                 if progress is not None:
                     progress(done, total)
