@@ -483,3 +483,10 @@ def test_a_cache_missing_one_class_is_exact_its_rest_logit_is_that_class(tmp_pat
     logits, labels = torch.randn(5, 4), torch.arange(5) % 4
     assert torch.allclose(dense_of(compress_logits(logits, 3, labels), labels, 4), logits, atol=1e-6)
     assert toy_cache(tmp_path, k=3, top_k=2).exact and not toy_cache(tmp_path, k=3, top_k=1).exact
+
+
+def test_a_cache_over_the_memory_budget_is_read_per_batch_and_the_run_says_so(run_cli, cache_file, tmp_path):
+    args = ("distill", "--teacher-cache", cache_file, *AUGMENTED, *TINY)
+    code, out, err = run_cli(*args, "--memory-budget", "1KB", "--out", tmp_path / "lazy")
+    assert code == 0, err
+    assert "teacher: cache, all 10 logits (exact), float16, read from the file per batch" in out

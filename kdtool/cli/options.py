@@ -53,7 +53,9 @@ Loader = Annotated[str, typer.Option(help="Data path of imagefolder: and wds: da
                                      rich_help_panel=STREAM)]  # fmt: skip
 MemoryBudget = Annotated[str | None, typer.Option(help="--loader auto: the most decoded data kept in memory, e.g. "
                                                   "8GiB or 500MB (default: half the available RAM, and on a GPU at "
-                                                  "most half its free memory).", rich_help_panel=STREAM,
+                                                  "most half its free memory); distill --teacher-cache: the largest "
+                                                  "cache loaded whole (a bigger one is read per batch).",
+                                                  rich_help_panel=STREAM,
                                                   show_default=False)]  # fmt: skip
 Workers = Annotated[int | None, typer.Option(help="Streaming: DataLoader worker processes per training process (0: "
                                              "decode in it; default: its share of the CPU cores, at most 8). "

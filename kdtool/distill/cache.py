@@ -173,6 +173,20 @@ class FileRows:
     def __getstate__(self) -> dict[str, Any]:  # a DataLoader worker opens its own descriptor
         return {**self.__dict__, "_fd": None}
 
+    def whole(self) -> torch.Tensor:
+        """The tensor read whole into memory (straight into its buffer: never held twice)."""
+        out = torch.empty(self.shape, dtype=self.dtype)
+        buffer = memoryview(out.view(-1).view(torch.uint8).numpy())
+        with open(self.path, "rb", buffering=0) as fh:
+            fh.seek(self.offset)
+            done = 0
+            while done < len(buffer):  # a read returns at most about 2 GiB
+                got = fh.readinto(buffer[done:])
+                if not got:
+                    raise KdtoolError(f"{self.path} ends inside its tensors: it is truncated")
+                done += got
+        return out
+
     def take(self, view: int, rows: torch.Tensor) -> torch.Tensor:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
@@ -401,11 +415,11 @@ class TeacherCache:
                 raise KdtoolError(f"{name} is {entry['dtype']} {tuple(entry['shape'])}, expected "
                                   f"{_SAFETENSORS_DTYPES[dtype]} {shape}")  # fmt: skip
             store[name] = FileRows(str(path), start + entry["data_offsets"][0], shape, dtype)
-        with safe_open(str(path), framework="pt") as fh:
-            index = {name: fh.get_tensor(name) for name in ("sample_index", "label")}
-            if in_memory:  # it fits the budget: read whole, once
-                store = {name: MemoryRows(fh.get_tensor(name)) for name in store if name not in index}
+        with safe_open(str(path), framework="pt") as fh:  # a memory map: copied out, not kept
+            index = {name: fh.get_tensor(name).clone() for name in ("sample_index", "label")}
         store = {name: rows for name, rows in store.items() if name not in index}
+        if in_memory:  # it fits the budget: read whole, once, into this process's memory
+            store = {name: MemoryRows(rows.whole()) for name, rows in store.items()}
         if ((index["label"] < 0) | (index["label"] >= len(names))).any():
             raise KdtoolError(f"label holds a class index outside 0..{len(names) - 1}")
         extra = {key: value for key, value in meta.items() if key not in _METADATA}

@@ -12,6 +12,7 @@ drawn per sample id), decoded by DataLoader workers. A student replays either
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -106,9 +107,9 @@ def write_teacher_cache(
     views, top_k = _checked(request, augmented, len(names), streamed)
     params, batch_views = (_stream_batches if streamed else _memory_batches)(dataset, request, augmented, where)
     layout = Layout(views, len(dataset.train), len(names), top_k, params, CACHE_DTYPES[request.cache_dtype], streamed)
-    meta = {**teacher_facts, "dataset": dataset.info.name, "class_names": _json(names), "views": str(views),
+    meta = {**teacher_facts, "dataset": dataset.info.name, "class_names": json.dumps(names), "views": str(views),
             "num_samples": str(layout.num_samples), "top_k": str(top_k), "cache_dtype": request.cache_dtype,
-            "data_options": _json(options), "created_by": _created_by()}  # fmt: skip
+            "data_options": json.dumps(options), "created_by": _created_by()}  # fmt: skip
     total, done = views * layout.num_samples, 0
     with atomic_path(out) as tmp:
         writer = CacheWriter(tmp, layout, dataset.train.sample_ids(), meta)
@@ -186,13 +187,7 @@ def _stream_batches(dataset: Dataset, request: CacheRequest, augmented: bool, wh
     return len(PARAMS) if augmented else 0, batch_views
 
 
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)
-
-
 def _created_by() -> str:
-    from kdtool import __version__
+    from kdtool import __version__  # the package's, read when a cache is written
 
     return f"kdtool {__version__}"
