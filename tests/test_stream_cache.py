@@ -2,9 +2,15 @@
 ``wds:`` shards, replayed by ``distill --teacher-cache`` with exactly the stored crop boxes and flips."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from kdtool.config.runconfig import DistillConfig
 from kdtool.distill.cache import TeacherCache
@@ -41,7 +47,7 @@ def streamed(request, tmp_path_factory, folder, shards):  # noqa: F811
     return dataset, root / "teacher", cache
 
 
-def student_loader(dataset: str, cache, workers: int, **options):
+def student_loader(dataset: str, cache, workers: int, env=None, **options):
     values = {"image_size": 32, "batch_size": 16, "device": "cpu", "seed": 5, "loader": "stream", "augment": "standard"}
     cfg = DistillConfig(teacher_cache=str(cache) if cache else None, teacher=None if cache else "t", dataset=dataset,
                         workers=workers, **{**values, **options})  # fmt: skip
@@ -49,7 +55,7 @@ def student_loader(dataset: str, cache, workers: int, **options):
     full = load_full_data(cfg, stream=True)
     data = select_data(full, cfg, None)
     loaded = checked_teacher_cache(cfg, full, data, streamed=True) if cache else None
-    return make_loaders(data, cfg, CPU, teacher_cache=loaded)[0]
+    return make_loaders(data, cfg, CPU, *(() if env is None else (env,)), teacher_cache=loaded)[0]
 
 
 def loss_and_gradient(target, logits, labels, **batch):
@@ -167,3 +173,65 @@ def test_a_changed_image_is_refused_in_one_line(run_cli, tmp_path):
         and "image: the data changed since the cache was made; rebuild it (kdtool cache-teacher)" in err
     ), err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_interrupt_then_resume_a_streamed_cached_run_is_bit_identical(run_cli, streamed, tmp_path,
+                                                                       interrupt_at_epoch):  # fmt: skip
+    dataset, _, cache = streamed
+    loader = ("--loader", "stream") if dataset.startswith("imagefolder:") else ()
+    args = ("distill", "--teacher-cache", cache, "--dataset", dataset, *DATA, *loader, "--student", "lenet5",
+            "--epochs", "3", "--augment", "standard,mixup", "--kd-loss", "dkd", "--dkd-warmup-epochs", "0")  # fmt: skip
+    assert run_cli(*args, "--workers", "2", "--out", tmp_path / "straight")[0] == 0
+    interrupt_at_epoch(2)  # epoch 2 replays view 0 again
+    # the same workers: a wds: run's order depends on them (docs/big-data.md)
+    code, _, err = run_cli(*args, "--workers", "2", "--out", tmp_path / "resumed")
+    assert code == 130 and "--resume" in err
+    interrupt_at_epoch(None)
+    code, _, err = run_cli(*args, "--workers", "2", "--out", tmp_path / "resumed", "--resume")
+    assert code == 0, err
+    a, b = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("straight", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+DDP_SCRIPT = """
+import json, sys, torch, torch.distributed as dist
+sys.path.insert(0, {root!r})
+from tests.test_stream_cache import student_loader
+from kdtool.distributed import init_from_env
+from kdtool.losses import KnowledgeDistillation, FrozenTeacher
+from kdtool.runs.folder import RunDir
+from kdtool.training.accel import frozen_for_inference
+from kdtool.training.runmodel import load_run_model
+
+env, device = init_from_env("cpu")
+network, _, _ = load_run_model(RunDir.open({teacher!r}))
+live = FrozenTeacher(frozen_for_inference(network, channels_last=True))
+loader = student_loader({dataset!r}, {cache!r}, 2, env)
+gap = 0.0
+for x, y, cached in loader.training_batches(0):
+    gap = max(gap, float((cached - live(x)).abs().max()))
+seen = [ids for _, _, ids, _ in loader.raw_batches(0)]
+gathered = [None] * env.world_size
+dist.all_gather_object(gathered, (gap, torch.cat(seen).tolist()))
+if env.rank == 0:
+    json.dump(gathered, open({result!r}, "w"))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_two_processes_replay_their_own_samples_with_the_teachers_logits(streamed, tmp_path):
+    """Under a 2-process torchrun each rank's streamed batches bring the cached logits of its own samples, equal to
+    the live teacher's on the replayed images; together the ranks see every sample once."""
+    dataset, teacher, cache = streamed
+    script, result = tmp_path / "ddp.py", tmp_path / "result.json"
+    script.write_text(DDP_SCRIPT.format(root=str(Path(__file__).parent.parent), teacher=str(teacher),
+                                        dataset=dataset, cache=str(cache), result=str(result)))  # fmt: skip
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(script)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (gap0, ids0), (gap1, ids1) = json.loads(result.read_text())
+    assert gap0 < 1e-4 and gap1 < 1e-4
+    assert not set(ids0) & set(ids1) and len(ids0) + len(ids1) >= 64
