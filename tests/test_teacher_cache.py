@@ -289,7 +289,7 @@ def test_cache_teacher_writes_what_it_says(cache_file, teacher):
     assert (cache.views, cache.num_samples, cache.top_k) == (2, 256, 10) and cache.store["aug_params"].shape[2] == 2
     assert cache.data_options == {"dataset": "fashion-mnist", "image_size": None, "augment": "standard",
                                   "limit_train": 256, "seed": 0, "loader": "memory"}  # fmt: skip
-    assert cache.cache_dtype == "float16"  # the default
+    assert cache.cache_dtype == "float16" and cache.extra["teacher_amp"] == "none"  # the defaults
     assert cache.teacher_run == str(teacher) and len(cache.teacher_sha256) == 64
 
 
@@ -353,7 +353,12 @@ def test_cache_teacher_refuses_bad_options(run_cli, teacher, tmp_path):
     out = tmp_path / "c.safetensors"
     for args, message in ((["--no-augment", "--views", "3"], "--views must be at least 1, and 1 without"),
                           (["--top-k", "11"], "--top-k must be between 1 and the 10 classes"),
-                          (["--top-k", "0"], "--top-k must be between")):  # fmt: skip
+                          (["--top-k", "0"], "--top-k must be between"),
+                          (["--cache-dtype", "float64"], "unknown --cache-dtype 'float64': choose one of float16, "
+                                                         "bfloat16, float32"),
+                          (["--amp", "fp16", "--device", "cpu"], "--amp fp16 needs a CUDA device"),
+                          (["--loader", "stream"], "--loader does not apply here: "),
+                          (["--workers", "2"], "--workers does not apply here: ")):  # fmt: skip
         code, _, stderr = run_cli("cache-teacher", teacher, *args, *LIMIT, "--out", out)
         assert code == 2 and message in stderr, stderr
     assert not out.exists()

@@ -21,6 +21,9 @@ Views = Annotated[int | None, typer.Option(help="Augmented views of every sample
 TopK = Annotated[int | None, typer.Option(help="Logits kept per sample and view, plus one for all other classes "
                                           "(default: every class, exact).", show_default=False)]  # fmt: skip
 BatchSize = Annotated[int, typer.Option(help="Images per forward pass of the teacher.")]
+CacheAmp = Annotated[str, typer.Option("--amp", help="Mixed precision of the teacher's passes: none (float32 "
+                                       "logits), bf16 or fp16 (CUDA only), faster on a GPU; the cache then holds the "
+                                       "logits of the teacher under that autocast.")]  # fmt: skip
 CacheDtype = Annotated[str, typer.Option(help="Storage type of the logits: float16, bfloat16 or float32. A student "
                                          "replays the teacher's logits rounded to it.")]  # fmt: skip
 
@@ -41,6 +44,7 @@ def cache_teacher(
     loader: opt.Loader = "memory",
     workers: opt.Workers = None,
     device: opt.Device = "auto",
+    amp: CacheAmp = "none",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing cache kdtool wrote.")] = False,
 ) -> None:
     """Run a teacher over V seeded augmented views of every training sample and store its logits.
@@ -83,7 +87,8 @@ def cache_teacher(
                           f"always in memory; remove it")  # fmt: skip
     # the student's default augmentation is its dataset family's, so the cache's is too
     chosen = "none" if no_augment else augment or training_defaults(config["dataset"]).augment
-    request = CacheRequest(views, top_k, chosen, limit_train, seed, batch_size, device, cache_dtype, loader, workers)
+    request = CacheRequest(views, top_k, chosen, limit_train, seed, batch_size, device, cache_dtype, loader, workers,
+                           amp)  # fmt: skip
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), "ETA",
                TimeRemainingColumn())  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_path, sha256_file
 from kdtool.losses import FrozenTeacher
 from kdtool.runs.folder import MODEL, RunDir
-from kdtool.training.accel import frozen_for_inference
+from kdtool.training.accel import frozen_for_inference, resolve_accel
 from kdtool.training.rundata import _stream_loader
 from kdtool.training.runmodel import load_run_model, run_vocabulary
 
@@ -63,6 +63,7 @@ class CacheRequest:
     cache_dtype: str = "float16"
     loader: str = "memory"
     workers: int | None = None
+    amp: str = "none"
 
 
 def build_teacher_cache(
@@ -73,8 +74,14 @@ def build_teacher_cache(
     augmentation), the ``top_k`` largest logits (default: all, exact). ``progress(done, total)`` is called
     after each batch, in sample-views."""
     where = select_device(request.device)
+    accel = resolve_accel(request.amp, False, where, print)
     network, cfg, info = load_run_model(run, where)
-    teacher = FrozenTeacher(frozen_for_inference(network, channels_last=where.type == "cpu"))
+    frozen = FrozenTeacher(frozen_for_inference(network, channels_last=where.type == "cpu"))
+
+    def teacher(x: torch.Tensor) -> torch.Tensor:
+        with accel.autocast():  # --amp: the logits of a mixed-precision teacher, as a student with --amp gets live
+            return frozen(x).float()
+
     streamed = request.loader == "stream" or is_wds(cfg.dataset)
     dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.image_size, cfg.vocab_size, cfg.max_len,
                            run_vocabulary(run), streamed, cfg.val_shards, cfg.class_names)  # fmt: skip
@@ -85,7 +92,8 @@ def build_teacher_cache(
     options = data_options(cfg.dataset, cfg.image_size, request.augment, request.limit_train, request.seed,
                            dataset.info.kind == "text", "stream" if streamed else "memory")  # fmt: skip
     teacher_facts = {"teacher_run": str(run.path), "teacher_sha256": sha256_file(run.path / MODEL),
-                     "teacher_model": cfg.model, "teacher_smoothing": cfg.smoothing}  # fmt: skip
+                     "teacher_model": cfg.model, "teacher_smoothing": cfg.smoothing,
+                     "teacher_amp": request.amp}  # fmt: skip
     return write_teacher_cache(teacher, dataset, out, request, options, teacher_facts, where, progress)
 
 
