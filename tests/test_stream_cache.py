@@ -235,3 +235,27 @@ def test_two_processes_replay_their_own_samples_with_the_teachers_logits(streame
     (gap0, ids0), (gap1, ids1) = json.loads(result.read_text())
     assert gap0 < 1e-4 and gap1 < 1e-4
     assert not set(ids0) & set(ids1) and len(ids0) + len(ids1) >= 64
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_two_processes_each_cache_their_share_into_one_file(streamed, tmp_path):
+    """``torchrun --nproc-per-node 2 -m kdtool cache-teacher``: each rank runs the teacher over every second sample
+    and writes its rows into the one file; it holds what one process writes (the draws exactly, the logits to
+    float32 rounding: the teacher ran on other batches)."""
+    dataset, teacher, single = streamed
+    out = tmp_path / "ddp.cache.safetensors"
+    loader = ["--loader", "stream"] if dataset.startswith("imagefolder:") else []
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "kdtool", "cache-teacher",
+                           str(teacher), *loader, "--views", str(VIEWS), "--cache-dtype", "float32", "--workers", "1",
+                           "--batch-size", "10", "--device", "cpu", "--out", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote ") == 1  # rank 0 reports
+    a, b = TeacherCache.open(single), TeacherCache.open(out)
+    assert torch.equal(a.sample_index, b.sample_index) and torch.equal(a.labels, b.labels)
+    rows = torch.arange(a.num_samples)
+    for view in range(VIEWS):
+        assert torch.equal(a.aug_params(view, rows), b.aug_params(view, rows))
+        torch.testing.assert_close(a.teacher_logits(view, rows), b.teacher_logits(view, rows), rtol=1e-5, atol=1e-5)

@@ -6,6 +6,10 @@ import math
 import os
 import random
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -495,3 +499,22 @@ def test_a_cache_over_the_memory_budget_is_read_per_batch_and_the_run_says_so(ru
     code, out, err = run_cli(*args, "--memory-budget", "1KB", "--out", tmp_path / "lazy")
     assert code == 0, err
     assert "teacher: cache, all 10 logits (exact), float16, read from the file per batch" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_two_processes_each_cache_every_second_batch_into_one_file(teacher, cache_file, tmp_path):
+    out = tmp_path / "ddp.cache.safetensors"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "kdtool", "cache-teacher",
+                           str(teacher), "--views", "2", *AUGMENTED, *LIMIT, "--batch-size", "100", "--device", "cpu",
+                           "--out", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = TeacherCache.open(cache_file), TeacherCache.open(out)
+    assert torch.equal(a.sample_index, b.sample_index) and torch.equal(a.labels, b.labels)
+    rows = torch.arange(a.num_samples)
+    for view in range(2):
+        assert torch.equal(a.aug_params(view, rows), b.aug_params(view, rows))
+        # float16 both: a float32 difference in the last bits (other batches) may round one float16 step apart
+        torch.testing.assert_close(a.teacher_logits(view, rows), b.teacher_logits(view, rows), rtol=2e-3, atol=2e-3)

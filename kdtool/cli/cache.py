@@ -72,6 +72,7 @@ def cache_teacher(
 
     from kdtool.config.runconfig import training_defaults
     from kdtool.distill.cachebuild import CacheRequest, build_teacher_cache
+    from kdtool.distributed import is_main_process
     from kdtool.runs.folder import RunDir
 
     given = opt.given_options(ctx)
@@ -97,6 +98,8 @@ def cache_teacher(
         cache = build_teacher_cache(
             run_dir, str(out), request, lambda done, total: bar.update(task, completed=done, total=total)
         )
+    if not is_main_process():  # torchrun: every rank wrote its share, rank 0 reports
+        return
     form = "exact" if cache.top_k == cache.num_classes else f"top-{cache.top_k} of {cache.num_classes} classes"
     console.print(f"wrote {out}: {cache.views} views of {cache.num_samples} samples, {form}, {cache.cache_dtype}, "
                   f"augmentation {cache.data_options['augment']} ({cache.data_options['loader']} data path), "

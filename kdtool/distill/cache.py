@@ -435,7 +435,9 @@ class CacheWriter:
     is refused by :meth:`close`."""
 
     def __init__(self, path: str | os.PathLike, layout: Layout, sample_index: torch.Tensor,
-                 metadata: dict[str, str]) -> None:  # fmt: skip
+                 metadata: dict[str, str], create: bool = True) -> None:  # fmt: skip
+        """``create``: write the header and size the file; else (another torchrun rank's writer) write rows
+        into the file that rank 0 created with the same layout and metadata."""
         self.layout, self.path = layout, str(path)
         entries, offset = {}, 0
         for name, (shape, dtype) in layout.tensors().items():
@@ -446,10 +448,11 @@ class CacheWriter:
         header = json.dumps({"__metadata__": {**metadata, "format": FORMAT}, **entries}).encode()
         header += b" " * (-len(header) % 8)  # safetensors pads its header to 8 bytes
         self.start, self.entries = 8 + len(header), entries
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o666)
-        os.ftruncate(self.fd, self.start + offset)
-        os.pwrite(self.fd, len(header).to_bytes(8, "little") + header, 0)
-        self._write("sample_index", 0, 0, sample_index.long())
+        self.fd = os.open(self.path, os.O_WRONLY | (os.O_CREAT if create else 0), 0o666)
+        if create:
+            os.ftruncate(self.fd, self.start + offset)
+            os.pwrite(self.fd, len(header).to_bytes(8, "little") + header, 0)
+            self._write("sample_index", 0, 0, sample_index.long())
         self.written = torch.zeros(layout.views, layout.num_samples, dtype=torch.bool)
 
     def _write(self, name: str, view: int, row: int, values: torch.Tensor) -> None:
@@ -478,9 +481,7 @@ class CacheWriter:
                 self._write(name, view, int(ordered[start]), values[order[start:stop]])
         self.written[view, rows] = True
 
-    def close(self) -> None:
-        """Finish the file; every row of every view must have been written."""
+    def close(self) -> torch.Tensor:
+        """Finish writing; returns which sample-views (V×N bool) this writer wrote."""
         os.close(self.fd)
-        missing = int((~self.written).sum())
-        if missing:
-            raise KdtoolError(f"{missing} sample-views of the teacher cache were never written (a sample was skipped)")
+        return self.written

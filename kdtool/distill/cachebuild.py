@@ -12,19 +12,22 @@ drawn per sample id), decoded by DataLoader workers. A student replays either
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from kdtool.data import Dataset, ImageBatchTransform, load_dataset
 from kdtool.data.augment import parse_augment
-from kdtool.data.shards import is_wds
-from kdtool.data.stream import PARAMS, is_streamed
+from kdtool.data.shards import ShardSplit, is_wds
+from kdtool.data.stream import PARAMS, FileSplit, is_streamed
 from kdtool.data.text import trim_to_longest
 from kdtool.distill.cache import CACHE_DTYPES, CacheWriter, Layout, TeacherCache, data_options, row_lookup
-from kdtool.distributed import select_device
+from kdtool.distributed import DistEnv, all_reduce_sum, barrier, init_from_env
 from kdtool.errors import KdtoolError
 from kdtool.fileio import atomic_path, sha256_file
 from kdtool.losses import FrozenTeacher
@@ -73,7 +76,7 @@ def build_teacher_cache(
     picked by ``seed``) to ``out`` and open it: ``views`` views (default :data:`DEFAULT_VIEWS`, 1 without
     augmentation), the ``top_k`` largest logits (default: all, exact). ``progress(done, total)`` is called
     after each batch, in sample-views."""
-    where = select_device(request.device)
+    env, where = init_from_env(request.device)  # under torchrun: this rank's device, the ranks joined
     accel = resolve_accel(request.amp, False, where, print)
     network, cfg, info = load_run_model(run, where)
     frozen = FrozenTeacher(frozen_for_inference(network, channels_last=where.type == "cpu"))
@@ -94,7 +97,8 @@ def build_teacher_cache(
     teacher_facts = {"teacher_run": str(run.path), "teacher_sha256": sha256_file(run.path / MODEL),
                      "teacher_model": cfg.model, "teacher_smoothing": cfg.smoothing,
                      "teacher_amp": request.amp}  # fmt: skip
-    return write_teacher_cache(teacher, dataset, out, request, options, teacher_facts, where, progress)
+    shown = progress if env.is_main else None  # under torchrun, rank 0's bar stands for all
+    return write_teacher_cache(teacher, dataset, out, request, options, teacher_facts, where, shown, env)
 
 
 def write_teacher_cache(
@@ -106,29 +110,55 @@ def write_teacher_cache(
     teacher_facts: dict[str, str],
     where: torch.device = torch.device("cpu"),
     progress: Callable[[int, int], None] | None = None,
+    env: DistEnv = DistEnv(),
 ) -> TeacherCache:
     """Write the cache of ``teacher`` over ``dataset``'s training split (as limited: ``options`` are its
-    :func:`data_options`) to ``out`` atomically, batch by batch, and open it."""
+    :func:`data_options`) to ``out`` atomically, batch by batch, and open it. Under torchrun (``env``) each
+    rank runs the teacher over its share of the samples and writes its rows into the one file rank 0 made;
+    ``progress`` counts this rank's sample-views."""
     streamed = options["loader"] == "stream"
     augmented = streamed or options["augment"] != "none"  # the stream path always crops at random
     names = list(dataset.info.class_names)
     views, top_k = _checked(request, augmented, len(names), streamed)
-    params, batch_views = (_stream_batches if streamed else _memory_batches)(dataset, request, augmented, where)
+    batches = _stream_batches if streamed else _memory_batches
+    params, batch_views, share = batches(dataset, request, augmented, where, env)
     layout = Layout(views, len(dataset.train), len(names), top_k, params, CACHE_DTYPES[request.cache_dtype], streamed)
     meta = {**teacher_facts, "dataset": dataset.info.name, "class_names": json.dumps(names), "views": str(views),
             "num_samples": str(layout.num_samples), "top_k": str(top_k), "cache_dtype": request.cache_dtype,
             "data_options": json.dumps(options), "created_by": _created_by()}  # fmt: skip
-    total, done = views * layout.num_samples, 0
-    with atomic_path(out) as tmp:
-        writer = CacheWriter(tmp, layout, dataset.train.sample_ids(), meta)
+    done = 0
+    with _shared_file(out, env) as tmp:
+        writer = CacheWriter(tmp, layout, dataset.train.sample_ids(), meta, create=env.is_main)
+        barrier(env)  # the header and size are there before any rank writes rows
         for view in range(views):
             for rows, labels, drawn, x in batch_views(view):
                 writer.add(view, rows, labels, drawn, teacher(x))
                 done += len(rows)
                 if progress is not None:
-                    progress(done, total)
-        writer.close()
+                    progress(done, views * share)
+        written = all_reduce_sum(writer.close().to(where, torch.int32), env)
+        missing = int((written == 0).sum())
+        if missing:  # a bad sample, or a rank's share that lost one: nothing half-written is kept
+            raise KdtoolError(f"{missing} sample-views of the teacher cache were never written")
+    barrier(env)  # rank 0 has renamed the file over out
     return TeacherCache.open(out)
+
+
+@contextlib.contextmanager
+def _shared_file(out: str, env: DistEnv) -> Iterator[Path]:
+    """The temporary file every rank writes: rank 0's :func:`atomic_path` (its name sent to the others), renamed
+    over ``out`` once all ranks are done."""
+    if env.is_main:
+        with atomic_path(out) as tmp:
+            if env.enabled:
+                dist.broadcast_object_list([str(tmp)], src=0)
+            yield tmp
+            barrier(env)  # every rank's rows are written
+        return
+    name = [None]
+    dist.broadcast_object_list(name, src=0)
+    yield Path(name[0])
+    barrier(env)
 
 
 def _checked(request: CacheRequest, augmented: bool, num_classes: int, streamed: bool) -> tuple[int, int]:
@@ -155,44 +185,60 @@ def _checked(request: CacheRequest, augmented: bool, num_classes: int, streamed:
     return views, top_k
 
 
-def _memory_batches(dataset: Dataset, request: CacheRequest, augmented: bool, where: torch.device):
-    """P and, per view, the batches of in-memory data (augmentation drawn for the whole split per view)."""
+def _memory_batches(dataset: Dataset, request: CacheRequest, augmented: bool, where: torch.device, env: DistEnv):
+    """P, per view the batches of in-memory data (augmentation drawn for the whole split per view; under
+    torchrun every world-size-th batch is this rank's), and how many samples are this rank's."""
     inputs = dataset.train.inputs
-    text = dataset.info.kind == "text"
+    augment = parse_augment(request.augment)
     transform = (
-        trim_to_longest if text else ImageBatchTransform.for_dataset(dataset.info, parse_augment(request.augment))
+        trim_to_longest if dataset.info.kind == "text" else ImageBatchTransform.for_dataset(dataset.info, augment)
     )
     n, size = inputs.shape[0], request.batch_size
     one = (1, *inputs.shape[1:])
     params = transform.draw(one, view_generator(request.seed, 0), torch.device("cpu")).shape[1] if augmented else 0
     labels = dataset.train.labels
+    starts = range(env.rank * size, n, size * env.world_size)
 
     def batch_views(view: int) -> Iterator[Batch]:
         drawn = torch.zeros(n, 0, dtype=torch.long)
         if augmented:
             drawn = transform.draw(inputs.shape, view_generator(request.seed, view), torch.device("cpu"))
-        for start in range(0, n, size):
+        for start in starts:
             x = inputs[start : start + size].to(where)
             part = drawn[start : start + size]
             x = transform.apply(x, part.to(where)) if augmented else transform(x, None)
             yield torch.arange(start, min(start + size, n)), labels[start : start + size], part, x
 
-    return params, batch_views
+    return params, batch_views, sum(min(size, n - start) for start in starts)
 
 
-def _stream_batches(dataset: Dataset, request: CacheRequest, augmented: bool, where: torch.device):
-    """P and, per view, the batches of streamed data in split order: view v is the stream path's epoch v."""
+def _stream_batches(dataset: Dataset, request: CacheRequest, augmented: bool, where: torch.device, env: DistEnv):
+    """P, per view the batches of this rank's share of streamed data (every world-size-th sample) in split
+    order: view v is the stream path's epoch v; and the share's size."""
     if not is_streamed(dataset):
         raise KdtoolError("the data are not streamed")
+    share = replace(dataset, train=_rank_share(dataset.train, env))
     order = {"shuffle": False, "seed": request.seed, "workers": request.workers}
-    loader = _stream_loader(dataset, "train", request.batch_size, where, None, print, train=augmented, **order)
+    loader = _stream_loader(share, "train", request.batch_size, where, None, print, train=augmented, **order)
     rows_of = row_lookup(dataset.train.sample_ids())
 
     def batch_views(view: int) -> Iterator[Batch]:
         for images, labels, ids, params in loader.raw_batches(view):
             yield rows_of[ids], labels.cpu(), params, loader.transform(images, None)
 
-    return len(PARAMS) if augmented else 0, batch_views
+    return len(PARAMS) if augmented else 0, batch_views, len(share.train)
+
+
+def _rank_share(split: FileSplit | ShardSplit, env: DistEnv) -> FileSplit | ShardSplit:
+    """Every world-size-th sample of a streamed split, from this rank's (ids kept; a shard split reads past the
+    others' samples without decoding them)."""
+    if not env.enabled:
+        return split
+    if isinstance(split, FileSplit):
+        return split.take(torch.arange(env.rank, len(split), env.world_size))
+    mine = torch.zeros(sum(split.counts), dtype=torch.bool)
+    mine[split.sample_ids()[env.rank :: env.world_size]] = True
+    return replace(split, keep=mine)
 
 
 def _created_by() -> str:
