@@ -518,3 +518,15 @@ def test_two_processes_each_cache_every_second_batch_into_one_file(teacher, cach
         assert torch.equal(a.aug_params(view, rows), b.aug_params(view, rows))
         # float16 both: a float32 difference in the last bits (other batches) may round one float16 step apart
         torch.testing.assert_close(a.teacher_logits(view, rows), b.teacher_logits(view, rows), rtol=2e-3, atol=2e-3)
+
+
+def test_amp_caches_the_mixed_precision_teachers_logits(run_cli, teacher, cache_file, tmp_path):
+    out = tmp_path / "bf16.cache.safetensors"
+    code, _, err = run_cli("cache-teacher", teacher, "--views", "2", *AUGMENTED, *LIMIT, "--amp", "bf16", "--device",
+                           "cpu", "--out", out)  # fmt: skip
+    assert code == 0, err
+    amp, plain = TeacherCache.open(out), TeacherCache.open(cache_file)
+    assert amp.extra["teacher_amp"] == "bf16"
+    rows = torch.arange(256)
+    gap = (amp.teacher_logits(0, rows) - plain.teacher_logits(0, rows)).abs().max()
+    assert 0 < gap < 0.5  # bfloat16 autocast: close to the float32 teacher, not equal
