@@ -165,10 +165,11 @@ def test_damaged_or_foreign_files_are_refused_in_one_line(tmp_path):
         with pytest.raises(KdtoolError, match=re.escape(message)) as info:
             TeacherCache.open(tmp_path / f"{name}.safetensors")
         assert "\n" not in str(info.value)
-    for budget in (None, 0):  # checked as read, whole or per batch
-        damaged = TeacherCache.open(tmp_path / "nan.safetensors", budget)
-        with pytest.raises(KdtoolError, match=r"holds a NaN or infinite logit, .* in view 1: it is damaged"):
-            damaged.teacher_logits(1, torch.tensor([0]))
+    with pytest.raises(KdtoolError, match=r"holds a NaN or infinite logit, .* in its tensors: it is damaged"):
+        TeacherCache.open(tmp_path / "nan.safetensors")  # in memory: checked whole when opened
+    damaged = TeacherCache.open(tmp_path / "nan.safetensors", 0)  # read per batch: each batch checked as read
+    with pytest.raises(KdtoolError, match=r"holds a NaN or infinite logit, .* in view 1: it is damaged"):
+        damaged.teacher_logits(1, torch.tensor([0]))
 
 
 # -- replay ---------------------------------------------------------------------------------------

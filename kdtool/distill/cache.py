@@ -291,28 +291,30 @@ class TeacherCache:
 
     def teacher_logits(self, view: int, rows: torch.Tensor) -> torch.Tensor:
         """The teacher's B×K float32 logits of the samples at cache ``rows`` in ``view``: all of them (k = K), or
-        the top-k and the ground truth exact, every other class at its row's rest logit. A row whose logits are
-        not finite or whose classes are out of range is a one-line KdtoolError (rows are checked as read)."""
-        if "logits" in self.store:
-            dense = self.store["logits"].take(view, rows).float()
-            bad = not torch.isfinite(dense).all()
-        else:
-            values = self.store["topk_logits"].take(view, rows).float()
-            indices = self.store["topk_indices"].take(view, rows).long()
-            rest, gt = (
-                self.store["rest_logit"].take(view, rows).float(),
-                self.store["gt_logit"].take(view, rows).float(),
+        the top-k and the ground truth exact, every other class at its row's rest logit. Rows read from the file
+        are checked as they come (a cache in memory was checked whole when opened): a logit that is not finite
+        or a class out of range is a one-line KdtoolError."""
+        parts = {name: rows_of.take(view, rows) for name, rows_of in self.store.items() if name != "aug_params"}
+        if not self.in_memory:
+            self._check(parts, f"view {view}")
+        if "logits" in parts:
+            return parts["logits"].float()
+        dense = parts["rest_logit"].float()[:, None].expand(-1, self.num_classes).clone()
+        dense.scatter_(1, self.labels.to(rows.device)[rows][:, None], parts["gt_logit"].float()[:, None])
+        return dense.scatter_(1, parts["topk_indices"].long(), parts["topk_logits"].float())
+
+    def _check(self, parts: Mapping[str, torch.Tensor], where: str) -> None:
+        """Refuse damaged logits or classes (``parts``: the stored tensors, or some of their rows)."""
+        logits = [parts[name] for name in ("logits", "topk_logits", "gt_logit") if name in parts]
+        bad = not all(bool(torch.isfinite(t).all()) for t in logits)
+        if "topk_indices" in parts:
+            indices = parts["topk_indices"]
+            bad = bad or bool(
+                parts["rest_logit"].isnan().any() or ((indices < 0) | (indices >= self.num_classes)).any()
             )
-            bad = not (torch.isfinite(values).all() and torch.isfinite(gt).all() and not rest.isnan().any())
-            bad = bad or bool(((indices < 0) | (indices >= self.num_classes)).any())
-            if not bad:
-                dense = rest[:, None].expand(-1, self.num_classes).clone()
-                dense.scatter_(1, self.labels.to(rows.device)[rows][:, None], gt[:, None])
-                dense.scatter_(1, indices.to(dense.device), values.to(dense.device))
         if bad:
             raise KdtoolError(f"teacher cache {self.path} holds a NaN or infinite logit, or a class index outside "
-                              f"0..{self.num_classes - 1}, in view {view}: it is damaged; rebuild it")  # fmt: skip
-        return dense
+                              f"0..{self.num_classes - 1}, in {where}: it is damaged; rebuild it")  # fmt: skip
 
     def to(self, device: torch.device) -> TeacherCache:
         """A copy whose in-memory tensors live on ``device`` (a training loop then reads them without host
@@ -386,9 +388,12 @@ class TeacherCache:
                 raise KdtoolError("is a kdtool.cache/1 file (whole-file, float32), which this kdtool no longer reads: "
                                   "rebuild it with kdtool cache-teacher")  # fmt: skip
             check_format(meta, _METADATA, FORMAT, "teacher cache")
-            return cls._opened(path, meta, budget is None or cls.file_bytes(path) <= budget)
+            cache = cls._opened(path, meta, budget is None or cls.file_bytes(path) <= budget)
         except KdtoolError as exc:
             raise KdtoolError(f"teacher cache {path}: {exc}") from exc
+        if cache.in_memory:  # checked once, whole (one read from the file is checked per batch)
+            cache._check({name: rows.tensor for name, rows in cache.store.items()}, "its tensors")
+        return cache
 
     @classmethod
     def _opened(cls, path: Path, meta: dict[str, str], in_memory: bool) -> TeacherCache:
