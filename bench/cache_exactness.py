@@ -27,10 +27,15 @@ LOSSES = {
 }
 
 
-def replayed(teacher: torch.Tensor, top_k: int) -> torch.Tensor:
-    """The teacher logits a cache of ``top_k`` per sample gives back (top-k exact, the others at the rest logit)."""
-    indices, values, rest = compress_logits(teacher, top_k)
-    return rest[:, None].expand_as(teacher).clone().scatter_(1, indices.long(), values)
+def replayed(teacher: torch.Tensor, top_k: int, labels: torch.Tensor) -> torch.Tensor:
+    """The teacher logits a cache of ``top_k`` per sample gives back (top-k and ground truth exact, the others at
+    the rest logit), as float32 (the cache dtype's rounding is not measured here)."""
+    parts = compress_logits(teacher, top_k, labels)
+    if "logits" in parts:
+        return parts["logits"]
+    dense = parts["rest_logit"][:, None].expand_as(teacher).clone()
+    dense.scatter_(1, labels[:, None], parts["gt_logit"][:, None])
+    return dense.scatter_(1, parts["topk_indices"], parts["topk_logits"])
 
 
 def loss_and_gradient(loss, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor):
@@ -55,7 +60,7 @@ def main() -> None:
     for name, make in LOSSES.items():
         live_loss, live_grad = loss_and_gradient(make(), student, teacher, labels)
         for k in (args.classes, args.top_k):
-            loss, grad = loss_and_gradient(make(), student, replayed(teacher, k), labels)
+            loss, grad = loss_and_gradient(make(), student, replayed(teacher, k, labels), labels)
             print(
                 f"| {name} | {k} of {args.classes} | {(loss - live_loss).abs().item():.2e} | "
                 f"{(grad - live_grad).abs().max().item():.2e} | {grad.norm().item() / live_grad.norm().item():.3f} |"

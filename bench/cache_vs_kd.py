@@ -13,14 +13,15 @@ so both networks are freshly initialised.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from common import KdtoolEpochs, Timing, arguments, fashion_mnist, interleave, kdtool_config, lenet5, machine, report
 
-from kdtool.data import ImageBatchTransform
-from kdtool.distill.cache import TeacherCache, data_options
-from kdtool.distill.cachebuild import teacher_views
+from kdtool.distill.cache import data_options
+from kdtool.distill.cachebuild import CacheRequest, write_teacher_cache
 from kdtool.losses import FrozenTeacher, KnowledgeDistillation
 from kdtool.models.registry import build_model
 from kdtool.training.accel import frozen_for_inference
@@ -31,16 +32,17 @@ TARGET = 0.1
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], limit=1024, views=(int, 4, "views of the cache"))
     dataset = fashion_mnist(args.limit)
-    names = list(dataset.info.class_names)
     torch.manual_seed(0)
     teacher = FrozenTeacher(frozen_for_inference(build_model("resnet18", 10, 1, 28), channels_last=True))
-    transform = ImageBatchTransform.for_dataset(dataset.info, ("standard",))
-    start = time.process_time()
-    tensors = teacher_views(teacher, dataset.train.inputs, transform, True, args.views, len(names))
-    cache_seconds = time.process_time() - start
     options = data_options("fashion-mnist", 28, "standard", args.limit, 0, text=False)
-    cache = TeacherCache(*tensors, dataset.train.sample_ids(), names, dataset.info.name, options, "(in memory)",
-                         "-")  # fmt: skip
+    request = CacheRequest(views=args.views, limit_train=args.limit, cache_dtype="float32")
+    start = time.process_time()
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "bench.cache.safetensors")
+        cache = write_teacher_cache(
+            teacher, dataset, path, request, options, {"teacher_run": "-", "teacher_sha256": "-"}
+        )
+    cache_seconds = time.process_time() - start
     cfg = kdtool_config(args.batch_size, smoothing="kd")
     cached = KdtoolEpochs(dataset, lenet5(), KnowledgeDistillation(None), cfg, teacher_cache=cache)
     live = KdtoolEpochs(dataset, lenet5(), KnowledgeDistillation(teacher), kdtool_config(args.batch_size, "kd"))

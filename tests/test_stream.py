@@ -54,14 +54,14 @@ def stream_config(dataset: str, **options) -> TrainConfig:
 
 def raw_batches(loader, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The uint8 batches and labels of one epoch, as they come from the workers (before the device transform)."""
-    return [(x.clone(), y.clone()) for x, y in loader._raw(epoch)]
+    return [(x.clone(), y.clone()) for x, y, *_ in loader.raw_batches(epoch)]
 
 
 def ids_as_labels(monkeypatch, module: str) -> None:
     """Make every decoded sample a blank image labelled with its sample id: which samples a loader delivers."""
 
     def read(where, data, label, num_classes, transform, epoch, sample_id):
-        return torch.zeros(3, transform.size, transform.size, dtype=torch.uint8), sample_id
+        return torch.zeros(3, transform.size, transform.size, dtype=torch.uint8), sample_id, sample_id, ()
 
     monkeypatch.setattr(f"{module}.read_sample", read)
 
@@ -341,7 +341,7 @@ from kdtool.workflows.pipeline import make_loaders
 import kdtool.data.shards, kdtool.data.stream
 
 def read(where, data, label, num_classes, transform, epoch, sample_id):
-    return torch.zeros(3, transform.size, transform.size, dtype=torch.uint8), sample_id
+    return torch.zeros(3, transform.size, transform.size, dtype=torch.uint8), sample_id, sample_id, ()
 
 kdtool.data.shards.read_sample = kdtool.data.stream.read_sample = read
 env, device = init_from_env("cpu")
@@ -351,7 +351,7 @@ for name, dataset, extra in (("folder", {folder!r}, {{"loader": "stream"}}), ("e
     cfg = stream_config(dataset, workers=2, batch_size=4, **extra)
     train, _ = make_loaders(load_data(cfg, stream=True), cfg, device, env)
     for epoch in (0, 1):
-        ids = torch.cat([y for _, y in train._raw(epoch)])
+        ids = torch.cat([y for _, y, *_ in train.raw_batches(epoch)])
         gathered = [None] * env.world_size
         dist.all_gather_object(gathered, (len(train), ids.tolist()))
         report[f"{{name}} {{epoch}}"] = gathered

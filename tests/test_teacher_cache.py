@@ -3,18 +3,25 @@ checks, and ``cache-teacher`` / ``distill --teacher-cache`` end to end."""
 
 import json
 import math
+import os
 import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from safetensors import safe_open
 
 from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, ImageBatchTransform, Split, load_dataset
 from kdtool.data.augment import BatchMixer, MixedBatch
-from kdtool.distill.cache import TeacherCache, compress_logits, data_options
-from kdtool.distill.cachebuild import build_teacher_cache, view_generator
+from kdtool.distill.cache import CACHE_DTYPES, CacheWriter, Layout, TeacherCache, compress_logits, data_options
+from kdtool.distill.cachebuild import CacheRequest, build_teacher_cache, view_generator
 from kdtool.distill.replay import ReplayLoader
 from kdtool.errors import KdtoolError
 from kdtool.losses import DISTKD, WTTM, DecoupledKD, FrozenTeacher, KnowledgeDistillation, NormalizedKD
@@ -33,56 +40,106 @@ AUGMENTED = ("--augment", "standard")
 # -- top-k compression ----------------------------------------------------------------------------
 
 
-def test_all_classes_are_stored_exactly():
+def dense_of(parts, labels, k):
+    """The B×K logits a cache's parts stand for (as TeacherCache.teacher_logits rebuilds them)."""
+    if "logits" in parts:
+        return parts["logits"]
+    dense = parts["rest_logit"][:, None].expand(-1, k).clone()
+    dense.scatter_(1, labels[:, None], parts["gt_logit"][:, None])
+    return dense.scatter_(1, parts["topk_indices"], parts["topk_logits"])
+
+
+def test_all_classes_are_stored_exactly_in_class_order():
     torch.manual_seed(0)
     logits = torch.randn(5, 6) * 3
-    indices, values, rest = compress_logits(logits, 6)
-    dense = torch.empty(5, 6).scatter_(1, indices, values)
-    assert torch.equal(dense, logits) and torch.isinf(rest).all()
+    parts = compress_logits(logits, 6, torch.arange(5))
+    assert list(parts) == ["logits"] and torch.equal(parts["logits"], logits)
 
 
 @pytest.mark.parametrize("top_k", [1, 3, 5])
-def test_top_k_keeps_the_k_largest_exactly_and_the_rest_mass(top_k):
+def test_top_k_keeps_the_k_largest_and_the_ground_truth_exactly_and_the_rest_mass(top_k):
     torch.manual_seed(1)
     logits = torch.randn(7, 8) * 4
-    indices, values, rest = compress_logits(logits, top_k)
-    dense = rest[:, None].expand(-1, 8).clone().scatter_(1, indices, values)
-    kept = torch.zeros(7, 8, dtype=torch.bool).scatter_(1, indices, True)
-    assert torch.equal(dense[kept], logits[kept])  # the top-k logits, bit for bit
-    assert torch.equal(logits.topk(top_k, 1).indices.sort(1).values, indices.sort(1).values)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 7])
+    parts = compress_logits(logits, top_k, labels)
+    dense = dense_of(parts, labels, 8)
+    kept = torch.zeros(7, 8, dtype=torch.bool).scatter_(1, parts["topk_indices"], True)
+    kept.scatter_(1, labels[:, None], True)
+    assert torch.equal(dense[kept], logits[kept])  # the top-k and ground-truth logits, bit for bit
+    assert torch.equal(logits.topk(top_k, 1).indices.sort(1).values, parts["topk_indices"].sort(1).values)
     p, q = F.softmax(logits, 1), F.softmax(dense, 1)
     torch.testing.assert_close(q[kept], p[kept])  # the softmax normaliser is unchanged...
     torch.testing.assert_close((q * ~kept).sum(1), (p * ~kept).sum(1))  # ...so is the rest's total mass
-    others = dense[~kept].view(7, 8 - top_k)
-    assert torch.equal(others, others[:, :1].expand_as(others))  # one logit stands for every other class
+    for row in range(7):  # one logit stands for every other class
+        others = dense[row][~kept[row]]
+        assert torch.equal(others, others[:1].expand_as(others))
 
 
 # -- the file -------------------------------------------------------------------------------------
 
 
-def toy_cache(views=2, n=6, k=3, top_k=3, params=2) -> TeacherCache:
+def write_cache(path, logits, labels, params=None, ids=None, top_k=None, dtype="float32", options=None, dataset="toy"):
+    """A cache file of the V×N×K ``logits`` of samples of class ``labels`` (ids: 0..N−1 unless given), opened."""
+    views, n, k = logits.shape
+    params = torch.zeros(views, n, 0, dtype=torch.long) if params is None else params
+    options = options or data_options("toy", 8, "standard", None, 0, False)
+    layout = Layout(views, n, k, top_k or k, params.shape[2], CACHE_DTYPES[dtype], options["loader"] == "stream")
+    meta = {"teacher_run": "runs/t", "teacher_sha256": "ab" * 32, "dataset": dataset, "num_samples": str(n),
+            "class_names": json.dumps([f"c{i}" for i in range(k)]), "views": str(views), "top_k": str(top_k or k),
+            "cache_dtype": dtype, "data_options": json.dumps(options), "created_by": "test"}  # fmt: skip
+    writer = CacheWriter(path, layout, torch.arange(n) if ids is None else ids, meta)
+    for view in range(views):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(view))  # rows may come in any order
+        writer.add(view, order, labels[order], params[view, order], logits[view, order])
+    writer.close()
+    return TeacherCache.open(path)
+
+
+def toy_cache(tmp_path, views=2, n=6, k=3, top_k=3, params=2, dtype="float32", budget=None) -> TeacherCache:
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(views * n, k, generator=g)
-    indices, values, rest = compress_logits(logits, top_k)
-    return TeacherCache(
-        torch.randint(0, 9, (views, n, params), generator=g), indices.view(views, n, top_k),
-        values.view(views, n, top_k), rest.view(views, n), torch.arange(n) * 2, [f"c{i}" for i in range(k)],
-        "toy", data_options("toy", 8, "standard", None, 0, False), "runs/t", "ab" * 32,
-    )  # fmt: skip
+    logits, labels = torch.randn(views, n, k, generator=g), torch.arange(n) % k
+    cache = write_cache(tmp_path / "toy.safetensors", logits, labels, torch.randint(0, 9, (views, n, params),
+                        generator=g), torch.arange(n) * 2, top_k, dtype)  # fmt: skip
+    return cache if budget is None else TeacherCache.open(cache.path, budget)
 
 
-def test_a_cache_file_round_trips_and_records_its_facts(tmp_path):
-    cache = toy_cache(top_k=2)
-    cache.save(tmp_path / "c.safetensors")
-    loaded = TeacherCache.load(tmp_path / "c.safetensors")
-    for name in ("aug_params", "topk_indices", "sample_index"):
-        assert torch.equal(getattr(loaded, name).long(), getattr(cache, name).long())
-    assert torch.equal(loaded.topk_logits, cache.topk_logits) and torch.equal(loaded.rest_logit, cache.rest_logit)
-    assert (loaded.views, loaded.num_samples, loaded.top_k, loaded.num_classes) == (2, 6, 2, 3)
-    assert loaded.aug_params.dtype == torch.int16 and loaded.topk_indices.dtype == torch.int16
-    assert loaded.data_options == cache.data_options and loaded.path == str(tmp_path / "c.safetensors")
-    rows = torch.tensor([4, 0])
-    torch.testing.assert_close(loaded.teacher_logits(1, rows), cache.teacher_logits(1, rows))
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("top_k", [4, 2])
+@pytest.mark.parametrize("budget", [None, 0])
+def test_a_cache_file_round_trips_in_memory_or_read_per_batch(tmp_path, dtype, top_k, budget):
+    g = torch.Generator().manual_seed(0)
+    logits, labels, params = torch.randn(2, 6, 4, generator=g) * 5, torch.arange(6) % 4, torch.randint(0, 9, (2, 6, 3))
+    written = write_cache(tmp_path / "c.safetensors", logits, labels, params, torch.arange(6) * 2, top_k, dtype)
+    cache = TeacherCache.open(written.path, budget)
+    assert cache.in_memory == (budget is None) and cache.cache_dtype == dtype
+    assert (cache.views, cache.num_samples, cache.top_k, cache.num_classes) == (2, 6, top_k, 4)
+    assert torch.equal(cache.sample_index, torch.arange(6) * 2) and torch.equal(cache.labels, labels)
+    rows = torch.tensor([4, 0, 5, 1])  # in no order, with a run of two consecutive rows
+    for view in range(2):
+        assert torch.equal(cache.aug_params(view, rows), params[view, rows])
+        parts = compress_logits(logits[view, rows], top_k, labels[rows])  # in float32, each part then rounded
+        rounded = {name: v.to(CACHE_DTYPES[dtype]).float() if v.is_floating_point() else v for name, v in parts.items()}
+        expected = dense_of(rounded, labels[rows], 4)
+        torch.testing.assert_close(cache.teacher_logits(view, rows), expected, rtol=0, atol=0)
+
+
+def test_a_cache_bigger_than_the_budget_is_never_loaded_whole(tmp_path, monkeypatch):
+    cache = toy_cache(tmp_path, budget=10)
+    assert not cache.in_memory and TeacherCache.file_bytes(cache.path) > 10
+    read = []
+    original = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, size, offset: read.append(size) or original(fd, size, offset))
+    cache.teacher_logits(1, torch.tensor([3]))
+    assert read == [3 * 4]  # one row of one view: 3 float32 logits
+    assert "read from the file per batch" in cache.replay_line("standard")
+
+
+def test_cache_sizes_per_sample_view():
+    sizes = {(k, top): Layout(1, 1, k, top, 2, torch.float16).bytes_per_view() for k, top in
+             ((10, 10), (100, 100), (100, 10), (1000, 1000), (1000, 100), (1000, 10))}  # fmt: skip
+    # k = K: the K logits alone (no classes); k < K: k logits and classes, the ground truth and the rest; P = 2
+    assert sizes == {(10, 10): 24, (100, 100): 204, (100, 10): 48, (1000, 1000): 2004, (1000, 100): 408,
+                     (1000, 10): 48}  # fmt: skip
 
 
 def test_damaged_or_foreign_files_are_refused_in_one_line(tmp_path):
@@ -91,20 +148,28 @@ def test_damaged_or_foreign_files_are_refused_in_one_line(tmp_path):
     from safetensors.torch import save_file
 
     (tmp_path / "pickle.safetensors").write_bytes(pickle.dumps({"a": 1}))
-    cache = toy_cache()
-    meta = cache.metadata()
-    tensors = {"aug_params": cache.aug_params.short(), "topk_indices": cache.topk_indices.short(),
-               "topk_logits": cache.topk_logits, "rest_logit": cache.rest_logit,
-               "sample_index": cache.sample_index}  # fmt: skip
+    cache = toy_cache(tmp_path)
+    with safe_open(cache.path, "pt") as fh:
+        meta = fh.metadata()
+        tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
     save_file(tensors, str(tmp_path / "qformat.safetensors"), metadata={**meta, "format": "kdtool.q/1"})
-    save_file({**tensors, "topk_logits": tensors["topk_logits"].clone().fill_(float("nan"))},
-              str(tmp_path / "nan.safetensors"), metadata=meta)  # fmt: skip
-    save_file({**tensors, "rest_logit": tensors["rest_logit"][:1]}, str(tmp_path / "shape.safetensors"), metadata=meta)
-    for name, message in (("pickle", "never unpickles"), ("qformat", "unknown format"), ("nan", "NaN"),
-                          ("shape", "rest_logit has shape"), ("missing", "does not exist")):  # fmt: skip
-        with pytest.raises(KdtoolError, match=message) as info:
-            TeacherCache.load(tmp_path / f"{name}.safetensors")
+    save_file(tensors, str(tmp_path / "v1.safetensors"), metadata={**meta, "format": "kdtool.cache/1"})
+    save_file({**tensors, "logits": tensors["logits"].clone().fill_(float("nan"))}, str(tmp_path / "nan.safetensors"),
+              metadata=meta)  # fmt: skip
+    save_file({**tensors, "logits": tensors["logits"][:1]}, str(tmp_path / "shape.safetensors"), metadata=meta)
+    for name, message in (("pickle", "never unpickles"), ("qformat", "unknown format"),
+                          ("v1", "is a kdtool.cache/1 file (whole-file, float32), which this kdtool no longer reads: "
+                                 "rebuild it with kdtool cache-teacher"),
+                          ("shape", "logits is F32 (1, 6, 3), expected F32 (2, 6, 3)"),
+                          ("missing", "does not exist")):  # fmt: skip
+        with pytest.raises(KdtoolError, match=re.escape(message)) as info:
+            TeacherCache.open(tmp_path / f"{name}.safetensors")
         assert "\n" not in str(info.value)
+    with pytest.raises(KdtoolError, match=r"holds a NaN or infinite logit, .* in its tensors: it is damaged"):
+        TeacherCache.open(tmp_path / "nan.safetensors")  # in memory: checked whole when opened
+    damaged = TeacherCache.open(tmp_path / "nan.safetensors", 0)  # read per batch: each batch checked as read
+    with pytest.raises(KdtoolError, match=r"holds a NaN or infinite logit, .* in view 1: it is damaged"):
+        damaged.teacher_logits(1, torch.tensor([0]))
 
 
 # -- replay ---------------------------------------------------------------------------------------
@@ -127,9 +192,10 @@ def replay_loader(cache):
     return ReplayLoader(data.train, 64, transform, torch.device("cpu"), cache, rows), data, transform
 
 
-def test_replay_with_all_classes_gives_the_live_teachers_loss_for_every_view(teacher):
+def test_replay_with_all_classes_gives_the_live_teachers_loss_for_every_view(teacher, tmp_path):
     views = 3
-    cache = build_teacher_cache(RunDir.open(teacher), views=views, limit_train=256, batch_size=100, device="cpu")
+    request = CacheRequest(views=views, limit_train=256, batch_size=100, device="cpu", cache_dtype="float32")
+    cache = build_teacher_cache(RunDir.open(teacher), str(tmp_path / "c.safetensors"), request)
     network, _, _ = load_run_model(RunDir.open(teacher))
     live = KnowledgeDistillation(FrozenTeacher(frozen_for_inference(network, channels_last=True)), temperature=2.0)
     cached = KnowledgeDistillation(None, temperature=2.0)
@@ -151,9 +217,10 @@ def test_replay_with_all_classes_gives_the_live_teachers_loss_for_every_view(tea
     assert not torch.equal(seen[0], seen[1]) and torch.equal(seen[0], seen[views])  # views cycle
 
 
-def test_an_unaugmented_cache_holds_the_teachers_logits_of_the_plain_images(teacher):
-    cache = build_teacher_cache(RunDir.open(teacher), augment="none", limit_train=256, device="cpu")
-    assert cache.views == 1 and cache.aug_params.shape == (1, 256, 0)
+def test_an_unaugmented_cache_holds_the_teachers_logits_of_the_plain_images(teacher, tmp_path):
+    request = CacheRequest(augment="none", limit_train=256, device="cpu", cache_dtype="float32")
+    cache = build_teacher_cache(RunDir.open(teacher), str(tmp_path / "c.safetensors"), request)
+    assert cache.views == 1 and cache.store["aug_params"].shape == (1, 256, 0)
     network, _, _ = load_run_model(RunDir.open(teacher))
     _, data, _ = replay_loader(cache)
     plain = ImageBatchTransform.for_dataset(data.info, ())
@@ -192,12 +259,8 @@ def synthetic(n=40, k=4):
 def test_class_and_sample_subsets_find_their_samples_and_slice_the_classes(tmp_path):
     full = synthetic()
     logits = torch.randn(1, 40, 4)
-    indices, values, rest = compress_logits(logits[0], 4)
     options = data_options("fashion-mnist", 8, "none", None, 0, False)
-    names = list(full.info.class_names)
-    cache = TeacherCache(torch.zeros(1, 40, 0, dtype=torch.long), indices[None], values[None], rest[None],
-                         torch.arange(40), names, "synthetic", options, "t", "0" * 64)  # fmt: skip
-    cache.save(tmp_path / "c.safetensors")
+    write_cache(tmp_path / "c.safetensors", logits, full.train.labels, options=options, dataset="synthetic")
     cfg = DistillConfig(teacher_cache=str(tmp_path / "c.safetensors"), augment="none", classes=["c3", "c1"],
                         sample_fraction=0.5, batch_size=4, val_fraction=0.25)  # fmt: skip
     cfg.resolve()
@@ -227,10 +290,11 @@ def cache_file(teacher, tmp_path_factory):
 
 
 def test_cache_teacher_writes_what_it_says(cache_file, teacher):
-    cache = TeacherCache.load(cache_file)
-    assert (cache.views, cache.num_samples, cache.top_k) == (2, 256, 10) and cache.aug_params.shape[2] == 2
+    cache = TeacherCache.open(cache_file)
+    assert (cache.views, cache.num_samples, cache.top_k) == (2, 256, 10) and cache.store["aug_params"].shape[2] == 2
     assert cache.data_options == {"dataset": "fashion-mnist", "image_size": None, "augment": "standard",
-                                  "limit_train": 256, "seed": 0}  # fmt: skip
+                                  "limit_train": 256, "seed": 0, "loader": "memory"}  # fmt: skip
+    assert cache.cache_dtype == "float16" and cache.extra["teacher_amp"] == "none"  # the defaults
     assert cache.teacher_run == str(teacher) and len(cache.teacher_sha256) == 64
 
 
@@ -269,8 +333,8 @@ def test_a_cache_for_other_data_is_refused_in_one_line(run_cli, cache_file, teac
     assert len(stderr.strip().splitlines()) == 1 and not out.exists()
 
 
-def test_a_cache_of_another_dataset_classes_or_size_is_refused():
-    cache = toy_cache()
+def test_a_cache_of_another_dataset_classes_or_size_is_refused(tmp_path):
+    cache = toy_cache(tmp_path)
     options = dict(cache.data_options)
     cache.check_matches(options, "toy", ["c0", "c1", "c2"], 6)
     for args, message in (
@@ -284,13 +348,22 @@ def test_a_cache_of_another_dataset_classes_or_size_is_refused():
     with pytest.raises(KdtoolError, match="holds no views of 1 of this run's 2 training samples"):
         cache.rows_of(torch.tensor([2, 3]))  # the cache holds the even samples 0..10
     assert cache.rows_of(torch.tensor([10, 0])).tolist() == [5, 0]
+    cache.check_labels(torch.tensor([1, 2]), torch.tensor([1, 2]))
+    with pytest.raises(KdtoolError, match="was made with sample 4 of class c2, this run's data has it as c0: the data "
+                                          "changed since it was made"):  # fmt: skip
+        cache.check_labels(torch.tensor([1, 2]), torch.tensor([1, 0]))
 
 
 def test_cache_teacher_refuses_bad_options(run_cli, teacher, tmp_path):
     out = tmp_path / "c.safetensors"
     for args, message in ((["--no-augment", "--views", "3"], "--views must be at least 1, and 1 without"),
                           (["--top-k", "11"], "--top-k must be between 1 and the 10 classes"),
-                          (["--top-k", "0"], "--top-k must be between")):  # fmt: skip
+                          (["--top-k", "0"], "--top-k must be between"),
+                          (["--cache-dtype", "float64"], "unknown --cache-dtype 'float64': choose one of float16, "
+                                                         "bfloat16, float32"),
+                          (["--amp", "fp16", "--device", "cpu"], "--amp fp16 needs a CUDA device"),
+                          (["--loader", "stream"], "--loader does not apply here: "),
+                          (["--workers", "2"], "--workers does not apply here: ")):  # fmt: skip
         code, _, stderr = run_cli("cache-teacher", teacher, *args, *LIMIT, "--out", out)
         assert code == 2 and message in stderr, stderr
     assert not out.exists()
@@ -315,8 +388,10 @@ def test_text_has_one_unaugmented_view_and_class_subsets_work(run_cli, tmp_path)
     code, _, stderr = run_cli("cache-teacher", tmp_path / "t", "--augment", "standard", "--out", tmp_path / "c")
     assert code == 2 and "text has no augmentation" in stderr
     assert run_cli("cache-teacher", tmp_path / "t", "--out", tmp_path / "c.safetensors")[0] == 0
-    cache = TeacherCache.load(tmp_path / "c.safetensors")
-    assert cache.views == 1 and cache.aug_params.shape == (1, 60, 0) and cache.data_options["augment"] == "none"
+    cache = TeacherCache.open(tmp_path / "c.safetensors")
+    assert (
+        cache.views == 1 and cache.store["aug_params"].shape == (1, 60, 0) and cache.data_options["augment"] == "none"
+    )
     code, _, stderr = run_cli("distill", "--teacher-cache", tmp_path / "c.safetensors", *data, "--student", "textcnn",
                               *small, "--classes", "fear,joy", "--out", tmp_path / "st")  # fmt: skip
     assert code == 0, stderr
@@ -346,14 +421,27 @@ def loss_and_gradient(target, logits, labels, **batch):
     return loss.detach(), student.grad
 
 
+class Rounded(torch.nn.Module):
+    """A network whose logits are rounded to a cache dtype: the teacher a cache of that dtype replays."""
+
+    def __init__(self, network, dtype):
+        super().__init__()
+        self.network, self.dtype = network, dtype
+
+    def forward(self, x):
+        return self.network(x).to(self.dtype).float()
+
+
+@pytest.mark.parametrize("budget", [None, 0])
 @pytest.mark.parametrize("name", list(EXACT_LOSSES))
-def test_a_full_cache_replays_every_loss_and_gradient_as_the_live_teacher(teacher, cache_file, name):
-    """The cache written by cache-teacher and read back gives each loss and its gradient as the live teacher
-    on the very same augmented images (k = K, the default)."""
-    cache = TeacherCache.load(cache_file)
-    assert cache.exact and cache.top_k == 10
+def test_a_full_cache_replays_every_loss_and_gradient_as_the_live_teacher(teacher, cache_file, name, budget):
+    """The cache written by cache-teacher (float16, the default) and read back, whole or per batch, gives each
+    loss and its gradient as the live teacher whose logits are rounded to float16, on the very same augmented
+    images (k = K, the default)."""
+    cache = TeacherCache.open(cache_file, budget)
+    assert cache.exact and cache.top_k == 10 and cache.cache_dtype == "float16"
     network, _, _ = load_run_model(RunDir.open(teacher))
-    live = EXACT_LOSSES[name](FrozenTeacher(frozen_for_inference(network, channels_last=True)))
+    live = EXACT_LOSSES[name](FrozenTeacher(Rounded(frozen_for_inference(network, channels_last=True), torch.float16)))
     cached = EXACT_LOSSES[name](None)
     loader, _, _ = replay_loader(cache)
     torch.manual_seed(0)
@@ -390,7 +478,9 @@ def test_a_top_k_cache_is_refused_unless_approximate_is_asked_for(run_cli, top3_
     assert code == 0, err
     assert "teacher: cache, top-3 of 10 (approximate)" in out
     record = json.loads((tmp_path / "approx" / "config.json").read_text())
-    assert record["approximate_cache"] is True and record["teacher_cache_file"]["replay"] == "top-3 of 10 (approximate)"
+    assert record["approximate_cache"] is True and record["teacher_cache_file"]["replay"] == (
+        "top-3 of 10 (approximate), float16, in memory"
+    )
 
 
 def test_an_exact_cache_says_so_and_refuses_approximate(run_cli, cache_file, tmp_path):
@@ -400,13 +490,49 @@ def test_an_exact_cache_says_so_and_refuses_approximate(run_cli, cache_file, tmp
     code, out, err = run_cli("distill", "--teacher-cache", cache_file, "--augment", "standard,mixup", *TINY,
                              "--out", tmp_path / "mixed")  # fmt: skip
     assert code == 0, err
-    assert ("teacher: cache, all 10 logits (exact); mixup/cutmix mix its logits linearly, not the teacher's output on "
-            "the mixed images") in out  # fmt: skip
+    assert ("teacher: cache, all 10 logits (exact), float16, in memory; mixup/cutmix mix its logits linearly, not the "
+            "teacher's output on the mixed images") in out  # fmt: skip
 
 
-def test_a_cache_missing_one_class_is_exact_its_rest_logit_is_that_class():
-    logits = torch.randn(5, 4)
-    indices, values, rest = compress_logits(logits, 3)
-    dense = rest[:, None].expand(-1, 4).clone().scatter_(1, indices.long(), values)
-    assert torch.allclose(dense, logits, atol=1e-6)
-    assert toy_cache(k=3, top_k=2).exact and not toy_cache(k=3, top_k=1).exact
+def test_a_cache_missing_one_class_is_exact_its_rest_logit_is_that_class(tmp_path):
+    logits, labels = torch.randn(5, 4), torch.arange(5) % 4
+    assert torch.allclose(dense_of(compress_logits(logits, 3, labels), labels, 4), logits, atol=1e-6)
+    assert toy_cache(tmp_path, k=3, top_k=2).exact and not toy_cache(tmp_path, k=3, top_k=1).exact
+
+
+def test_a_cache_over_the_memory_budget_is_read_per_batch_and_the_run_says_so(run_cli, cache_file, tmp_path):
+    args = ("distill", "--teacher-cache", cache_file, *AUGMENTED, *TINY)
+    code, out, err = run_cli(*args, "--memory-budget", "1KB", "--out", tmp_path / "lazy")
+    assert code == 0, err
+    assert "teacher: cache, all 10 logits (exact), float16, read from the file per batch" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_two_processes_each_cache_every_second_batch_into_one_file(teacher, cache_file, tmp_path):
+    out = tmp_path / "ddp.cache.safetensors"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "kdtool", "cache-teacher",
+                           str(teacher), "--views", "2", *AUGMENTED, *LIMIT, "--batch-size", "100", "--device", "cpu",
+                           "--out", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = TeacherCache.open(cache_file), TeacherCache.open(out)
+    assert torch.equal(a.sample_index, b.sample_index) and torch.equal(a.labels, b.labels)
+    rows = torch.arange(a.num_samples)
+    for view in range(2):
+        assert torch.equal(a.aug_params(view, rows), b.aug_params(view, rows))
+        # float16 both: a float32 difference in the last bits (other batches) may round one float16 step apart
+        torch.testing.assert_close(a.teacher_logits(view, rows), b.teacher_logits(view, rows), rtol=2e-3, atol=2e-3)
+
+
+def test_amp_caches_the_mixed_precision_teachers_logits(run_cli, teacher, cache_file, tmp_path):
+    out = tmp_path / "bf16.cache.safetensors"
+    code, _, err = run_cli("cache-teacher", teacher, "--views", "2", *AUGMENTED, *LIMIT, "--amp", "bf16", "--device",
+                           "cpu", "--out", out)  # fmt: skip
+    assert code == 0, err
+    amp, plain = TeacherCache.open(out), TeacherCache.open(cache_file)
+    assert amp.extra["teacher_amp"] == "bf16"
+    rows = torch.arange(256)
+    gap = (amp.teacher_logits(0, rows) - plain.teacher_logits(0, rows)).abs().max()
+    assert 0 < gap < 0.5  # bfloat16 autocast: close to the float32 teacher, not equal

@@ -37,6 +37,7 @@ def _alias(name: str) -> Any:
 
 
 Out, Force, Resume, Seed, Device = (_alias(n) for n in ("out", "force", "resume", "seed", "device"))
+Loader, Workers = (_alias(n) for n in ("loader", "workers"))
 Dataset, DataRoot, Download, ImageSize = (_alias(n) for n in ("dataset", "data_root", "download", "image_size"))
 LimitTrain, LimitTest, Augment, NoAugment = (_alias(n) for n in ("limit_train", "limit_test", "augment", "no_augment"))
 

@@ -68,6 +68,13 @@ class Applies:
         return self.used_by if isinstance(self.used_by, str) else self.used_by()
 
 
+def _budgeted(c: Any) -> bool:
+    """Whether ``--memory-budget`` decides something: the data path of ``--loader auto`` imagefolder data, or how a
+    student's teacher cache is read."""
+    auto = c.dataset.startswith("imagefolder:") and c.loader == "auto"
+    return auto or getattr(c, "teacher_cache", None) is not None
+
+
 def method(*names: str) -> Applies:
     """Applies to runs of these ``--smoothing`` methods."""
     return Applies("smoothing", lambda c: c.smoothing in names, "--smoothing " + " and ".join(names))
@@ -357,10 +364,12 @@ OPTIONS: tuple[Option, ...] = (
         "device), stream (decoded batch by batch in --workers processes) or auto (memory when the decoded data fit in "
         "--memory-budget).", STREAM, applies=FILES),
     # a resumed run keeps the data path it started with, whatever the budget
+    # the budget also decides whether a student's teacher cache is loaded whole or read per batch
     Option("memory_budget", str | None, None, "--loader auto: the most decoded data kept in memory, e.g. 8GiB or "
-        "500MB (default: half the available RAM, and on a GPU at most half its free memory).", STREAM,
-        applies=Applies("dataset,loader", lambda c: c.dataset.startswith("imagefolder:") and c.loader == "auto",
-                        "--loader auto with imagefolder:PATH"), changes_result=False, show_default=False),
+        "500MB (default: half the available RAM, and on a GPU at most half its free memory); distill "
+        "--teacher-cache: the largest cache loaded whole (a bigger one is read per batch).", STREAM,
+        applies=Applies("dataset,loader", _budgeted, "--loader auto with imagefolder:PATH, and distill "
+                        "--teacher-cache"), changes_result=False, show_default=False),
     # streamed imagefolder batches do not depend on it; wds: shards are dealt out to the workers, each making its
     # own batches, so there they do
     Option("workers", int | None, None, "Streaming: DataLoader worker processes per training process (0: decode in "

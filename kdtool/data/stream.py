@@ -17,9 +17,10 @@ import os
 import random
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -169,11 +170,17 @@ def random_resized_crop_box(rng: random.Random, height: int, width: int) -> tupl
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+# What a training sample's augmentation draws, as stored by a teacher cache: the crop box, the flip and the size
+# of the image it was drawn on (a replay checks that its image has that size).
+PARAMS = ("top", "left", "height", "width", "flip", "image height", "image width")
+
+
 @dataclass(frozen=True)
 class SampleTransform:
-    """Decoded 3×H×W uint8 image -> C×S×S uint8: random-resized crop and flip (``train``), or resize and
-    centre crop; the random choices come from :func:`sample_seed` alone. ``channels`` 1: the data are grey
-    (shards of a grey dataset), the first of the decoded RGB's equal channels is kept."""
+    """Decoded 3×H×W uint8 image -> C×S×S uint8 and its draws (:data:`PARAMS`): random-resized crop and flip
+    (``train``), or resize and centre crop (no draws); the random choices come from :func:`sample_seed` alone.
+    ``channels`` 1: the data are grey (shards of a grey dataset), the first of the decoded RGB's equal channels
+    is kept."""
 
     size: int
     train: bool
@@ -181,19 +188,27 @@ class SampleTransform:
     seed: int
     channels: int = 3
 
-    def __call__(self, image: torch.Tensor, epoch: int, sample_id: int) -> torch.Tensor:
+    def draw(self, height: int, width: int, epoch: int, sample_id: int) -> tuple[int, ...]:
+        """The :data:`PARAMS` of one sample of ``height`` × ``width`` pixels in one epoch."""
+        rng = random.Random(sample_seed(self.seed, epoch, sample_id))
+        box = random_resized_crop_box(rng, height, width)
+        return *box, int(self.hflip and rng.random() < 0.5), height, width
+
+    def apply(self, image: torch.Tensor, params: tuple[int, ...]) -> torch.Tensor:
+        """Crop, resize and flip ``image`` as ``params`` (:data:`PARAMS`; empty: evaluation's centre crop) say."""
         from torchvision.transforms.v2 import functional as F
 
         image = image[: self.channels]
-        if not self.train:
+        if not params:
             resized = F.resize(image, [round(self.size / EVAL_CROP)], antialias=True)
             return F.center_crop(resized, [self.size, self.size]).contiguous()
-        rng = random.Random(sample_seed(self.seed, epoch, sample_id))
-        top, left, h, w = random_resized_crop_box(rng, image.shape[-2], image.shape[-1])
+        top, left, h, w, flip = params[:5]
         out = F.resized_crop(image, top, left, h, w, [self.size, self.size], antialias=True)
-        if self.hflip and rng.random() < 0.5:
-            out = out.flip(-1)
-        return out.contiguous()
+        return (out.flip(-1) if flip else out).contiguous()
+
+    def __call__(self, image: torch.Tensor, epoch: int, sample_id: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+        params = self.draw(image.shape[-2], image.shape[-1], epoch, sample_id) if self.train else ()
+        return self.apply(image, params), params
 
 
 @dataclass(frozen=True)
@@ -203,6 +218,7 @@ class BadSample:
     where: str
     reason: str
     fatal: bool = False  # a shard that broke off while being read: what follows is lost, so never skipped
+    fix: str = "rewrite it (kdtool shard)"  # what a fatal one's message tells the user to do
 
     def describe(self) -> str:
         return f"{self.where}: {self.reason}"
@@ -210,14 +226,18 @@ class BadSample:
 
 def bad_sample_error(bad: BadSample) -> KdtoolError:
     if bad.fatal:
-        return KdtoolError(f"{bad.describe()}: rewrite it (kdtool shard)")
+        return KdtoolError(f"{bad.describe()}: {bad.fix}")
     return KdtoolError(f"{bad.describe()} (--skip-bad-samples skips unreadable samples and counts them)")
 
 
+Sample = tuple[torch.Tensor, int, int, tuple[int, ...]]  # image, label, sample id, augmentation draws
+
+
 def read_sample(where: str, data: bytes, label: int, num_classes: int, transform: SampleTransform, epoch: int,
-                sample_id: int) -> tuple[torch.Tensor, int] | BadSample:  # fmt: skip
+                sample_id: int) -> Sample | BadSample:  # fmt: skip
     """One decoded, augmented sample, or why it cannot be one (never raises for bad data: a worker's
-    exception would reach the user as a traceback, a :class:`BadSample` as one line)."""
+    exception would reach the user as a traceback, a :class:`BadSample` as one line). ``transform`` may
+    return a BadSample itself (a replayed teacher cache whose draws do not fit the image)."""
     if not 0 <= label < num_classes:
         return BadSample(where, f"label {label} is not a class index (0..{num_classes - 1})")
     try:
@@ -227,22 +247,28 @@ def read_sample(where: str, data: bytes, label: int, num_classes: int, transform
         return BadSample(where, f"not a readable image ({why})")
     if image.shape[-1] == 0 or image.shape[-2] == 0:
         return BadSample(where, "empty image")
-    return transform(image, epoch, sample_id), label
+    out = transform(image, epoch, sample_id)
+    if isinstance(out, BadSample):
+        return replace(out, where=where)
+    return out[0], label, sample_id, out[1]
 
 
 @dataclass(frozen=True)
 class Collate:
-    """Samples -> (uint8 B×3×S×S, int64 labels, the batch's bad samples)."""
+    """Samples -> (uint8 B×3×S×S, int64 labels, int64 sample ids, int64 B×P augmentation draws, the batch's bad
+    samples)."""
 
     size: int
 
-    def __call__(self, items: list) -> tuple[torch.Tensor, torch.Tensor, list[BadSample]]:
+    def __call__(self, items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[BadSample]]:
         good = [item for item in items if not isinstance(item, BadSample)]
         bad = [item for item in items if isinstance(item, BadSample)]
         if not good:
-            return torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), bad
-        images = torch.stack([image for image, _ in good])
-        return images, torch.tensor([label for _, label in good], dtype=torch.long), bad
+            empty = torch.zeros(0, dtype=torch.long)
+            return torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8), empty, empty, empty.view(0, 0), bad
+        images = torch.stack([image for image, *_ in good])
+        labels, ids, params = (torch.tensor([item[i] for item in good], dtype=torch.long) for i in (1, 2, 3))
+        return images, labels, ids, params, bad
 
 
 class _FileSamples(torch.utils.data.Dataset):
@@ -259,7 +285,7 @@ class _FileSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int] | BadSample:
+    def __getitem__(self, key: tuple[int, int]) -> Sample | BadSample:
         epoch, i = key
         path = self.files[i]
         try:
@@ -303,10 +329,17 @@ def data_loader(dataset: torch.utils.data.Dataset, workers: int, device: torch.d
     )  # fmt: skip
 
 
+class CachedTeacher(Protocol):
+    """What a streamed loader reads of a replayed teacher cache (:class:`kdtool.distill.replay.StreamReplay`)."""
+
+    def teacher_logits(self, epoch: int, sample_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
+
+
 class StreamBatches:
     """What the engine needs of a loader, over batches that arrive from DataLoader workers: batches moved to
     ``device`` and put through the device ``transform``; bad samples refused in one line, or skipped and
-    counted when ``skip_bad``.
+    counted when ``skip_bad``. Where ``teacher`` is set (a replayed teacher cache, whose draws the workers'
+    sample transform applies), each training batch comes with its samples' cached teacher logits.
 
     Under torchrun every rank takes the same ``len(self)`` batches per epoch (a rank's surplus is dropped), and
     with ``skip_bad`` a batch left without a readable sample on any rank is skipped by every rank: DDP's
@@ -320,9 +353,17 @@ class StreamBatches:
     world_size: int
     skip_bad: bool
     note: Note
+    teacher: CachedTeacher | None = None
+    samples: _FileSamples | torch.utils.data.IterableDataset  # what the workers read; its .transform is per sample
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    def replay(self, sample_transform: Callable[[SampleTransform], Callable], teacher: CachedTeacher) -> None:
+        """Replay a teacher cache (before the first pass): the workers' per-sample transform becomes
+        ``sample_transform(the current one)``, and every training batch brings ``teacher``'s logits."""
+        self.samples.transform = sample_transform(self.samples.transform)
+        self.teacher = teacher
 
     def _loader_for(self, epoch: int) -> DataLoader:
         raise NotImplementedError
@@ -332,10 +373,12 @@ class StreamBatches:
         Cutout."""
         return epoch_generator(self.seed, epoch, 1 + self.rank, self.device) if self.augment else None
 
-    def _raw(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def raw_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """One pass's decoded batches before the device transform: uint8 images and labels on the device, the
+        samples' ids and per-sample augmentation draws (:data:`PARAMS`) on the host."""
         skipped: list[BadSample] = []
         left_out = delivered = 0  # left out: readable samples of batches skipped because a rank had none
-        for images, labels, bad in islice(self._loader_for(epoch), len(self)):  # a rank's surplus batches: dropped
+        for images, labels, ids, params, bad in islice(self._loader_for(epoch), len(self)):  # surplus: dropped
             refused = next((b for b in bad if b.fatal or not self.skip_bad), None)
             if refused is not None:
                 raise bad_sample_error(refused)
@@ -344,7 +387,7 @@ class StreamBatches:
                 left_out += labels.shape[0]
                 continue
             delivered += 1
-            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True), ids, params
         line = self._skipped_line(skipped, left_out) if self.skip_bad else None
         if line is not None and not delivered:
             raise KdtoolError(f"no batch of this pass has a readable sample: {line}")
@@ -382,16 +425,17 @@ class StreamBatches:
         self, epoch: int = 0, augment_generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(inputs, labels)`` batches of one pass, as :meth:`kdtool.data.BatchLoader.epoch` does."""
-        augment_gen = self.augment_generator(epoch) if augment_generator is None else augment_generator
-        for images, labels in self._raw(epoch):
-            yield self.transform(images, augment_gen), labels
+        for x, y, _ in self.training_batches(epoch, augment_generator):
+            yield x, y
 
     def training_batches(
         self, epoch: int, augment_generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-        """:meth:`epoch`'s batches as ``(inputs, labels, None)``: no teacher logits come with them."""
-        for x, y in self.epoch(epoch, augment_generator):
-            yield x, y, None
+        """:meth:`epoch`'s batches as ``(inputs, labels, teacher logits)``: the replayed cache's, or None."""
+        augment_gen = self.augment_generator(epoch) if augment_generator is None else augment_generator
+        for images, labels, ids, _ in self.raw_batches(epoch):
+            teacher = None if self.teacher is None else self.teacher.teacher_logits(epoch, ids, labels).to(self.device)
+            yield self.transform(images, augment_gen), labels, teacher
 
 
 class StreamLoader(StreamBatches):

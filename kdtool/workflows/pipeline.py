@@ -15,13 +15,11 @@ from torch import nn
 from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import BatchLoader, Dataset
 from kdtool.data.augment import parse_augment
-from kdtool.data.stream import (
-    LoaderChoice,
-    is_streamed,
-)
+from kdtool.data.shards import is_wds
+from kdtool.data.stream import LoaderChoice, default_budget, is_streamed, parse_bytes
 from kdtool.data.text import dataset_vocabulary
 from kdtool.distill.cache import TeacherCache, data_options
-from kdtool.distill.replay import ReplayLoader
+from kdtool.distill.replay import ReplayLoader, replay_stream
 from kdtool.distill.teachers import distillation_target
 from kdtool.distributed import (
     DistEnv,
@@ -31,7 +29,7 @@ from kdtool.distributed import (
     max_divergence,
     shutdown,
 )
-from kdtool.errors import KdtoolError, RunDiverged, RunInterrupted, divergence_line
+from kdtool.errors import RunDiverged, RunInterrupted, divergence_line
 from kdtool.fileio import sha256_file
 from kdtool.losses import SubstituteTeacher, Target
 from kdtool.models.text import load_word_vectors
@@ -95,6 +93,8 @@ def make_loaders(
     transform = _transform(dataset, augment)
     if is_streamed(dataset):
         train = _stream_loader(dataset, "train", cfg.batch_size, device, cfg, note, train=True, **common)
+        if teacher_cache is not None:
+            replay_stream(train, teacher_cache, list(dataset.info.class_names))
         return train, evaluation_loader(dataset, "test", cfg.eval_batch_size, device, cfg, note)
     if teacher_cache is None:
         train = BatchLoader(dataset.train, cfg.batch_size, transform, device, **common)
@@ -432,16 +432,13 @@ def distill(
         vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
         path = choose_data_path(cfg, resume)
         streamed = path is not None and path.used == "stream"
-        if streamed and cfg.teacher_cache is not None:
-            raise KdtoolError("--teacher-cache replays the in-memory path's augmentation: add --loader memory "
-                              "(or distill from --teacher RUN while streaming)")  # fmt: skip
         full = load_full_data(cfg, vocabulary, streamed)
         _report_skipped(full, console)
         kept = None
         if cfg.classes is not None or cfg.class_indices is not None:
             kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
         dataset = select_data(full, cfg, kept, cfg.sample_fraction)
-        cache = None if cfg.teacher_cache is None else checked_teacher_cache(cfg, full, dataset)
+        cache = None if cfg.teacher_cache is None else checked_teacher_cache(cfg, full, dataset, streamed)
         target, record = distillation_target(cfg, full.info, kept, cache)
         record.update(_source_files(cfg))
         if kept is not None:
@@ -461,15 +458,21 @@ def distill(
         return run, rows
 
 
-def checked_teacher_cache(cfg: DistillConfig, full: Dataset, dataset: Dataset) -> TeacherCache:
-    """``--teacher-cache``, loaded and checked against the run's data: the dataset ``full`` (its name,
-    classes and training samples under ``--limit-train``), the data options, and every training sample
-    of ``dataset`` (the student's selection of ``full``) among the cached ones."""
-    cache = TeacherCache.load(cfg.teacher_cache)
+def checked_teacher_cache(cfg: DistillConfig, full: Dataset, dataset: Dataset, streamed: bool = False) -> TeacherCache:
+    """``--teacher-cache``, opened (loaded whole where it fits ``--memory-budget``, else read per batch) and
+    checked against the run's data: the dataset ``full`` (its name, classes, and its training samples under
+    ``--limit-train`` with their labels where listed), the data options and path (``streamed``), and every
+    training sample of ``dataset`` (the student's selection of ``full``) among the cached ones."""
+    _, device = init_from_env(cfg.device)
+    budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget is not None else default_budget(device)[0]
+    cache = TeacherCache.open(cfg.teacher_cache, budget)
     cache.check_exact(cfg.kd_loss, cfg.approximate_cache)
     text = full.info.kind == "text"
-    options = data_options(cfg.dataset, cfg.image_size, cfg.augment, cfg.limit_train, cfg.seed, text)
-    num_train = len(full.limited(cfg.limit_train, None, cfg.seed).train)
-    cache.check_matches(options, full.info.name, list(full.info.class_names), num_train)
+    options = data_options(cfg.dataset, cfg.image_size, cfg.augment, cfg.limit_train, cfg.seed, text,
+                           "stream" if streamed else "memory")  # fmt: skip
+    limited = full.limited(cfg.limit_train, None, cfg.seed).train
+    cache.check_matches(options, full.info.name, list(full.info.class_names), len(limited))
+    if not is_wds(cfg.dataset):  # shards keep their labels inside: their batches are checked as they come
+        cache.check_labels(cache.rows_of(limited.sample_ids()), limited.labels)
     cache.rows_of(dataset.train.sample_ids())
     return cache
