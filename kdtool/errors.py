@@ -33,7 +33,7 @@ def close_names(value: str, names: Iterable[str], n: int = 2) -> list[str]:
     ratios = {s: difflib.SequenceMatcher(None, typed, s).ratio() for s in spelled}
     best = max(ratios.values(), default=0.0)
     # only the closest: lenet is lenet5, not also alexnet (a ratio 0.08 lower)
-    close = sorted((s for s, r in ratios.items() if r >= max(0.7, best - 0.05)), key=lambda s: (ratios[s], s),
+    close = sorted((s for s, r in ratios.items() if r >= max(0.6, best - 0.05)), key=lambda s: (ratios[s], s),
                    reverse=True)  # fmt: skip
     return [spelled[s] for s in dict.fromkeys(abbreviated + close)][:n]
 

@@ -112,7 +112,7 @@ def test_the_header_shows_each_losss_resolved_options_and_wttm_nkd_train(run_cli
         (["--kd-preset", "dkd-cifar100", "--kd-loss", "dist"],
          "--kd-preset dkd-cifar100 sets --kd-loss dkd, not dist: remove --kd-loss or choose a dist preset "
          "(dist-cifar100, dist-imagenet)"),
-        (["--kd-preset", "dkd-cifar10"], "unknown --kd-preset 'dkd-cifar10': choose one of dkd-cifar100, "),
+        (["--kd-preset", "dkd-cifar10"], "unknown --kd-preset 'dkd-cifar10' (did you mean dkd-cifar100?): choose "),
         (["--kd-loss", "wttm", "--wttm-gamma", "0"], "--wttm-gamma must be positive"),
         (["--kd-loss", "nkd", "--nkd-gamma", "-1"], "--nkd-gamma must be ≥ 0"),
         (["--kd-loss", "nkd", "--wttm-weight", "1"], "--wttm-weight does not apply to this run (--kd-loss nkd)"),

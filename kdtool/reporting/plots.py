@@ -51,6 +51,8 @@ METHOD_COLOURS = {
     "lls-st": "#AA4499",
     "dkd": "#661100",
     "dist": "#DDCC77",
+    "wttm": "#EE6677",
+    "nkd": "#228833",
 }
 # Further colours, for other group names (alpha values, ablation terms, ...), picked by a hash of the name: the
 # rest of Tol's muted and light schemes.
