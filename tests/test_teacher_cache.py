@@ -12,7 +12,7 @@ from rich.console import Console
 
 from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, ImageBatchTransform, Split, load_dataset
-from kdtool.data.augment import BatchMixer, MixedBatch
+from kdtool.data.augment import BatchMixer, MixedBatch, parse_augment
 from kdtool.distill.cache import TeacherCache, compress_logits, data_options
 from kdtool.distill.cachebuild import build_teacher_cache, view_generator
 from kdtool.distill.replay import ReplayLoader
@@ -120,11 +120,12 @@ def teacher(tmp_path_factory):
 
 
 def replay_loader(cache):
-    """The replay of a cache of the 256-image Fashion-MNIST limit, standard augmentation."""
+    """The replay of a cache of the 256-image Fashion-MNIST limit, by a run augmenting as the cache was made."""
     data = load_dataset("fashion-mnist").limited(256, None, 0)
-    transform = ImageBatchTransform.for_dataset(data.info, ("standard",))
+    augment = parse_augment(cache.data_options["augment"])
+    transform = ImageBatchTransform.for_dataset(data.info, augment)
     rows = cache.rows_of(data.train.sample_ids())
-    return ReplayLoader(data.train, 64, transform, torch.device("cpu"), cache, rows), data, transform
+    return ReplayLoader(data.train, 64, transform, torch.device("cpu"), cache, rows, augment), data, transform
 
 
 def test_replay_with_all_classes_gives_the_live_teachers_loss_for_every_view(teacher):
@@ -405,3 +406,29 @@ def test_a_cache_missing_one_class_is_exact_its_rest_logit_is_that_class():
     dense = rest[:, None].expand(-1, 4).clone().scatter_(1, indices.long(), values)
     assert torch.allclose(dense, logits, atol=1e-6)
     assert toy_cache(k=3, top_k=2).exact and not toy_cache(k=3, top_k=1).exact
+
+
+def test_the_loaders_refuse_a_cache_augmented_otherwise_than_the_run_whoever_builds_them():
+    # make_loaders is what bench/ and the Python API call without the CLI's checks: a cache whose views were
+    # drawn by another augmentation than the run's must be refused there, in one line, before any batch
+    data = synthetic()
+    names, cpu = list(data.info.class_names), torch.device("cpu")
+    indices, values, rest = compress_logits(torch.randn(40, 4), 4)
+
+    def cache_of(augment: str) -> TeacherCache:
+        transform = ImageBatchTransform.for_dataset(data.info, parse_augment(augment))
+        drawn = transform.draw(data.train.inputs.shape, view_generator(0, 0), cpu)
+        options = data_options("synthetic", 8, augment, None, 0, False)
+        return TeacherCache(drawn[None], indices[None], values[None], rest[None], torch.arange(40), names,
+                            "synthetic", options, "t", "0" * 64)  # fmt: skip
+
+    for made, run in (("standard", "none"), ("none", "standard"), ("standard", "standard,cutout")):
+        cfg = DistillConfig(teacher_cache="(in memory)", augment=run, batch_size=8).resolve()
+        with pytest.raises(KdtoolError) as info:
+            train, _ = make_loaders(data, cfg, cpu, teacher_cache=cache_of(made))
+            next(train.training_batches(0))
+        assert str(info.value) == (f"teacher cache (in memory) was made with --augment {made}, this run has "
+                                   f"--augment {run}: they must agree")  # fmt: skip
+    cfg = DistillConfig(teacher_cache="(in memory)", augment="standard,mixup", batch_size=8).resolve()
+    train, _ = make_loaders(data, cfg, cpu, teacher_cache=cache_of("standard"))  # batch mixing is the student's own
+    assert len(list(train.training_batches(0))) == 5

@@ -8,7 +8,7 @@ own seeded generators; only the per-image augmentation and the teacher's outputs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Protocol
 
 import torch
@@ -27,13 +27,16 @@ class CachedViews(Protocol):
 
     def to(self, device: torch.device) -> CachedViews: ...
 
+    def check_augment(self, augment: Collection[str]) -> None: ...
+
     def teacher_logits(self, view: int, rows: torch.Tensor) -> torch.Tensor: ...
 
 
 class ReplayLoader(BatchLoader):
     """A :class:`BatchLoader` whose batches replay ``cache``: ``rows`` (N) is the cache row of each sample
-    of ``split``. ``transform`` must be an :class:`~kdtool.data.loader.ImageBatchTransform` where the
-    cache stores augmentation choices (any transform where it stores none: text, no augmentation)."""
+    of ``split``. ``augment`` is the run's augmentation (names from :func:`~kdtool.data.augment.parse_augment`,
+    of which ``transform`` is made): its per-image part must be the one that drew the cache's views, or the
+    loader is refused in one line (the stored choices would not fit ``transform``)."""
 
     def __init__(
         self,
@@ -43,13 +46,14 @@ class ReplayLoader(BatchLoader):
         device: torch.device,
         cache: CachedViews,
         rows: torch.Tensor,
+        augment: Collection[str] = (),
         shuffle: bool = True,
-        augment: bool = False,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        super().__init__(split, batch_size, transform, device, shuffle, augment, seed, rank, world_size)
+        cache.check_augment(augment)
+        super().__init__(split, batch_size, transform, device, shuffle, bool(augment), seed, rank, world_size)
         self.cache = cache.to(device)
         self.rows = rows.to(device)
 
