@@ -406,31 +406,16 @@ def compile_backend(backend: str | None) -> Iterator[None]:
         nn.Module.compile = original
 
 
-def run_config(batch: int, smoothing: str):
-    """:func:`common.kdtool_config`; a student's (``kd``, ``lls-st``) is a DistillConfig, as ``kdtool distill``
-    builds it (its teacher or Q is the target object itself, so the config only names one)."""
-    from common import kdtool_config
-
-    if smoothing not in ("kd", "lls-st"):
-        return kdtool_config(batch, smoothing=smoothing)
-    from kdtool.config.runconfig import DistillConfig
-    from kdtool.training.engine import seed_everything
-
-    seed_everything(0)
-    source = {"teacher": "(in memory)"} if smoothing == "kd" else {"substitute_q": "(in memory)", "alpha": 0.1}
-    return DistillConfig(batch_size=batch, device="cpu", epochs=10**6, warmup_epochs=0, **source)
-
-
 def engine_epochs(part: Part, dataset, model, target, smoothing: str, batch: int, amp: str, channels_last: bool,
                   compile: bool = False):  # fmt: skip
     """:class:`common.KdtoolEpochs` on the part's device with kdtool's speed options, prepared in the
     order ``kdtool train-teacher`` prepares them (pipeline.fit): accel resolved, model moved and put in
     its memory format, target moved, model compiled, loaders, engine."""
-    from common import KdtoolEpochs
+    from common import KdtoolEpochs, kdtool_config
 
     from kdtool.training.accel import maybe_compile, resolve_accel
 
-    cfg = run_config(batch, smoothing)
+    cfg = kdtool_config(batch, smoothing)
     cfg.device = str(part.device)
     cfg.amp, cfg.channels_last, cfg.compile = amp, channels_last, compile
     accel = resolve_accel(amp, channels_last, part.device, print)
