@@ -8,9 +8,8 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 
-from kdtool.config.runconfig import DistillConfig, TrainConfig
+from kdtool.config.runconfig import DistillConfig
 from kdtool.data import Dataset, DatasetInfo, ImageBatchTransform, Split, load_dataset
 from kdtool.data.augment import BatchMixer, MixedBatch, parse_augment
 from kdtool.distill.cache import TeacherCache, compress_logits, data_options
@@ -22,7 +21,7 @@ from kdtool.runs.folder import RunDir
 from kdtool.training.accel import frozen_for_inference
 from kdtool.training.rundata import select_data
 from kdtool.training.runmodel import load_run_model
-from kdtool.workflows.pipeline import checked_teacher_cache, make_loaders, train_teacher
+from kdtool.workflows.pipeline import checked_teacher_cache, make_loaders
 from tests.conftest import TINY
 
 LIMIT = ("--limit-train", "256")
@@ -111,12 +110,9 @@ def test_damaged_or_foreign_files_are_refused_in_one_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A tiny 1-hot LeNet-5 teacher run (1 epoch on 256 images)."""
-    out = tmp_path_factory.mktemp("cache-teacher") / "teacher"
-    cfg = TrainConfig(smoothing="onehot", limit_train=256, limit_test=128, epochs=1, batch_size=64, out=str(out))
-    train_teacher(cfg, False, Console(quiet=True))
-    return out
+def teacher(tiny_onehot_run):
+    """A tiny 1-hot LeNet-5 teacher run (1 epoch on 256 images): the session's (tests/conftest.py), read only here."""
+    return tiny_onehot_run
 
 
 def replay_loader(cache):
