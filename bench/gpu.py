@@ -88,12 +88,13 @@ class Sizes:
     ddp_batch: int = 256
     cache_limit: int = 8192
     cache_epochs: int = 3
+    cache_test: int = 256  # test images each cache-kd run evaluates after every epoch
 
 
 GPU_SIZES = Sizes()
 TINY_SIZES = Sizes(batch=8, limit=16, repeats=1, overhead_repeats=1, lls_batch=8, lls_steps=2, lls_repeats=1,
                    kd_limit=16, sparse_classes=2000, sparse_topn=32, sparse_batch=64, sparse_repeats=3,
-                   ddp_limit=64, ddp_batch=16, cache_limit=32, cache_epochs=2)  # fmt: skip
+                   ddp_limit=64, ddp_batch=16, cache_limit=32, cache_epochs=2, cache_test=16)  # fmt: skip
 
 
 # =================================================================================================
@@ -738,8 +739,8 @@ def part_cache_kd(part: Part) -> None:
     teacher, cache, kd, cached = work / "teacher", work / "teacher.cache", work / "kd", work / "from-cache"
     # the teacher's weights do not change the speed: one epoch on a few images is enough
     kdtool_cli(["train-teacher", "--model", s.teacher, "--smoothing", "onehot", "--epochs", "1", "--limit-train",
-                str(min(s.cache_limit, 2048)), "--limit-test", "256", "--batch-size", str(s.batch), *device, *speed,
-                "--out", str(teacher), "--force"], timeout)  # fmt: skip
+                str(min(s.cache_limit, 2048)), "--limit-test", str(s.cache_test), "--batch-size", str(s.batch), *device,
+                *speed, "--out", str(teacher), "--force"], timeout)  # fmt: skip
     supported = {p.name for p in cache_cmd.params}
     extra = []
     for name, flags in (("limit_train", data[:2]), ("batch_size", data[2:]), ("device", device)):
@@ -749,8 +750,8 @@ def part_cache_kd(part: Part) -> None:
     if "force" in supported:
         args.append("--force")
     kdtool_cli(args, timeout)
-    common_args = ["--student", s.model, "--epochs", str(s.cache_epochs), *data, "--limit-test", "256", *device,
-                   *speed, "--force"]  # fmt: skip
+    common_args = ["--student", s.model, "--epochs", str(s.cache_epochs), *data, "--limit-test", str(s.cache_test),
+                   *device, *speed, "--force"]  # fmt: skip
     kdtool_cli(["distill", "--teacher", str(teacher), *common_args, "--out", str(kd)], timeout)
     kdtool_cli(["distill", use_flag, str(cache), *common_args, "--out", str(cached)], timeout)
     # the first epoch carries cuDNN's autotuning and warm-up: the later epochs are the figure
