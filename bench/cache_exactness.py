@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from common import parse
 
 from kdtool.distill.cache import compress_logits
 from kdtool.losses import DISTKD, DecoupledKD, KnowledgeDistillation
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--batch", type=int, default=256)
-    args = parser.parse_args()
+    args = parse(parser, {"classes": 10, "top_k": 3, "batch": 16})
     g = torch.Generator().manual_seed(0)
     teacher = 4 * torch.randn(args.batch, args.classes, generator=g)
     student = torch.randn(args.batch, args.classes, generator=g)

@@ -30,7 +30,7 @@ TARGET = 0.1
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], limit=1024, views=(int, 4, "views of the cache"))
+    args = arguments(__doc__.splitlines()[0], limit=1024, tiny={"views": 2}, views=(int, 4, "views of the cache"))
     dataset = fashion_mnist(args.limit)
     torch.manual_seed(0)
     teacher = FrozenTeacher(frozen_for_inference(build_model("resnet18", 10, 1, 28), channels_last=True))

@@ -135,15 +135,33 @@ def print_ratio(what: str, ratio: float, target: float) -> None:
 
 
 # -- command line ---------------------------------------------------------------------------------
+# --tiny: what every bench's tiny mode shares (each adds its own sizes); tests/test_bench.py runs each bench so
+TINY = {"repeats": 1, "warmup": 0, "limit": 64, "batch_size": 16, "threads": 1}
+
+
+def parse(parser: argparse.ArgumentParser, tiny: dict[str, object]) -> argparse.Namespace:
+    """Parse the command line; with ``--tiny``, ``tiny``'s values replace the defaults (an option given still
+    wins): a few samples, one run of each side, seconds in all. It checks that the bench runs, it measures
+    nothing."""
+    what = "a few samples, one run of each side: checks that the bench runs, measures nothing"
+    parser.add_argument("--tiny", action="store_true", help=what)
+    args = parser.parse_args()
+    if args.tiny:
+        parser.set_defaults(**tiny)
+        args = parser.parse_args()
+    return args
+
+
 def arguments(
     description: str,
     repeats: int = 3,
     limit: int | None = None,
     batch_size: int = 128,
+    tiny: dict[str, object] | None = None,
     **extra: tuple[type, object, str],
 ) -> argparse.Namespace:
     """Parse the options every bench takes (plus ``extra``: name -> (type, default, help)) and apply
-    ``--threads``."""
+    ``--threads``; ``--tiny`` takes :data:`TINY` and the bench's own ``tiny`` sizes."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--repeats", type=int, default=repeats, help="timed runs of each side (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each side first")
@@ -152,7 +170,7 @@ def arguments(
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     for name, (kind, default, help_text) in extra.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default, help=help_text)
-    args = parser.parse_args()
+    args = parse(parser, {**TINY, **(tiny or {})})
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     return args
@@ -271,12 +289,14 @@ class KdtoolEpochs:
 
 
 def kdtool_config(batch_size: int, smoothing: str = "onehot", **options: object) -> TrainConfig:
-    """A CPU training config with the paper's SGD (lr 0.1, momentum 0.9, wd 5e-4), standard augmentation.
+    """A CPU training config with the paper's SGD (lr 0.1, momentum 0.9, wd 5e-4), standard augmentation
+    (unless ``options`` say otherwise: a dataset's own default may be none, as Fashion-MNIST's is).
 
     ``kd`` and ``lls-st`` give a student's config; its teacher or Q is the in-process target the bench
     builds itself, so the config only names it."""
     seed_everything(0)
-    common = {"batch_size": batch_size, "device": "cpu", "epochs": 10**6, "warmup_epochs": 0, **options}
+    common = {"batch_size": batch_size, "device": "cpu", "epochs": 10**6, "warmup_epochs": 0, "augment": "standard",
+              **options}  # fmt: skip
     if smoothing == "kd":
         return DistillConfig(teacher="(in-process teacher)", **common)
     if smoothing == "lls-st":

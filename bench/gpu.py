@@ -88,12 +88,13 @@ class Sizes:
     ddp_batch: int = 256
     cache_limit: int = 8192
     cache_epochs: int = 3
+    cache_test: int = 256  # test images each cache-kd run evaluates after every epoch
 
 
 GPU_SIZES = Sizes()
 TINY_SIZES = Sizes(batch=8, limit=16, repeats=1, overhead_repeats=1, lls_batch=8, lls_steps=2, lls_repeats=1,
                    kd_limit=16, sparse_classes=2000, sparse_topn=32, sparse_batch=64, sparse_repeats=3,
-                   ddp_limit=64, ddp_batch=16, cache_limit=32, cache_epochs=2)  # fmt: skip
+                   ddp_limit=64, ddp_batch=16, cache_limit=32, cache_epochs=2, cache_test=16)  # fmt: skip
 
 
 # =================================================================================================
@@ -406,31 +407,16 @@ def compile_backend(backend: str | None) -> Iterator[None]:
         nn.Module.compile = original
 
 
-def run_config(batch: int, smoothing: str):
-    """:func:`common.kdtool_config`; a student's (``kd``, ``lls-st``) is a DistillConfig, as ``kdtool distill``
-    builds it (its teacher or Q is the target object itself, so the config only names one)."""
-    from common import kdtool_config
-
-    if smoothing not in ("kd", "lls-st"):
-        return kdtool_config(batch, smoothing=smoothing)
-    from kdtool.config.runconfig import DistillConfig
-    from kdtool.training.engine import seed_everything
-
-    seed_everything(0)
-    source = {"teacher": "(in memory)"} if smoothing == "kd" else {"substitute_q": "(in memory)", "alpha": 0.1}
-    return DistillConfig(batch_size=batch, device="cpu", epochs=10**6, warmup_epochs=0, **source)
-
-
 def engine_epochs(part: Part, dataset, model, target, smoothing: str, batch: int, amp: str, channels_last: bool,
                   compile: bool = False):  # fmt: skip
     """:class:`common.KdtoolEpochs` on the part's device with kdtool's speed options, prepared in the
     order ``kdtool train-teacher`` prepares them (pipeline._setup): accel resolved, model moved and put in
     its memory format, target moved, model compiled, loaders, engine."""
-    from common import KdtoolEpochs
+    from common import KdtoolEpochs, kdtool_config
 
     from kdtool.training.accel import maybe_compile, resolve_accel
 
-    cfg = run_config(batch, smoothing)
+    cfg = kdtool_config(batch, smoothing)
     cfg.device = str(part.device)
     cfg.amp, cfg.channels_last, cfg.compile = amp, channels_last, compile
     accel = resolve_accel(amp, channels_last, part.device, print)
@@ -753,8 +739,8 @@ def part_cache_kd(part: Part) -> None:
     teacher, cache, kd, cached = work / "teacher", work / "teacher.cache", work / "kd", work / "from-cache"
     # the teacher's weights do not change the speed: one epoch on a few images is enough
     kdtool_cli(["train-teacher", "--model", s.teacher, "--smoothing", "onehot", "--epochs", "1", "--limit-train",
-                str(min(s.cache_limit, 2048)), "--limit-test", "256", "--batch-size", str(s.batch), *device, *speed,
-                "--out", str(teacher), "--force"], timeout)  # fmt: skip
+                str(min(s.cache_limit, 2048)), "--limit-test", str(s.cache_test), "--batch-size", str(s.batch), *device,
+                *speed, "--out", str(teacher), "--force"], timeout)  # fmt: skip
     supported = {p.name for p in cache_cmd.params}
     extra = []
     for name, flags in (("limit_train", data[:2]), ("batch_size", data[2:]), ("device", device)):
@@ -764,8 +750,8 @@ def part_cache_kd(part: Part) -> None:
     if "force" in supported:
         args.append("--force")
     kdtool_cli(args, timeout)
-    common_args = ["--student", s.model, "--epochs", str(s.cache_epochs), *data, "--limit-test", "256", *device,
-                   *speed, "--force"]  # fmt: skip
+    common_args = ["--student", s.model, "--epochs", str(s.cache_epochs), *data, "--limit-test", str(s.cache_test),
+                   *device, *speed, "--force"]  # fmt: skip
     kdtool_cli(["distill", "--teacher", str(teacher), *common_args, "--out", str(kd)], timeout)
     kdtool_cli(["distill", use_flag, str(cache), *common_args, "--out", str(cached)], timeout)
     # the first epoch carries cuDNN's autotuning and warm-up: the later epochs are the figure

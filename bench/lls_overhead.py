@@ -32,7 +32,7 @@ def loss_seconds(target: torch.nn.Module, logits: torch.Tensor, labels: torch.Te
 
 def main() -> None:
     steps = (int, 4, "training steps per timed run (one step is too short to time on a shared machine)")
-    args = arguments(__doc__.splitlines()[0], repeats=5, batch_size=64, steps=steps)
+    args = arguments(__doc__.splitlines()[0], repeats=5, batch_size=64, tiny={"steps": 1}, steps=steps)
     dataset = synthetic_images(args.batch_size * args.steps, K)
     runs = {}
     for name, target in (("lls", LearnableLabelSmoothing(K, 0.1)), ("ls", LabelSmoothing(0.1))):

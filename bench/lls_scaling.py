@@ -191,7 +191,9 @@ def main() -> None:
         __doc__.splitlines()[0],
         repeats=3,
         batch_size=256,
+        tiny={"classes": "10,100", "steps": 1, "target_k": 100, "ddp_classes": 100, "ddp_steps": 1},
         classes=(str, "100,1000,10000,21841", "class counts of the linear-head cases"),
+        target_k=(int, TARGET_K, "the K of the last line's ratio (a linear-head case's K)"),
         steps=(int, 8, "training steps per timed run (one epoch)"),
         resnet_steps=(int, 1, "steps per timed run of the ResNet-18 case (0: skip it)"),
         ddp_classes=(int, 10_000, "K of the 2-process torchrun communication count (0: skip it)"),
@@ -231,11 +233,11 @@ def main() -> None:
         dense, sparse = bytes_per_step["dense"], bytes_per_step["sparse"]
         print(f"Q-gradient bytes per rank per step, 2-process torchrun (gloo), K = {args.ddp_classes}: "
               f"dense {dense:.0f}, sparse {sparse:.0f} (sparse / dense {sparse / dense:.4f})")  # fmt: skip
-    at_target = [r for label, k, r in rows if k == TARGET_K and label.startswith("linear")]
+    at_target = [r for label, k, r in rows if k == args.target_k and label.startswith("linear")]
     if at_target:
         r = at_target[0]
-        print(f"(before: CPU time LLS dense step / LS step at K = {TARGET_K} = {r['dense'] / r['ls']:.3f})")
-        print_ratio(f"CPU time LLS sparse step / LS step at K = {TARGET_K}", r["sparse"] / r["ls"], TARGET)
+        print(f"(before: CPU time LLS dense step / LS step at K = {args.target_k} = {r['dense'] / r['ls']:.3f})")
+        print_ratio(f"CPU time LLS sparse step / LS step at K = {args.target_k}", r["sparse"] / r["ls"], TARGET)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from common import parse
 
 from kdtool.data import Dataset, DatasetInfo, Split
 from kdtool.data import shards as wds
@@ -59,7 +60,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=1300)
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=128)
-    args = parser.parse_args()
+    args = parse(parser, {"classes": 4, "per_class": 50, "shard_size": 40, "batch": 16})
     dataset = class_ordered(args.classes, args.per_class)
     k, b = args.classes, args.batch
     with tempfile.TemporaryDirectory() as tmp:

@@ -53,6 +53,7 @@ def main() -> None:
         __doc__.splitlines()[0],
         repeats=20,
         batch_size=256,
+        tiny={"classes": 2000, "batch_size": 64},
         classes=(int, 21841, "K"),
         topn=(int, 32, "N kept logits per row"),
     )

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import print_ratio
+from common import parse, print_ratio
 
 TARGET = 0.3
 HELP = [sys.executable, "-m", "kdtool", "--help"]
@@ -31,7 +31,7 @@ def wall_seconds(command: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each side (median reported)")
-    args = parser.parse_args()
+    args = parse(parser, {"repeats": 1})
     wall_seconds(HELP), wall_seconds(TORCH)  # warm-up
     times: dict[str, list[float]] = {"help": [], "torch": []}
     for _ in range(args.repeats):

@@ -122,7 +122,7 @@ def memory_figure(root: Path, images: int, size: int, batch_size: int, workers: 
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], repeats=3, batch_size=128,
+    args = arguments(__doc__.splitlines()[0], repeats=3, batch_size=128, tiny={"images": 40, "image_size": 16},
                      images=(int, 3000, "JPEGs in the generated ImageFolder"),
                      image_size=(int, 64, "--image-size: the crops' side"),
                      workers=(int, None, "kdtool --workers (default: kdtool's own)"),

@@ -9,7 +9,6 @@ import torch
 from safetensors.torch import save_file
 
 from kdtool import QMatrix
-from kdtool.cli import main_args
 from kdtool.data import embedded
 from tests.conftest import TINY
 
@@ -17,10 +16,9 @@ FMNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shir
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    out = tmp_path_factory.mktemp("teacher") / "lls"
-    assert main_args(["train-teacher", *TINY, "--out", str(out)]) == 0
-    return out
+def teacher(tiny_lls_run):
+    """A tiny LLS run: the session's (tests/conftest.py), read only here."""
+    return tiny_lls_run
 
 
 def q_file(path, logits, names, alpha="0.1", **meta):

@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 
 import kdtool
 from kdtool import dist_loss, dkd_loss, kd_loss, standardize_logits
-from kdtool.config.runconfig import KD_LOSSES, TrainConfig
+from kdtool.config.runconfig import KD_LOSSES
 from kdtool.distill.teachers import KD_LOSSES as KD_LOSS_FACTORIES
 from kdtool.errors import KdtoolError
 from kdtool.losses import DISTKD, DecoupledKD, KnowledgeDistillation
-from kdtool.workflows.pipeline import train_teacher
 from tests.conftest import TINY
 
 
@@ -190,12 +188,9 @@ def test_api_exports_and_every_kd_loss_has_a_factory():
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A tiny 1-hot teacher run (1 epoch on 256 images)."""
-    out = tmp_path_factory.mktemp("teacher") / "onehot"
-    cfg = TrainConfig(smoothing="onehot", limit_train=256, limit_test=128, epochs=1, batch_size=64, out=str(out))
-    train_teacher(cfg, False, Console(quiet=True))
-    return out
+def teacher(tiny_onehot_run):
+    """A tiny 1-hot LeNet-5 teacher run (1 epoch on 256 images): the session's (tests/conftest.py), read only here."""
+    return tiny_onehot_run
 
 
 @pytest.mark.parametrize(

@@ -12,30 +12,24 @@ from kdtool.cli import main
 from kdtool.data import load_dataset
 from kdtool.runs.folder import RunDir
 from kdtool.training.runmodel import load_run_model
-from tests.conftest import TINY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def place(tmp_path_factory):
-    """Two tiny runs (LLS and 1-hot), the LLS run's exported Q, and two files that are not usable Qs."""
+def place(tmp_path_factory, tiny_lls_run, tiny_onehot_run):
+    """Two tiny runs (LLS and 1-hot: the session's, tests/conftest.py, read only here), the LLS run's exported Q,
+    and two files that are not usable Qs."""
     root = tmp_path_factory.mktemp("qtools")
-    commands = [
-        ["train-teacher", "--smoothing", "lls", *TINY, "--out", root / "lls"],
-        ["train-teacher", "--smoothing", "onehot", *TINY, "--out", root / "onehot"],
-        ["export-q", root / "lls", "--out", root / "lls.q.safetensors"],
-    ]
-    for args in commands:
-        with pytest.raises(SystemExit) as info:
-            main([str(a) for a in args])
-        assert info.value.code == 0
+    with pytest.raises(SystemExit) as info:
+        main(["export-q", str(tiny_lls_run), "--out", str(root / "lls.q.safetensors")])
+    assert info.value.code == 0
     (root / "pickle.safetensors").write_bytes(pickle.dumps({"q_logits": [[0.0]]}))
     QMatrix(torch.zeros(2, 2), ["x", "y"], 0.1, "other", "lls").save(root / "foreign.q.safetensors")
     return {
         "root": root,
-        "lls": root / "lls",
-        "onehot": root / "onehot",
+        "lls": tiny_lls_run,
+        "onehot": tiny_onehot_run,
         "q": root / "lls.q.safetensors",
         "pickle": root / "pickle.safetensors",
         "foreign": root / "foreign.q.safetensors",

@@ -1,12 +1,15 @@
 """The streaming data path (#17): --loader, streamed ImageFolder, wds: shards, kdtool shard, bad samples, torchrun."""
 
+import gc
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -467,3 +470,36 @@ def test_two_processes_stay_in_step_when_a_batch_of_one_is_all_unreadable(tmp_pa
     assert "2 processes; largest parameter difference from rank 0: 0" in done.stdout
     rows = csv_rows(tmp_path / "run")
     assert len(rows) == 1 and 0 < rows[0]["train_loss"] < 10
+
+
+def test_a_dropped_streamed_loader_stops_its_workers_at_once(folder):
+    # freed by reference counting, a loader's DataLoader stops its workers in order; left to the garbage collector
+    # (a reference cycle), its worker queues can be closed first, and each worker's join waited out its 5 s timeout
+    # (10 s a loader: most of a streamed test's time)
+    cfg = stream_config(f"imagefolder:{folder}", workers=2)
+    before = set(multiprocessing.active_children())
+    train, test = make_loaders(load_data(cfg, stream=True), cfg, CPU)
+    assert len(list(train.epoch(0))) == 5 and len(list(test.epoch(0))) == 1
+    workers = set(multiprocessing.active_children()) - before
+    assert len(workers) == 4
+    loaders = [weakref.ref(train), weakref.ref(test)]
+    gc.disable()
+    try:
+        del train, test
+        assert [ref() for ref in loaders] == [None, None]
+        assert [worker for worker in workers if worker.is_alive()] == []
+    finally:
+        gc.enable()
+
+
+def test_a_streamed_run_in_this_process_leaves_no_worker_running(run_cli, tmp_path, folder):
+    # when the run returns nothing holds its trainer (no reference cycle), so its loaders' workers stop then
+    before = set(multiprocessing.active_children())
+    gc.disable()
+    try:
+        code, _, err = run_cli("train-teacher", "--dataset", f"imagefolder:{folder}", *SMALL, "--epochs", "1",
+                               "--loader", "stream", "--workers", "2", "--out", tmp_path / "run")  # fmt: skip
+        assert code == 0, err
+        assert [worker for worker in set(multiprocessing.active_children()) - before if worker.is_alive()] == []
+    finally:
+        gc.enable()

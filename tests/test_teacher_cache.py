@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from safetensors import safe_open
 
-from kdtool.config.runconfig import DistillConfig, TrainConfig
+from kdtool.config.runconfig import DistillConfig
 from kdtool.data import Dataset, DatasetInfo, ImageBatchTransform, Split, load_dataset
-from kdtool.data.augment import BatchMixer, MixedBatch
+from kdtool.data.augment import BatchMixer, MixedBatch, parse_augment
 from kdtool.distill.cache import CACHE_DTYPES, CacheWriter, Layout, TeacherCache, compress_logits, data_options
 from kdtool.distill.cachebuild import CacheRequest, build_teacher_cache, view_generator
 from kdtool.distill.replay import ReplayLoader
@@ -29,7 +28,7 @@ from kdtool.runs.folder import RunDir
 from kdtool.training.accel import frozen_for_inference
 from kdtool.training.rundata import select_data
 from kdtool.training.runmodel import load_run_model
-from kdtool.workflows.pipeline import checked_teacher_cache, make_loaders, train_teacher
+from kdtool.workflows.pipeline import checked_teacher_cache, make_loaders
 from tests.conftest import TINY
 
 LIMIT = ("--limit-train", "256")
@@ -176,20 +175,18 @@ def test_damaged_or_foreign_files_are_refused_in_one_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A tiny 1-hot LeNet-5 teacher run (1 epoch on 256 images)."""
-    out = tmp_path_factory.mktemp("cache-teacher") / "teacher"
-    cfg = TrainConfig(smoothing="onehot", limit_train=256, limit_test=128, epochs=1, batch_size=64, out=str(out))
-    train_teacher(cfg, False, Console(quiet=True))
-    return out
+def teacher(tiny_onehot_run):
+    """A tiny 1-hot LeNet-5 teacher run (1 epoch on 256 images): the session's (tests/conftest.py), read only here."""
+    return tiny_onehot_run
 
 
 def replay_loader(cache):
-    """The replay of a cache of the 256-image Fashion-MNIST limit, standard augmentation."""
+    """The replay of a cache of the 256-image Fashion-MNIST limit, by a run augmenting as the cache was made."""
     data = load_dataset("fashion-mnist").limited(256, None, 0)
-    transform = ImageBatchTransform.for_dataset(data.info, ("standard",))
+    augment = parse_augment(cache.data_options["augment"])
+    transform = ImageBatchTransform.for_dataset(data.info, augment)
     rows = cache.rows_of(data.train.sample_ids())
-    return ReplayLoader(data.train, 64, transform, torch.device("cpu"), cache, rows), data, transform
+    return ReplayLoader(data.train, 64, transform, torch.device("cpu"), cache, rows, augment), data, transform
 
 
 def test_replay_with_all_classes_gives_the_live_teachers_loss_for_every_view(teacher, tmp_path):
@@ -536,3 +533,29 @@ def test_amp_caches_the_mixed_precision_teachers_logits(run_cli, teacher, cache_
     rows = torch.arange(256)
     gap = (amp.teacher_logits(0, rows) - plain.teacher_logits(0, rows)).abs().max()
     assert 0 < gap < 0.5  # bfloat16 autocast: close to the float32 teacher, not equal
+
+
+def test_the_loaders_refuse_a_cache_augmented_otherwise_than_the_run_whoever_builds_them(tmp_path):
+    # make_loaders is what bench/ and the Python API call without the CLI's checks: a cache whose views were
+    # drawn by another augmentation than the run's must be refused there, in one line, before any batch
+    data = synthetic()
+    cpu = torch.device("cpu")
+
+    def cache_of(augment: str) -> TeacherCache:
+        transform = ImageBatchTransform.for_dataset(data.info, parse_augment(augment))
+        drawn = transform.draw(data.train.inputs.shape, view_generator(0, 0), cpu)
+        options = data_options("synthetic", 8, augment, None, 0, False)
+        return write_cache(tmp_path / f"{augment}.safetensors", torch.randn(1, 40, 4), data.train.labels,
+                           drawn[None], options=options, dataset="synthetic")  # fmt: skip
+
+    for made, run in (("standard", "none"), ("none", "standard"), ("standard", "standard,cutout")):
+        cfg = DistillConfig(teacher_cache="(in memory)", augment=run, batch_size=8).resolve()
+        cache = cache_of(made)
+        with pytest.raises(KdtoolError) as info:
+            train, _ = make_loaders(data, cfg, cpu, teacher_cache=cache)
+            next(train.training_batches(0))
+        assert str(info.value) == (f"teacher cache {cache.path} was made with --augment {made}, this run has "
+                                   f"--augment {run}: they must agree")  # fmt: skip
+    cfg = DistillConfig(teacher_cache="(in memory)", augment="standard,mixup", batch_size=8).resolve()
+    train, _ = make_loaders(data, cfg, cpu, teacher_cache=cache_of("standard"))  # batch mixing is the student's own
+    assert len(list(train.training_batches(0))) == 5

@@ -16,6 +16,7 @@ import io
 import os
 import random
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
@@ -296,11 +297,18 @@ class _FileSamples(torch.utils.data.Dataset):
 
 
 class _EpochBatches(Sampler):
-    """This process's batches of the epoch set in :attr:`epoch`, as lists of ``(epoch, position)`` keys."""
+    """This process's batches of the epoch set in :attr:`epoch`, as lists of ``(epoch, position)`` keys;
+    ``batches`` is a loader's method, held weakly."""
 
     def __init__(self, batches: Callable[[int], list[list[int]]]) -> None:
-        self.batches = batches
+        # the loader holds its DataLoader, which holds this sampler: a strong reference back would make a cycle,
+        # freed only by the garbage collector, which may close the workers' queues before the DataLoader stops
+        # its workers (each join then waits out its 5 s timeout)
+        self._batches = weakref.WeakMethod(batches)
         self.epoch = 0
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        return self._batches()(epoch)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for batch in self.batches(self.epoch):

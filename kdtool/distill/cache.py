@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -66,15 +66,20 @@ def data_options(
     ``image_size`` counts for ``imagefolder:`` and ``wds:`` data only, and the seed only where it picks the
     ``limit_train`` samples (the views' own draws are stored, whatever seed made them); ``loader`` is the
     data path (memory or stream), whose augmentations differ."""
-    per_image = [name for name in parse_augment(augment) if name not in MIXERS]
     return {
         "dataset": dataset,
         "image_size": image_size if dataset.startswith(("imagefolder:", "wds:")) else None,
-        "augment": "none" if text or not per_image else ",".join(per_image),
+        "augment": "none" if text else per_image_augment(parse_augment(augment)),
         "limit_train": limit_train,
         "seed": seed if limit_train is not None else None,
         "loader": loader,
     }
+
+
+def per_image_augment(augment: Collection[str]) -> str:
+    """The per-image part of ``augment`` (names from :func:`~kdtool.data.augment.parse_augment`) as a cache
+    records it: ``none``, or the names joined by commas; batch mixing is left out (the student's own)."""
+    return ",".join(name for name in augment if name not in MIXERS) or "none"
 
 
 def _option(key: str, value: Any) -> str:
@@ -392,12 +397,21 @@ class TeacherCache:
         if self.class_names != list(class_names):
             raise KdtoolError(f"{what} has classes {self.class_names}, the data {list(class_names)}")
         for key, value in options.items():
-            if self.data_options.get(key) != value:
-                made, now = _option(key, self.data_options.get(key)), _option(key, value)
-                raise KdtoolError(f"{what} was made with {made}, this run has {now}: they must agree")
+            self._check_option(key, value)
         if self.num_samples != num_samples:
             raise KdtoolError(f"{what} holds {self.num_samples} training samples, this run's data has {num_samples}: "
                               f"the dataset changed since it was made")  # fmt: skip
+
+    def check_augment(self, augment: Collection[str]) -> None:
+        """Refuse, in one line, a run whose per-image augmentation (``augment``: names from
+        :func:`~kdtool.data.augment.parse_augment`) is not the one that drew the cache's views: its stored
+        choices would not fit the run's transform."""
+        self._check_option("augment", per_image_augment(augment))
+
+    def _check_option(self, key: str, value: Any) -> None:
+        if self.data_options.get(key) != value:
+            made, now = _option(key, self.data_options.get(key)), _option(key, value)
+            raise KdtoolError(f"teacher cache {self.path} was made with {made}, this run has {now}: they must agree")
 
     # -- files -----------------------------------------------------------------------------
     @staticmethod

@@ -10,7 +10,7 @@ mixing still come from the student's own seeded generators.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -23,8 +23,9 @@ from kdtool.distill.cache import Rows, TeacherCache
 
 class ReplayLoader(BatchLoader):
     """A :class:`BatchLoader` whose batches replay ``cache``: ``rows`` (N) is the cache row of each sample
-    of ``split``. ``transform`` must be an :class:`~kdtool.data.loader.ImageBatchTransform` where the
-    cache stores augmentation choices (any transform where it stores none: text, no augmentation)."""
+    of ``split``. ``augment`` is the run's augmentation (names from :func:`~kdtool.data.augment.parse_augment`,
+    of which ``transform`` is made): its per-image part must be the one that drew the cache's views, or the
+    loader is refused in one line (the stored choices would not fit ``transform``)."""
 
     def __init__(
         self,
@@ -34,13 +35,14 @@ class ReplayLoader(BatchLoader):
         device: torch.device,
         cache: TeacherCache,
         rows: torch.Tensor,
+        augment: Collection[str] = (),
         shuffle: bool = True,
-        augment: bool = False,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        super().__init__(split, batch_size, transform, device, shuffle, augment, seed, rank, world_size)
+        cache.check_augment(augment)
+        super().__init__(split, batch_size, transform, device, shuffle, bool(augment), seed, rank, world_size)
         self.cache = cache.to(device)
         self.rows = rows.to(device) if self.cache.in_memory else rows
 

@@ -178,10 +178,10 @@ class Trainer:
     def __post_init__(self) -> None:
         self.scaler = self.accel.grad_scaler()
         self.optimizer = build_optimizer(self.model, self.target, self.cfg)
-        steps = len(self.train_loader)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, steps, self.cfg)
-        )
+        steps, cfg = len(self.train_loader), self.cfg
+        # the schedule takes cfg, not self: a lambda holding the trainer would make a reference cycle, and its loaders
+        # (a streamed one's worker processes) would then wait for the garbage collector to be stopped
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(step, steps, cfg))
         self.mixer = BatchMixer(parse_augment(self.cfg.augment), self.cfg.mixup_alpha)  # mixup/cutmix, or as they come
 
     def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> dict[str, float]:

@@ -88,19 +88,19 @@ def make_loaders(
     views and logits where given) and the ordered test loader; streamed from files where ``dataset`` is
     (``note`` tells of skipped bad samples)."""
     augment = parse_augment(cfg.augment)
-    common = {"shuffle": True, "augment": bool(augment), "seed": cfg.seed, "rank": env.rank,
-              "world_size": env.world_size}  # fmt: skip
+    common = {"shuffle": True, "seed": cfg.seed, "rank": env.rank, "world_size": env.world_size}
     transform = _transform(dataset, augment)
     if is_streamed(dataset):
-        train = _stream_loader(dataset, "train", cfg.batch_size, device, cfg, note, train=True, **common)
+        train = _stream_loader(dataset, "train", cfg.batch_size, device, cfg, note, train=True,
+                               augment=bool(augment), **common)  # fmt: skip
         if teacher_cache is not None:
             replay_stream(train, teacher_cache, list(dataset.info.class_names))
         return train, evaluation_loader(dataset, "test", cfg.eval_batch_size, device, cfg, note)
     if teacher_cache is None:
-        train = BatchLoader(dataset.train, cfg.batch_size, transform, device, **common)
+        train = BatchLoader(dataset.train, cfg.batch_size, transform, device, augment=bool(augment), **common)
     else:
         rows = teacher_cache.rows_of(dataset.train.sample_ids())
-        train = ReplayLoader(dataset.train, cfg.batch_size, transform, device, teacher_cache, rows, **common)
+        train = ReplayLoader(dataset.train, cfg.batch_size, transform, device, teacher_cache, rows, augment, **common)
     return train, evaluation_loader(dataset, "test", cfg.eval_batch_size, device)
 
 

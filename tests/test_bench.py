@@ -1,0 +1,38 @@
+"""Every bench/ script runs in its tiny mode (``--tiny``: a few samples, one run of each side), so that none can
+rot unseen: a bench that crashes, or whose kdtool side no longer sets up, fails here. bench/gpu.py's tiny mode
+is tests/test_bench_gpu.py's."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+# common.py is what the benches share, not a bench; gpu.py runs as `bash bench/gpu.sh OUT --tiny` in test_bench_gpu
+BENCHES = sorted(p.name for p in BENCH.glob("*.py") if p.name not in ("common.py", "gpu.py"))
+RATIO = re.compile(r"ratio .+ = \d+\.\d{3} \(target ≤ [\d.]+: (met|NOT met)\)")
+# the benches that print a table, not a ratio against a target: the last line each prints
+LAST_LINE = {
+    "cache_exactness.py": re.compile(r"\| dist T=4 \| 3 of 10 \| .+ \|"),
+    "shard_mixing.py": re.compile(r"uniform shuffle \(expected\) +\d+\.\d\d"),
+}
+NEEDS = {"vs_torchdistill.py": "torchdistill"}  # the optional `bench` extra
+
+
+@pytest.mark.slow  # each a fresh process: about 5-20 s on two shared CPU cores
+@pytest.mark.parametrize("bench", BENCHES)
+def test_every_bench_runs_in_its_tiny_mode(bench):
+    if bench in NEEDS and importlib.util.find_spec(NEEDS[bench]) is None:
+        pytest.skip(f"{NEEDS[bench]} is not installed (the bench extra)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCH / bench), "--tiny"], capture_output=True, text=True, env=env,
+                          cwd=BENCH.parent, timeout=600)  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-4000:]
+    last = [line for line in done.stdout.splitlines() if line.strip()][-1]
+    assert LAST_LINE.get(bench, RATIO).fullmatch(last.strip()), done.stdout[-2000:]
