@@ -48,6 +48,9 @@ DkdWarmupEpochs = Annotated[int, typer.Option(help="dkd: epochs over which the D
                                               rich_help_panel=KD)]  # fmt: skip
 DistBeta = Annotated[float, typer.Option(help="dist: weight β of the inter-class (per sample) relation term.",
                                          rich_help_panel=KD)]  # fmt: skip
+KdBalance = Annotated[str, typer.Option(help="With a teacher or its cache: none, or logit-adjust (teacher logits minus "
+                                        "τ·log π of the training split before softening, for every --kd-loss).",
+                                        rich_help_panel=KD)]  # fmt: skip
 DistGamma = Annotated[float, typer.Option(help="dist: weight γ of the intra-class (per class) relation term.",
                                           rich_help_panel=KD)]  # fmt: skip
 Classes = Annotated[str | None, typer.Option(help="Keep only these classes, by name, in this order: \"a,b,c\".",
@@ -75,6 +78,10 @@ def distill(
     dkd_warmup_epochs: DkdWarmupEpochs = 20,
     dist_beta: DistBeta = 2.0,
     dist_gamma: DistGamma = 2.0,
+    kd_balance: KdBalance = "none",
+    tau: opt.Tau = 1.0,
+    class_weights: opt.ClassWeights = "none",
+    cb_beta: opt.CbBeta = 0.9999,
     student: Student = "lenet5",
     pretrained: opt.Pretrained = None,
     input_size: opt.InputSize = None,
@@ -89,6 +96,7 @@ def distill(
     sample_fraction: SampleFraction = 1.0,
     limit_train: opt.LimitTrain = None,
     limit_test: opt.LimitTest = None,
+    imbalance_ratio: opt.ImbalanceRatio = None,
     augment: opt.Augment = None,
     no_augment: opt.NoAugment = False,
     vocab_size: opt.VocabSize = 20000,
@@ -151,6 +159,7 @@ def distill(
     kdtool distill --teacher runs/fmnist-lls --sample-fraction 0.5 --seed 1 --out runs/st-half
     kdtool distill --teacher runs/fmnist-lls --kd-loss dkd --dkd-beta 2 --out runs/st-dkd
     kdtool distill --substitute-q artifacts/fmnist.q.safetensors --seeds 0,1,2 --out runs/st   # runs/st/seed0 ...
+    kdtool distill --teacher runs/lt-teacher --imbalance-ratio 100 --kd-balance logit-adjust --out runs/st-bal
     ```
     """
     from kdtool.config.runconfig import DistillConfig
@@ -170,6 +179,10 @@ def distill(
         dkd_warmup_epochs=dkd_warmup_epochs,
         dist_beta=dist_beta,
         dist_gamma=dist_gamma,
+        kd_balance=kd_balance,
+        tau=tau,
+        class_weights=class_weights,
+        cb_beta=cb_beta,
         model=student,
         out=str(out),
         dataset=dataset,
@@ -181,6 +194,7 @@ def distill(
         sample_fraction=sample_fraction,
         limit_train=limit_train,
         limit_test=limit_test,
+        imbalance_ratio=imbalance_ratio,
         augment="none" if no_augment else augment,
         vocab_size=vocab_size,
         max_len=max_len,

@@ -39,6 +39,11 @@ ImageSize = Annotated[int, typer.Option(help="Square size imagefolder images are
 LimitTrain = Annotated[int | None, typer.Option(help="Use at most N training samples (seeded).",
                                                 rich_help_panel=DATA)]  # fmt: skip
 LimitTest = Annotated[int | None, typer.Option(help="Use at most N test samples (seeded).", rich_help_panel=DATA)]
+ImbalanceRatio = Annotated[float | None, typer.Option(help="Long-tailed training split (CIFAR-LT profile): class i "
+                                                      "of K keeps ⌊n_max·ρ^(−i/(K−1))⌋ samples (seeded); "
+                                                      "validation hold-out drawn first, test split unchanged. Not "
+                                                      "for wds:.", metavar="ρ", rich_help_panel=DATA,
+                                                      show_default=False)]  # fmt: skip
 FAMILY = " Default: by dataset family (docs/training.md, 'Training defaults'): "
 Augment = Annotated[str | None, typer.Option(help="'standard' (random crop, and flip where it fits the data), 'none', "
                                              "or a comma list of cutout, mixup, cutmix, randaugment added to the "
@@ -94,7 +99,8 @@ InputNorm = Annotated[str | None, typer.Option(help="Normalise inputs by the mod
                                                "dataset's: model or dataset (default: model when pretrained).",
                                                rich_help_panel=ZOO, show_default=False)]  # fmt: skip
 Smoothing = Annotated[str, typer.Option(help="Training method: onehot, ls, lls, ols, tfkd-reg, tfkd-self (--teacher), "
-                                        "zipf, focal (--focal-gamma) or prior (--prior).",
+                                        "zipf, focal (--focal-gamma), prior (--prior); long-tailed data: "
+                                        "logit-adjust (--tau) or label-aware (MiSLAS's per-class ε).",
                                         rich_help_panel=METHOD)]  # fmt: skip
 Epsilon = Annotated[float, typer.Option(help="LS and prior: smoothing mass ε in (0,1).", rich_help_panel=METHOD)]
 Alpha = Annotated[float, typer.Option(help="LLS: mixing weight α in (0,1).", rich_help_panel=METHOD)]
@@ -105,6 +111,16 @@ LlsTerms = Annotated[
         rich_help_panel=METHOD,
     ),
 ]
+LlsCorrection = Annotated[str, typer.Option(help="LLS on imbalanced data: none, prior (target softmax(Q[y] − τ·log "
+                                            "π)), adjusted (loss on softmax(z + τ·log π)) or alpha (α_y = "
+                                            "α·n_y/n_max).", rich_help_panel=METHOD)]  # fmt: skip
+Tau = Annotated[float, typer.Option(help="τ of τ·log π (class prior of the training split): logit-adjust, "
+                                    "--lls-correction prior/adjusted, --kd-balance.",
+                                    rich_help_panel=METHOD)]  # fmt: skip
+ClassWeights = Annotated[str, typer.Option(help="Weight each sample by its class: none or effective (class-balanced, "
+                                           "(1−β)/(1−β^n_y), summing to K; Cui et al. 2019).",
+                                           rich_help_panel=METHOD)]  # fmt: skip
+CbBeta = Annotated[float, typer.Option(help="--class-weights effective: β in (0,1).", rich_help_panel=METHOD)]
 QWeightDecay = Annotated[float | None, typer.Option(help="LLS: weight decay of Q (default: --weight-decay).",
                                                     rich_help_panel=METHOD)]  # fmt: skip
 QUpdate = Annotated[str, typer.Option(help="LLS: how Q is updated: dense (all K² entries every step), sparse (only "
@@ -148,8 +164,9 @@ ValFraction = Annotated[float, typer.Option(help="Hold out this stratified fract
                                            "validation. Datasets with an official validation split (goemotions, "
                                            "goemotions-ekman, text:PATH with validation.tsv) always use it and "
                                            "refuse this option.", rich_help_panel=OPTIM)]  # fmt: skip
-Select = Annotated[str | None, typer.Option(help="Weights to keep: last, best-val-loss, best-val-acc or best-val-f1 "
-                                            "(macro-F1). Default: best-val-loss when there is a validation split "
+Select = Annotated[str | None, typer.Option(help="Weights to keep: last, best-val-loss, best-val-acc, best-val-f1 "
+                                            "(macro-F1) or best-val-balanced-acc (imbalanced training data). "
+                                            "Default: best-val-loss when there is a validation split "
                                             "(--val-fraction, or the dataset's official one), else last.",
                                             rich_help_panel=OPTIM)]  # fmt: skip
 EarlyStopping = Annotated[int, typer.Option(help="Stop after N epochs without a lower validation loss (0: off).",

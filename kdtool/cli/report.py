@@ -288,18 +288,33 @@ def _print_evaluation(result, run: Path, dataset: str | None, split: str, max_cl
     console.print(f"[bold]{run}[/bold] on {dataset or 'its own data'}, {split} split: {total} samples, "
                   f"{len(result.class_names)} classes", soft_wrap=True)  # fmt: skip
     console.print(f"accuracy {m['acc']:.2%}  macro-F1 {m['macro_f1']:.4f}  NLL {m['nll']:.4f}  ECE {m['ece']:.4f}")
-    table = FittedTable([Column("class", "left"), Column("samples", drop=1), Column("accuracy"), Column("F1"),
-                         Column("most often mistaken for", "left", drop=2)], title="per class")  # fmt: skip
+    if result.shot_rule is not None:
+        console.print(f"balanced accuracy {m['balanced_acc']:.2%}  many-shot {m['many_acc']:.2%}  medium-shot "
+                      f"{m['medium_acc']:.2%}  few-shot {m['few_acc']:.2%} ({result.shot_rule})",
+                      soft_wrap=True)  # fmt: skip
+    counts = result.train_counts
+    columns = [Column("class", "left"), Column("samples", drop=1), Column("accuracy"), Column("F1"),
+               Column("most often mistaken for", "left", drop=2)]  # fmt: skip
+    if counts is not None:  # the rare classes last, where a long tail shows
+        columns[1:1] = [Column("train samples", drop=3)]
+    title = "per class" + ("" if counts is None else ", by training samples (accuracy: recall)")
+    table = FittedTable(columns, title=title)
     mistakes = result.confusion.clone()
     mistakes.fill_diagonal_(-1)
+    order = range(len(result.class_names))
+    if counts is not None:
+        order = sorted(order, key=lambda y: -counts[y])
     shown = min(len(result.class_names), max_classes)
-    for y in range(shown):
+    for y in list(order)[:shown]:
         n = int(result.support[y])
         worst = int(mistakes[y].argmax())
         mistaken = f"{result.class_names[worst]} ({int(mistakes[y, worst]) / n:.1%})" if mistakes[y, worst] > 0 else "—"
         accuracy, f1 = float(result.accuracy[y]), float(result.f1[y])
-        table.add_row(result.class_names[y], str(n), "—" if math.isnan(accuracy) else f"{accuracy:.2%}",
-                      "—" if math.isnan(f1) else f"{f1:.4f}", mistaken)  # fmt: skip
+        cells = [result.class_names[y], str(n), "—" if math.isnan(accuracy) else f"{accuracy:.2%}",
+                 "—" if math.isnan(f1) else f"{f1:.4f}", mistaken]  # fmt: skip
+        if counts is not None:
+            cells[1:1] = [f"{counts[y]:,}"]
+        table.add_row(*cells)
     console.print(table)
     if shown < len(result.class_names):
         console.print(f"... {len(result.class_names) - shown} more classes (--max-classes)")

@@ -25,6 +25,7 @@ def train_teacher(
     image_size: opt.ImageSize = 64,
     limit_train: opt.LimitTrain = None,
     limit_test: opt.LimitTest = None,
+    imbalance_ratio: opt.ImbalanceRatio = None,
     augment: opt.Augment = None,
     no_augment: opt.NoAugment = False,
     vocab_size: opt.VocabSize = 20000,
@@ -51,6 +52,10 @@ def train_teacher(
     zipf_exponent: opt.ZipfExponent = 1.0,
     focal_gamma: opt.FocalGamma = "3",
     prior: opt.Prior = None,
+    lls_correction: opt.LlsCorrection = "none",
+    tau: opt.Tau = 1.0,
+    class_weights: opt.ClassWeights = "none",
+    cb_beta: opt.CbBeta = 0.9999,
     epochs: opt.Epochs = 10,
     batch_size: opt.BatchSize = 128,
     lr: opt.Lr = None,
@@ -105,6 +110,9 @@ def train_teacher(
         --out runs/cls
     kdtool train-teacher --smoothing lls --augment cutmix,randaugment --out runs/lls-cutmix
     kdtool train-teacher --dataset goemotions-ekman --model bilstm --smoothing lls --out runs/ge-lls
+    kdtool train-teacher --imbalance-ratio 100 --val-fraction 0.1 --select best-val-balanced-acc \
+        --smoothing logit-adjust --tau 1 --out runs/lt-la
+    kdtool train-teacher --imbalance-ratio 100 --smoothing lls --lls-correction prior --out runs/lt-lls-prior
     kdtool train-teacher --dataset text:./my_data --model textcnn --word-vectors glove.6B.100d.txt --embed-dim 100 \\
         --out runs/mine
     torchrun --nproc-per-node 4 -m kdtool train-teacher --dataset cifar100 --data-root ~/data --out runs/c100
@@ -122,6 +130,7 @@ def train_teacher(
         image_size=image_size,
         limit_train=limit_train,
         limit_test=limit_test,
+        imbalance_ratio=imbalance_ratio,
         augment="none" if no_augment else augment,
         vocab_size=vocab_size,
         max_len=max_len,
@@ -145,6 +154,10 @@ def train_teacher(
         zipf_exponent=zipf_exponent,
         focal_gamma=focal_gamma,
         prior=opt.as_text(prior),
+        lls_correction=lls_correction,
+        tau=tau,
+        class_weights=class_weights,
+        cb_beta=cb_beta,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

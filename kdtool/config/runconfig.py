@@ -26,7 +26,8 @@ from kdtool.losses.dist import check_dist_options
 from kdtool.losses.dkd import check_dkd_options
 from kdtool.losses.focal import parse_focal_gamma
 from kdtool.losses.kd import check_kd_options
-from kdtool.losses.lls import Q_UPDATES, parse_lls_terms
+from kdtool.losses.lls import LLS_CORRECTIONS, Q_UPDATES, TAU_CORRECTIONS, parse_lls_terms
+from kdtool.losses.longtail import check_long_tail_options
 from kdtool.losses.simple import check_unit_interval
 from kdtool.losses.tfkd import check_tfkd_options
 from kdtool.losses.zipf import check_zipf_options
@@ -38,7 +39,8 @@ from kdtool.trackers import check_installed, parse_log
 
 SCHEDULES = ("multistep", "cosine", "constant")
 # --smoothing of train-teacher; kdtool.workflows.methods builds each (a test keeps the two lists equal)
-SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior")
+SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior", "logit-adjust",
+                     "label-aware")  # fmt: skip
 # Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
                           "selected_epoch", "epochs_run", "teacher_run", "teacher_cache_file", "q_artifact",
@@ -47,7 +49,7 @@ RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device
 # --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
 INPUT_NORMS = ("model", "dataset")
 # --select: which epoch's weights a run keeps (kdtool.training.selection)
-SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1")
+SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1", "best-val-balanced-acc")
 # --amp: mixed precision (kdtool.training.accel)
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -96,6 +98,12 @@ _MULTISTEP = Applies("schedule", lambda c: c.schedule == "multistep", "--schedul
 _ZOO = Applies("model", lambda c: is_zoo_name(c.model), "timm: and torchvision: models")
 
 
+def _uses_tau(c: Any) -> bool:
+    """Whether a run subtracts or adds τ·log π somewhere: logit adjustment, an LLS prior correction, a balanced KD."""
+    return (c.smoothing == "logit-adjust" or (c.smoothing == "lls" and c.lls_correction in TAU_CORRECTIONS)
+            or getattr(c, "kd_balance", "none") != "none")  # fmt: skip
+
+
 def _logs_to(tracker: str) -> Applies:
     return Applies("log", lambda c: tracker in parse_log(c.log), f"--log {tracker}")
 
@@ -116,6 +124,16 @@ APPLIES: dict[str, Applies] = {
     "zipf_exponent": _method("zipf"),
     "focal_gamma": _method("focal"),
     "prior": _method("prior"),
+    "lls_correction": _method("lls"),
+    "tau": Applies(
+        "smoothing",
+        _uses_tau,
+        "--smoothing logit-adjust, --lls-correction prior or adjusted, and distill --kd-balance logit-adjust",
+    ),
+    "cb_beta": Applies("class_weights", lambda c: c.class_weights == "effective", "--class-weights effective"),
+    "imbalance_ratio": Applies(
+        "dataset", lambda c: not is_wds(c.dataset), "datasets whose labels are known up front (not wds: shards)"
+    ),
     "milestones": _MULTISTEP,
     "gamma": _MULTISTEP,
     "data_root": _TORCHVISION,
@@ -226,6 +244,11 @@ class TrainConfig:
     zipf_exponent: float = 1.0
     focal_gamma: str = "3"
     prior: str | None = None
+    lls_correction: str = "none"  # LLS on imbalanced data: none, prior, adjusted or alpha (kdtool.losses.lls)
+    tau: float = 1.0  # logit adjustment: τ of τ·log π (Menon et al. ICLR 2021)
+    class_weights: str = "none"  # none, or effective: class-balanced weights (Cui et al. CVPR 2019)
+    cb_beta: float = 0.9999  # --class-weights effective: β of the effective number
+    imbalance_ratio: float | None = None  # long-tailed training split (CIFAR-LT profile), n_max / n_min
     epochs: int = 10
     batch_size: int = 128
     lr: float | None = None  # default: per dataset family
@@ -291,6 +314,13 @@ class TrainConfig:
         check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)
         check_zipf_options(self.zipf_weight, self.zipf_exponent)
         self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
+        if self.lls_correction not in LLS_CORRECTIONS:
+            raise KdtoolError(f"unknown --lls-correction {self.lls_correction!r}: choose one of "
+                              f"{', '.join(LLS_CORRECTIONS)}")  # fmt: skip
+        check_long_tail_options(self.tau, self.class_weights, self.cb_beta)
+        if self.imbalance_ratio is not None and not self.imbalance_ratio > 1:
+            raise KdtoolError(f"--imbalance-ratio is the largest over the smallest class count: give a number > 1, "
+                              f"got {self.imbalance_ratio:g}")  # fmt: skip
         self.amp = check_amp(self.amp)
         check_device(self.device)  # an unavailable --device fails here, before any folder or data
         trackers = parse_log(self.log)
@@ -432,6 +462,8 @@ class TrainConfig:
 
 # --kd-loss of a student taught by a teacher; kdtool.distill.teachers builds each (a test keeps the two lists equal)
 KD_LOSSES = ("kd", "dkd", "dist")
+# --kd-balance: how a teacher's logits are corrected for the class prior before softening
+KD_BALANCES = ("none", "logit-adjust")
 # Defaults of --temperature and --beta (the cross-entropy weight) per student method: each paper's CIFAR-100
 # setting (KD: the LLS paper's β = 0, T = 1; KD with --logit-standardize: T = 2 as Sun et al.; DKD: CE + DKD at
 # T = 4; DIST: CE + DIST at T = 4); LLS-ST as KD.
@@ -462,6 +494,12 @@ DISTILL_APPLIES: dict[str, Applies] = {
     "dkd_warmup_epochs": _kd_loss("dkd"),
     "dist_beta": _kd_loss("dist"),
     "dist_gamma": _kd_loss("dist"),
+    "kd_balance": Applies("smoothing", _taught, "--teacher and --teacher-cache"),
+    "class_weights": Applies(
+        "kd_loss",
+        lambda c: not (_taught(c) and c.kd_loss == "dist"),
+        "every method but --kd-loss dist (whose inter-class term correlates the batch)",
+    ),
 }
 
 
@@ -489,6 +527,7 @@ class DistillConfig(TrainConfig):
     dkd_warmup_epochs: int = 20
     dist_beta: float = 2.0
     dist_gamma: float = 2.0
+    kd_balance: str = "none"  # logit-adjust: teacher logits minus τ·log π before softening
     alpha: float | None = None
     beta: float | None = None
     temperature: float | None = None
@@ -534,6 +573,8 @@ class DistillConfig(TrainConfig):
         check_kd_options(self.beta, self.temperature)
         check_dkd_options(self.dkd_alpha, self.dkd_beta, self.dkd_warmup_epochs)
         check_dist_options(self.dist_beta, self.dist_gamma)
+        if self.kd_balance not in KD_BALANCES:
+            raise KdtoolError(f"unknown --kd-balance {self.kd_balance!r}: choose one of {', '.join(KD_BALANCES)}")
         if self.substitute_q is not None:
             self.substitute_q = str(q_artifact_path(self.substitute_q))  # a run folder stands for its Q
             if self.alpha is None:

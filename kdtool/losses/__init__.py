@@ -12,7 +12,15 @@ from kdtool.losses.dist import DISTKD, dist_loss
 from kdtool.losses.dkd import DecoupledKD, dkd_loss
 from kdtool.losses.focal import FocalLoss
 from kdtool.losses.kd import KnowledgeDistillation, SubstituteTeacher, kd_loss
-from kdtool.losses.lls import LLS_TERMS, LearnableLabelSmoothing, parse_lls_terms, resolve_q_update
+from kdtool.losses.lls import LLS_CORRECTIONS, LLS_TERMS, LearnableLabelSmoothing, parse_lls_terms, resolve_q_update
+from kdtool.losses.longtail import (
+    ClassWeighted,
+    LabelAwareSmoothing,
+    LogitAdjusted,
+    effective_number_weights,
+    label_aware_epsilons,
+    log_prior,
+)
 from kdtool.losses.ols import OnlineLabelSmoothing
 from kdtool.losses.prior import PriorSmoothing
 from kdtool.losses.simple import LabelSmoothing, OneHot, label_smoothing_loss
@@ -22,14 +30,18 @@ from kdtool.losses.zipf import ZipfLabelSmoothing
 
 __all__ = [
     "DISTKD",
+    "LLS_CORRECTIONS",
     "LLS_TERMS",
+    "ClassWeighted",
     "DecoupledKD",
     "DistillationTarget",
     "FocalLoss",
     "FrozenTeacher",
     "KnowledgeDistillation",
+    "LabelAwareSmoothing",
     "LabelSmoothing",
     "LearnableLabelSmoothing",
+    "LogitAdjusted",
     "OneHot",
     "OnlineLabelSmoothing",
     "PriorSmoothing",
@@ -40,9 +52,12 @@ __all__ = [
     "ZipfLabelSmoothing",
     "dist_loss",
     "dkd_loss",
+    "effective_number_weights",
     "kd_loss",
     "kl_divergence",
+    "label_aware_epsilons",
     "label_smoothing_loss",
+    "log_prior",
     "parse_lls_terms",
     "resolve_q_update",
     "standardize_logits",

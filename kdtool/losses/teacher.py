@@ -76,7 +76,9 @@ class DistillationTarget(Target):
     The teacher's logits come from ``teacher``, a frozen network run on the student's exact batch, or,
     with ``teacher=None``, with the batch itself (``teacher_logits``: a teacher cache replays them).
     ``class_index`` (optional) picks the teacher outputs of the student's classes, in the student's
-    order; the teacher's logits are sliced *before* any softmax.
+    order; the teacher's logits are sliced *before* any softmax. :meth:`balance` subtracts ``τ·log π`` from
+    them (after the slicing, before any softening): post-hoc logit adjustment of a biased teacher (Menon et
+    al., ICLR 2021, eq. 9), for every distillation loss alike.
     """
 
     def __init__(self, teacher: nn.Module | FrozenTeacher | None, class_index: Sequence[int] | None = None) -> None:
@@ -84,6 +86,11 @@ class DistillationTarget(Target):
         self.teacher = None if teacher is None else FrozenTeacher.wrap(teacher)
         index = None if class_index is None else torch.as_tensor(list(class_index), dtype=torch.long)
         self.register_buffer("class_index", index, persistent=False)
+        self.register_buffer("teacher_shift", None, persistent=False)
+
+    def balance(self, shift: torch.Tensor) -> None:
+        """Teacher logits minus ``shift`` (``τ·log π`` of the student's classes) from now on."""
+        self.teacher_shift = shift.float()
 
     def teacher_logits(self, inputs: torch.Tensor | None, given: torch.Tensor | None = None) -> torch.Tensor:
         """The teacher's logits for the student's classes (no gradient): ``given`` ones, or the network's."""
@@ -95,7 +102,8 @@ class DistillationTarget(Target):
                 raise KdtoolError("knowledge distillation needs the input batch to run the teacher on")
             given = self.teacher(inputs)
         given = given.detach().float()
-        return given if self.class_index is None else given[:, self.class_index]
+        given = given if self.class_index is None else given[:, self.class_index]
+        return given if self.teacher_shift is None else given - self.teacher_shift
 
     def forward(self, logits, labels, inputs=None, teacher_logits=None):
         return self.loss(logits, self.teacher_logits(inputs, teacher_logits), labels)
