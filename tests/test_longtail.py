@@ -264,6 +264,12 @@ def test_a_long_tailed_run_says_its_counts_records_them_and_adds_the_rare_class_
     rows = [line for line in stdout.splitlines() if line.startswith("│")]
     shown = [int(row.split("│")[2].strip().replace(",", "")) for row in rows]
     assert shown == sorted(counts, reverse=True)  # the rare classes last
+    code, stdout, _ = run_cli("compare", out, "--format", "markdown")
+    assert code == 0 and "| test_balanced_acc % selected" in stdout and "| test_few_acc % selected" in stdout
+    code, stdout, _ = run_cli("compare", out, "--metric", "test_acc", "--format", "markdown")
+    assert code == 0 and "balanced" not in stdout  # a --metric given is kept as given
+    assert run_cli("report", out, "--out", tmp_path / "report.html", "--device", "cpu")[0] == 0
+    assert "Per class, by training count" in (tmp_path / "report.html").read_text()
 
 
 @pytest.mark.parametrize(
@@ -296,3 +302,25 @@ def test_distill_refuses_a_teacher_balance_without_a_teacher(run_cli, tmp_path):
     code, _, stderr = run_cli("distill", "--substitute-q", tmp_path / "toy.q.safetensors", "--kd-balance",
                               "logit-adjust", *TINY, "--out", tmp_path / "st")  # fmt: skip
     assert code == 2 and "--kd-balance does not apply to this run (distill --substitute-q)" in stderr
+
+
+@pytest.mark.slow
+def test_longtail_recipe_in_tiny_mode(tmp_path):
+    from tests.test_recipes import markdown_rows, run_tiny
+
+    out = tmp_path / "lt"
+    # ρ = 5: 10% of 256 samples held out leaves ~23 a class, too few for ρ = 100's rarest class
+    done = run_tiny("longtail.sh", out, KDTOOL_SEEDS="0", KDTOOL_RATIOS="5")
+    teachers = markdown_rows(out / "rho5" / "compare.md")
+    assert [row[:3] for row in teachers] == [
+        ["onehot", "-", "none"], ["ls", "-", "none"], ["logit-adjust", "-", "none"], ["onehot", "-", "effective"],
+        ["label-aware", "-", "none"], ["lls", "none", "none"], ["lls", "prior", "none"], ["lls", "adjusted", "none"],
+        ["lls", "alpha", "none"], ["lls", "none", "effective"],
+    ]  # fmt: skip
+    header = (out / "rho5" / "compare.md").read_text().splitlines()[0]
+    assert "test_balanced_acc % selected" in header and "test_few_acc % selected" in header
+    assert "Spearman vs training share" in (out / "rho5" / "analysis.md").read_text()
+    students = markdown_rows(out / "students" / "compare.md")
+    assert [row[:2] for row in students] == [["kd", "none"], ["kd", "logit-adjust"], ["lls-st", "-"], ["lls-st", "-"]]
+    assert students[3][2].endswith("lls-prior/seed0/q.safetensors")
+    assert "ρ = 5; many/medium/few: thirds of the classes" in done.stdout

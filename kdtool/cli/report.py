@@ -26,7 +26,9 @@ Runs = Annotated[list[Path], typer.Argument(help="Run folders, or folders with r
 GroupBy = Annotated[str, typer.Option(help="Comma list of config.json keys whose values define a group, e.g. "
                                       "smoothing,alpha or lls_terms (nested keys: dataset_info.name).")]  # fmt: skip
 Metric = Annotated[str, typer.Option(help="Comma list of metrics.csv columns to report; the first is plotted. "
-                                     "Accuracy-like ones (*acc, *f1) also get their best epoch.")]  # fmt: skip
+                                     "Accuracy-like ones (*acc, *f1) also get their best epoch. By default, runs "
+                                     "on imbalanced training data add balanced, many/medium/few-shot accuracy and "
+                                     "macro-F1.")]  # fmt: skip
 Format = Annotated[str, typer.Option("--format", help="table (terminal), markdown or csv (the table's numbers as "
                                      "columns: accuracies in %, rounded as shown).")]  # fmt: skip
 Plot = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PDF or SVG by the extension): the first "
@@ -94,6 +96,8 @@ def compare(
         notes.print(line)
     group_keys = cmp.check_group_keys(found, group_by.split(","))
     metrics = cmp.check_metrics(found, metric.split(","))
+    if "metric" not in opt.given_options(ctx):
+        metrics = cmp.with_long_tail_metrics(found, metrics)
     table = cmp.group_summary(found, group_keys, metrics)
     headers, rows = cmp.display_table(table, group_keys)
     if output_format == "csv":
@@ -179,8 +183,10 @@ def report(
         for line in found.left_out():
             notes.print(line)
         group_keys = cmp.check_group_keys(found, group_by.split(","))
-        page = htmlreport.group_page(found, group_keys, cmp.check_metrics(found, metric.split(",")), device,
-                                     notes.print)  # fmt: skip
+        metrics = cmp.check_metrics(found, metric.split(","))
+        if "metric" not in opt.given_options(ctx):
+            metrics = cmp.with_long_tail_metrics(found, metrics)
+        page = htmlreport.group_page(found, group_keys, metrics, device, notes.print)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, page)
     console.print(f"report written to {out}", soft_wrap=True)

@@ -27,6 +27,7 @@ from kdtool.reporting.plots import (
     curves_figure,
     figure_bytes,
     is_percent,
+    per_class_figure,
     reliability_figure,
 )
 from kdtool.runs.folder import Q, RunDir, selected_row
@@ -68,7 +69,7 @@ def run_page(path: Path, device: str) -> str:
     """The report of one finished run: its command and options, result at the selected and the last epoch,
     its teacher or Q source, curves, the per-epoch table, reliability diagram and confusion matrix on its
     test set (its network run on ``device``), and for a Q run the Q heatmap and each class's similar classes."""
-    from kdtool.training.metrics import calibration_bins, confusion_matrix
+    from kdtool.training.metrics import calibration_bins, confusion_matrix, is_imbalanced
     from kdtool.training.rundata import predict_run
 
     run = RunDir.open(path)
@@ -88,6 +89,9 @@ def run_page(path: Path, device: str) -> str:
         ("Reliability diagram", _figure(reliability_figure([calibration]), "Reliability diagram on the test set")),
         ("Confusion matrix", _confusion(confusion_matrix(logits, labels), names, str(path))),
     ]  # fmt: skip
+    counts = record.get("dataset_info", {}).get("train_class_counts")
+    if counts is not None and is_imbalanced(counts):
+        sections.append(("Per class, by training count", _per_class(logits, labels, names, counts)))
     if (path / Q).is_file():
         sections.append(("Q: class similarity", _q_section(path / Q)))
     return _page(f"kdtool report: {path}", f"{record.get('kind', 'run')} run · {method} · {record.get('model')} · "
@@ -272,6 +276,15 @@ def _confusion(confusion: Any, names: list[str], title: str) -> str:
         return f"<p class='note'>{len(names)} classes: unreadable in one picture (limit {HEATMAP_MAX_CLASSES}).</p>"
     caption = "Confusion matrix on the test set: rows are the true classes, columns the predicted ones"
     return _figure(confusion_figure(confusion, names, f"{title} · test split"), caption)
+
+
+def _per_class(logits: Any, labels: Any, names: list[str], counts: list[int]) -> str:
+    from kdtool.training.metrics import per_class_accuracy, per_class_f1
+
+    caption = ("Test recall and F1 of each class, ordered by its training samples (most frequent left): an "
+               "imbalanced training split")  # fmt: skip
+    recall, f1 = per_class_accuracy(logits, labels).nan_to_num(0.0), per_class_f1(logits, labels).nan_to_num(0.0)
+    return _figure(per_class_figure(names, counts, recall, f1), caption)
 
 
 def _q_section(path: Path) -> str:
