@@ -72,6 +72,7 @@ done | run_all
 
 for ratio in "${RATIOS[@]}"; do
     groups=("${METHODS[@]/#/$OUT/rho$ratio/}")
+    mkdir -p "$OUT/rho$ratio"
     "$KDTOOL" compare "${groups[@]}" --group-by smoothing,lls_correction,class_weights --metric "$METRICS" \
         --format markdown | tee "$OUT/rho$ratio/compare.md"
     "$PYTHON" recipes/goemotions_analysis.py "$OUT/rho$ratio" "${groups[@]}" | tee "$OUT/rho$ratio/analysis.md"
@@ -84,6 +85,7 @@ if [ "${#STUDENTS[@]}" -gt 0 ]; then
             --out "$OUT/students/$student" "${EXTRA[@]}"
         echo
     done | run_all
+    mkdir -p "$OUT/students"
     "$KDTOOL" compare "${STUDENTS[@]/#/$OUT/students/}" --group-by smoothing,kd_balance,substitute_q \
         --metric "$METRICS" --format markdown | tee "$OUT/students/compare.md"
 fi

@@ -7,12 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdtool.config.runconfig import TrainConfig
+from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.data import Dataset, DatasetInfo, Split
 from kdtool.data.dataset import class_counts, long_tail_counts
 from kdtool.errors import KdtoolError
 from kdtool.losses import (
+    DISTKD,
     ClassWeighted,
+    DecoupledKD,
     KnowledgeDistillation,
     LabelAwareSmoothing,
     LearnableLabelSmoothing,
@@ -234,16 +236,31 @@ def test_lls_corrections_against_their_formulas():
     torch.testing.assert_close(adjusted(logits, labels), plain(logits + 0.7 * log_pi, labels))
 
 
-def test_a_balanced_teacher_subtracts_tau_log_prior_before_softening():
+@pytest.mark.parametrize(
+    "make",
+    [lambda: KnowledgeDistillation(None, beta=0.0, temperature=2.0),
+     lambda: DecoupledKD(None, 1.0, 1.0, 8.0, 4.0, 0),
+     lambda: DISTKD(None, 1.0, 2.0, 2.0, 4.0)],
+    ids=["kd", "dkd", "dist"],
+)  # fmt: skip
+def test_a_balanced_teacher_subtracts_tau_log_prior_before_softening_for_every_kd_loss(make):
+    torch.manual_seed(3)
     teacher_logits = torch.randn(4, 3)
     student = torch.randn(4, 3, requires_grad=True)
     labels = torch.tensor([0, 1, 2, 0])
     shift = 2.0 * torch.log(torch.tensor([0.7, 0.2, 0.1]))
-    kd = KnowledgeDistillation(None, beta=0.0, temperature=2.0)
-    balanced = KnowledgeDistillation(None, beta=0.0, temperature=2.0)
+    plain, balanced = make(), make()
     balanced.balance(shift)
     torch.testing.assert_close(balanced(student, labels, teacher_logits=teacher_logits),
-                               kd(student, labels, teacher_logits=teacher_logits - shift))  # fmt: skip
+                               plain(student, labels, teacher_logits=teacher_logits - shift))  # fmt: skip
+
+
+def test_class_weights_are_refused_with_dist_whose_relation_term_spans_the_batch():
+    cfg = DistillConfig(teacher="runs/t", kd_loss="dist", class_weights="effective")
+    with pytest.raises(KdtoolError, match=r"--class-weights does not apply to this run \(--kd-loss dist\): it is used "
+                                          r"by every method but --kd-loss dist"):  # fmt: skip
+        cfg.check_given({"class_weights": "--class-weights"})
+    DistillConfig(teacher="runs/t", kd_loss="dkd", class_weights="effective").check_given({"class_weights": "x"})
 
 
 def test_a_long_tailed_run_says_its_counts_records_them_and_adds_the_rare_class_metrics(run_cli, tmp_path):
@@ -324,3 +341,9 @@ def test_longtail_recipe_in_tiny_mode(tmp_path):
     assert [row[:2] for row in students] == [["kd", "none"], ["kd", "logit-adjust"], ["lls-st", "-"], ["lls-st", "-"]]
     assert students[3][2].endswith("lls-prior/seed0/q.safetensors")
     assert "ρ = 5; many/medium/few: thirds of the classes" in done.stdout
+
+
+def test_sweep_takes_the_imbalance_ratio_as_a_grid(run_cli, tmp_path):
+    code, stdout, stderr = run_cli("sweep", "--imbalance-ratio", "10,100", "--out", tmp_path, "--print-commands")
+    assert code == 0, stderr
+    assert "--imbalance-ratio 10 --out" in stdout and "--imbalance-ratio 100 --out" in stdout
