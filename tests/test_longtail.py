@@ -304,7 +304,7 @@ def test_a_long_tailed_run_says_its_counts_records_them_and_adds_the_rare_class_
         (("--lls-correction", "prior", "--smoothing", "ls"), "--lls-correction does not apply to this run"),
         (("--lls-correction", "tail"), "unknown --lls-correction 'tail': choose one of none, prior, adjusted, alpha"),
         (("--select", "best-val-balanced-acc", "--val-fraction", "0.2"),
-         "--select best-val-balanced-acc needs imbalanced training data"),
+         "--select best-val-balanced-acc needs training data known to be imbalanced"),
     ],
 )  # fmt: skip
 def test_refused_combinations_say_what_is_wrong_in_one_line(run_cli, tmp_path, args, message):

@@ -137,8 +137,8 @@ def fit(
     counts = train_class_counts(dataset)
     groups = shot_groups(counts)[0] if counts is not None and is_imbalanced(counts) else None
     if cfg.select == "best-val-balanced-acc" and groups is None:
-        raise KdtoolError(f"--select best-val-balanced-acc needs imbalanced training data (largest / smallest "
-                          f"class count ≥ {IMBALANCE_FROM}); this split is balanced: use best-val-acc")  # fmt: skip
+        raise KdtoolError(f"--select best-val-balanced-acc needs training data known to be imbalanced (largest / "
+                          f"smallest class count ≥ {IMBALANCE_FROM}); not this run's: use best-val-acc")  # fmt: skip
     train_loader, test_loader = make_loaders(dataset, cfg, device, env, teacher_cache, note)
     val_loader = None
     if dataset.validation is not None:
