@@ -296,7 +296,7 @@ def _print_evaluation(result, run: Path, dataset: str | None, split: str, max_cl
     console.print(f"accuracy {m['acc']:.2%}  macro-F1 {m['macro_f1']:.4f}  NLL {m['nll']:.4f}  ECE {m['ece']:.4f}")
     if result.shot_rule is not None:
         console.print(f"balanced accuracy {m['balanced_acc']:.2%}  many-shot {m['many_acc']:.2%}  medium-shot "
-                      f"{m['medium_acc']:.2%}  few-shot {m['few_acc']:.2%} ({result.shot_rule})",
+                      f"{m['medium_acc']:.2%}  few-shot {m['few_acc']:.2%}; groups: {result.shot_rule}",
                       soft_wrap=True)  # fmt: skip
     counts = result.train_counts
     columns = [Column("class", "left"), Column("samples", drop=1), Column("accuracy"), Column("F1"),
