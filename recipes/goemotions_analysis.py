@@ -1,4 +1,5 @@
-"""Why LLS loses macro-F1 on GoEmotions-Ekman: per-class F1 and the learned Q against class frequency.
+"""Why LLS loses macro-F1 on imbalanced data (GoEmotions-Ekman, recipes/longtail.sh): per-class F1 and the
+learned Q against class frequency.
 
     python recipes/goemotions_analysis.py OUT GROUP...      # GROUP: a folder of seed<N> runs; markdown on stdout
 
@@ -59,7 +60,8 @@ def main(out: Path, groups: list[Path]) -> None:
         rows.append((group.name, len(runs), val_f1, 100 * sum(accs) / len(accs), f1.nanmean().item(), f1,
                      torch.stack(shares).mean(0) if shares else None))  # fmt: skip
     assert names is not None and frequency is not None
-    print(f"# GoEmotions-Ekman: 1-hot vs LLS variants ({out})\n")
+    dataset = RunDir.open(run_folders(groups[0])[0]).config()["dataset_info"]["name"]
+    print(f"# {dataset}: 1-hot vs LLS variants ({out})\n")
     print("| group | seeds | val macro-F1 (selected) | test acc (%) | test macro-F1 | " + " | ".join(names) + " |")
     print("|" + " --- |" * (5 + len(names)))
     print("| training share (%) | | | | | " + " | ".join(f"{100 * v:.1f}" for v in frequency) + " |")

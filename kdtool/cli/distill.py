@@ -37,6 +37,7 @@ def distill(ctx: typer.Context, values: dict[str, Any]) -> Any:
     kdtool distill --teacher runs/fmnist-lls --sample-fraction 0.5 --seed 1 --out runs/st-half
     kdtool distill --teacher runs/fmnist-lls --kd-loss dkd --dkd-beta 2 --out runs/st-dkd
     kdtool distill --teacher runs/fmnist-lls --kd-preset kd+ls --out runs/st-kd-ls
+    kdtool distill --teacher runs/lt-teacher --imbalance-ratio 100 --kd-balance logit-adjust --out runs/st-bal
     kdtool distill --substitute-q artifacts/fmnist-lenet5-lls.q.safetensors --seeds 0,1,2 --out runs/st  # runs/st/seed0
     ```
     """

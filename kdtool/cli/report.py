@@ -28,7 +28,9 @@ GroupBy = Annotated[str | None, typer.Option(help="Comma list of config.json key
                                              "Default: smoothing and every option that changes results in which "
                                              "the runs differ (seeds aside).", show_default=False)]  # fmt: skip
 Metric = Annotated[str, typer.Option(help="Comma list of metrics.csv columns to report; the first is plotted. "
-                                     "Accuracy-like ones (*acc, *f1) also get their best epoch.")]  # fmt: skip
+                                     "Accuracy-like ones (*acc, *f1) also get their best epoch. By default, runs "
+                                     "on imbalanced training data add balanced, many/medium/few-shot accuracy and "
+                                     "macro-F1.")]  # fmt: skip
 Format = Annotated[str, typer.Option("--format", help="table (terminal), markdown or csv (the table's numbers as "
                                      "columns: accuracies in %, rounded as shown).")]  # fmt: skip
 Plot = Annotated[Path | None, typer.Option(help="Write a figure (PNG, PDF or SVG by the extension): the first "
@@ -98,6 +100,8 @@ def compare(
         notes.print(line)
     group_keys = cmp.check_group_keys(found, None if group_by is None else group_by.split(","))
     metrics = cmp.check_metrics(found, metric.split(","))
+    if "metric" not in opt.given_options(ctx):
+        metrics = cmp.with_long_tail_metrics(found, metrics)
     _print_summary(found, group_keys, metrics, output_format)
     if plot is not None:
         _plot(found, group_keys, metrics[0], plot, device)
@@ -197,8 +201,10 @@ def report(
         for line in found.left_out():
             notes.print(line)
         group_keys = cmp.check_group_keys(found, None if group_by is None else group_by.split(","))
-        page = htmlreport.group_page(found, group_keys, cmp.check_metrics(found, metric.split(",")), device,
-                                     notes.print)  # fmt: skip
+        metrics = cmp.check_metrics(found, metric.split(","))
+        if "metric" not in opt.given_options(ctx):
+            metrics = cmp.with_long_tail_metrics(found, metrics)
+        page = htmlreport.group_page(found, group_keys, metrics, device, notes.print)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, page)
     console.print(f"report written to {out}", soft_wrap=True)
@@ -306,18 +312,33 @@ def _print_evaluation(result, run: Path, dataset: str | None, split: str, max_cl
     console.print(f"[bold]{run}[/bold] on {dataset or 'its own data'}, {split} split: {total} samples, "
                   f"{len(result.class_names)} classes", soft_wrap=True)  # fmt: skip
     console.print(f"accuracy {m['acc']:.2%}  macro-F1 {m['macro_f1']:.4f}  NLL {m['nll']:.4f}  ECE {m['ece']:.4f}")
-    table = FittedTable([Column("class", "left"), Column("samples", drop=1), Column("accuracy"), Column("F1"),
-                         Column("most often mistaken for", "left", drop=2)], title="per class")  # fmt: skip
+    if result.shot_rule is not None:
+        console.print(f"balanced accuracy {m['balanced_acc']:.2%}  many-shot {m['many_acc']:.2%}  medium-shot "
+                      f"{m['medium_acc']:.2%}  few-shot {m['few_acc']:.2%}; groups: {result.shot_rule}",
+                      soft_wrap=True)  # fmt: skip
+    counts = result.train_counts
+    columns = [Column("class", "left"), Column("samples", drop=1), Column("accuracy"), Column("F1"),
+               Column("most often mistaken for", "left", drop=2)]  # fmt: skip
+    if counts is not None:  # the rare classes last, where a long tail shows
+        columns[1:1] = [Column("train samples", drop=3)]
+    title = "per class" + ("" if counts is None else ", by training samples (accuracy: recall)")
+    table = FittedTable(columns, title=title)
     mistakes = result.confusion.clone()
     mistakes.fill_diagonal_(-1)
+    order = range(len(result.class_names))
+    if counts is not None:
+        order = sorted(order, key=lambda y: -counts[y])
     shown = min(len(result.class_names), max_classes)
-    for y in range(shown):
+    for y in list(order)[:shown]:
         n = int(result.support[y])
         worst = int(mistakes[y].argmax())
         mistaken = f"{result.class_names[worst]} ({int(mistakes[y, worst]) / n:.1%})" if mistakes[y, worst] > 0 else "—"
         accuracy, f1 = float(result.accuracy[y]), float(result.f1[y])
-        table.add_row(result.class_names[y], str(n), "—" if math.isnan(accuracy) else f"{accuracy:.2%}",
-                      "—" if math.isnan(f1) else f"{f1:.4f}", mistaken)  # fmt: skip
+        cells = [result.class_names[y], str(n), "—" if math.isnan(accuracy) else f"{accuracy:.2%}",
+                 "—" if math.isnan(f1) else f"{f1:.4f}", mistaken]  # fmt: skip
+        if counts is not None:
+            cells[1:1] = [f"{counts[y]:,}"]
+        table.add_row(*cells)
     console.print(table)
     if shown < len(result.class_names):
         console.print(f"... {len(result.class_names) - shown} more classes (--max-classes)")

@@ -28,6 +28,9 @@ def train_teacher(ctx: typer.Context, values: dict[str, Any]) -> Any:
     kdtool train-teacher --smoothing lls --lls-terms forward-ce,reverse-ce,target-entropy --out runs/no-pent
     kdtool train-teacher --smoothing lls --epochs 10 --out runs/fmnist-lls --resume    # after an interruption
     kdtool train-teacher --smoothing lls --log tensorboard --out runs/lls        # then: tensorboard --logdir runs
+    kdtool train-teacher --imbalance-ratio 100 --val-fraction 0.1 --select best-val-balanced-acc \\
+        --smoothing logit-adjust --tau 1 --out runs/lt-la
+    kdtool train-teacher --imbalance-ratio 100 --smoothing lls --lls-correction prior --out runs/lt-lls-prior
     kdtool train-teacher --smoothing lls --log mlflow --mlflow-uri sqlite:///mlruns.db --out runs/lls2
     kdtool train-teacher --smoothing lls --epochs 10 --seeds 0,1,2 --out runs/fmnist-lls   # runs/fmnist-lls/seed0 ...
     kdtool train-teacher --smoothing focal --focal-gamma adaptive --out runs/flsd53

@@ -75,6 +75,14 @@ def _budgeted(c: Any) -> bool:
     return auto or getattr(c, "teacher_cache", None) is not None
 
 
+def _uses_tau(c: Any) -> bool:
+    """Whether a run subtracts or adds τ·log π somewhere: logit adjustment, an LLS prior correction, a balanced KD."""
+    from kdtool.losses.lls import TAU_CORRECTIONS
+
+    return (c.smoothing == "logit-adjust" or (c.smoothing == "lls" and c.lls_correction in TAU_CORRECTIONS)
+            or getattr(c, "kd_balance", "none") != "none")  # fmt: skip
+
+
 def method(*names: str) -> Applies:
     """Applies to runs of these ``--smoothing`` methods."""
     return Applies("smoothing", lambda c: c.smoothing in names, "--smoothing " + " and ".join(names))
@@ -212,6 +220,11 @@ OPTIONS: tuple[Option, ...] = (
         "unchanged).", DATA, commands=D),
     Option("limit_train", int | None, None, "Use at most N training samples (seeded).", DATA),
     Option("limit_test", int | None, None, "Use at most N test samples (seeded).", DATA),
+    Option("imbalance_ratio", float | None, None, "Long-tailed training split (CIFAR-LT profile): class i of K keeps "
+        "⌊n_max·ρ^(−i/(K−1))⌋ samples (seeded); validation hold-out drawn first, test split unchanged. Not for wds:.",
+        DATA, metavar="ρ", show_default=False, applies=Applies("dataset", lambda c: not _is_wds(c),
+                                                               "datasets whose labels are known up front (not wds: "
+                                                               "shards)")),
     Option("augment", str | None, None, "'standard' (random crop, and flip where it fits the data), 'none', or a "
         "comma list of cutout, mixup, cutmix, randaugment added to the standard ones." + FAMILY + "none for "
         "fashion-mnist and mnist, standard for other images.", DATA,
@@ -235,7 +248,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("input_norm", str | None, None, "Normalise inputs by the model's own mean/std or the dataset's: model or "
         "dataset (default: model when pretrained).", ZOO, applies=ZOO_MODELS, show_default=False),
     Option("smoothing", str, "lls", "Training method: onehot, ls, lls, ols, tfkd-reg, tfkd-self (--teacher), zipf, "
-        "focal (--focal-gamma) or prior (--prior).", METHOD, commands=T),
+        "focal (--focal-gamma), prior (--prior); long-tailed data: logit-adjust (--tau) or label-aware (MiSLAS's "
+        "per-class ε).", METHOD, commands=T),
     Option("epsilon", float, 0.1, "LS and prior: smoothing mass ε in (0,1).", METHOD, commands=T,
         applies=method("ls", "prior")),
     Option("alpha", float, 0.1, "LLS: mixing weight α in (0,1).", METHOD, commands=T, applies=method("lls")),
@@ -246,6 +260,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("q_update", str, "auto", "LLS: how Q is updated: dense (all K² entries every step), sparse (only the rows "
         "of the batch's labels, the others caught up exactly when read: the same training, per-step cost O(batch × "
         "K)) or auto (sparse from 1,000 classes).", METHOD, commands=T, applies=method("lls")),
+    Option("lls_correction", str, "none", "LLS on imbalanced data: none, prior (target softmax(Q[y] − τ·log π)), "
+        "adjusted (loss on softmax(z + τ·log π)) or alpha (α_y = α·n_y/n_max).", METHOD, commands=T,
+        applies=method("lls")),
     Option("teacher", Path | None, None, "tfkd-self: run folder of a trained copy of the student.", METHOD, commands=T,
         applies=method("tfkd-self"), flags=("--teacher",)),
     Option("tfkd_temperature", float, 20.0, "TF-KD: temperature τ of teacher and student.", METHOD, commands=T,
@@ -264,6 +281,15 @@ OPTIONS: tuple[Option, ...] = (
         METHOD, commands=T, applies=method("focal")),
     Option("prior", Path | None, None, "prior: Q artifact of a fixed smoothing distribution θ (kdtool make-prior).",
         METHOD, commands=T, applies=method("prior")),
+    Option("tau", float, 1.0, "τ of τ·log π (class prior of the training split): logit-adjust, --lls-correction "
+        "prior/adjusted, --kd-balance.", METHOD, applies=Applies("smoothing", _uses_tau, "--smoothing logit-adjust, "
+        "--lls-correction prior or adjusted, and distill --kd-balance logit-adjust")),
+    Option("class_weights", str, "none", "Weight each sample by its class: none or effective (class-balanced, "
+        "(1−β)/(1−β^n_y), summing to K; Cui et al. 2019).", METHOD,
+        applies=Applies("kd_loss", lambda c: getattr(c, "kd_loss", None) != "dist" or not taught(c),
+                        "every method but --kd-loss dist (whose inter-class term correlates the batch)")),
+    Option("cb_beta", float, 0.9999, "--class-weights effective: β in (0,1).", METHOD,
+        applies=Applies("class_weights", lambda c: c.class_weights == "effective", "--class-weights effective")),
     Option("teacher", Path | None, None, "Run folder of the teacher (Hinton KD).", SOURCE, commands=D,
         applies=Applies("smoothing", lambda c: c.teacher is not None, "--teacher")),
     Option("teacher_cache", Path | None, None, "Teacher cache (kdtool cache-teacher) replayed instead of running the "
@@ -311,6 +337,9 @@ OPTIONS: tuple[Option, ...] = (
         show_default=False, applies=kd_loss("wttm")),
     Option("nkd_gamma", float | None, None, "nkd: weight γ of the normalised non-target term (default: 1.5).", KD,
         commands=D, show_default=False, applies=kd_loss("nkd")),
+    Option("kd_balance", str, "none", "With a teacher or its cache: none, or logit-adjust (teacher logits minus "
+        "τ·log π of the training split before softening, for every --kd-loss).", KD, commands=D,
+        applies=Applies("smoothing", taught, "--teacher and --teacher-cache")),
     Option("epochs", int, 10, "Training epochs.", OPTIM),
     Option("batch_size", int, 128, "Batch size.", OPTIM),
     Option("lr", float | None, None, "Peak learning rate (SGD, momentum 0.9)." + FAMILY + "0.05 for fashion-mnist "
@@ -330,9 +359,9 @@ OPTIONS: tuple[Option, ...] = (
         "always use it and refuse this option.", OPTIM,
         applies=Applies("dataset", _no_official_validation,
                         "datasets without an official validation split (one that has it always uses it)")),
-    Option("select", str | None, None, "Weights to keep: last, best-val-loss, best-val-acc or best-val-f1 (macro-F1). "
-        "Default: best-val-loss when there is a validation split (--val-fraction, or the dataset's official one), "
-        "else last.", OPTIM),
+    Option("select", str | None, None, "Weights to keep: last, best-val-loss, best-val-acc, best-val-f1 (macro-F1) "
+        "or best-val-balanced-acc (imbalanced training data). Default: best-val-loss when there is a validation "
+        "split (--val-fraction, or the dataset's official one), else last.", OPTIM),
     Option("early_stopping", int, 0, "Stop after N epochs without a lower validation loss (0: off).", OPTIM),
     Option("milestones", str, "", "Epochs where the LR is multiplied by --gamma, e.g. 100,150 (default: 50% and 75% "
         "of --epochs).", OPTIM, applies=MULTISTEP, parse=lambda v: parse_int_list(v, "--milestones")),

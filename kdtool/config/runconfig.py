@@ -35,7 +35,8 @@ from kdtool.losses.dist import check_dist_options
 from kdtool.losses.dkd import check_dkd_options
 from kdtool.losses.focal import parse_focal_gamma
 from kdtool.losses.kd import check_kd_options
-from kdtool.losses.lls import Q_UPDATES, parse_lls_terms
+from kdtool.losses.lls import LLS_CORRECTIONS, Q_UPDATES, parse_lls_terms
+from kdtool.losses.longtail import check_long_tail_options
 from kdtool.losses.nkd import check_nkd_options
 from kdtool.losses.simple import check_unit_interval
 from kdtool.losses.tfkd import check_tfkd_options
@@ -49,7 +50,8 @@ from kdtool.trackers import check_installed, parse_log
 
 SCHEDULES = ("multistep", "cosine", "constant")
 # --smoothing of train-teacher; kdtool.workflows.methods builds each (a test keeps the two lists equal)
-SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior")
+SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior", "logit-adjust",
+                     "label-aware")  # fmt: skip
 # Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
 RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
                           "selected_epoch", "epochs_run", "teacher_run", "teacher_cache_file", "q_artifact",
@@ -59,7 +61,7 @@ RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device
 # --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
 INPUT_NORMS = ("model", "dataset")
 # --select: which epoch's weights a run keeps (kdtool.training.selection)
-SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1")
+SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1", "best-val-balanced-acc")
 # --amp: mixed precision (kdtool.training.accel)
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -145,6 +147,11 @@ class TrainConfig:
     zipf_exponent: float = 1.0
     focal_gamma: str = "3"
     prior: str | None = None
+    lls_correction: str = "none"  # LLS on imbalanced data: none, prior, adjusted or alpha (kdtool.losses.lls)
+    tau: float = 1.0  # logit adjustment: τ of τ·log π (Menon et al. ICLR 2021)
+    class_weights: str = "none"  # none, or effective: class-balanced weights (Cui et al. CVPR 2019)
+    cb_beta: float = 0.9999  # --class-weights effective: β of the effective number
+    imbalance_ratio: float | None = None  # long-tailed training split (CIFAR-LT profile), n_max / n_min
     epochs: int = 10
     batch_size: int = 128
     lr: float | None = None  # default: per dataset family
@@ -212,6 +219,9 @@ class TrainConfig:
             raise KdtoolError(f"--lr must be positive, got {self.lr}")
         if self.weight_decay < 0:
             raise KdtoolError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
+        if self.imbalance_ratio is not None and not self.imbalance_ratio > 1:
+            raise KdtoolError(f"--imbalance-ratio is the largest over the smallest class count: give a number > 1, "
+                              f"got {self.imbalance_ratio:g}")  # fmt: skip
         if self.mixup_alpha <= 0:
             raise KdtoolError(f"--mixup-alpha must be > 0 (λ ~ Beta(α, α)), got {self.mixup_alpha}")
 
@@ -228,6 +238,9 @@ class TrainConfig:
         check_tfkd_options(self.tfkd_temperature, self.tfkd_weight, self.tfkd_multiplier, self.tfkd_correct_prob)
         check_zipf_options(self.zipf_weight, self.zipf_exponent)
         self.focal_gamma = str(parse_focal_gamma(self.focal_gamma))
+        if self.lls_correction not in LLS_CORRECTIONS:
+            raise unknown_choice("--lls-correction", self.lls_correction, LLS_CORRECTIONS)
+        check_long_tail_options(self.tau, self.class_weights, self.cb_beta)
         if self.smoothing == "tfkd-self" and self.teacher is None:
             raise KdtoolError("--smoothing tfkd-self needs --teacher RUN, a trained run of the same network")
         if self.smoothing == "prior" and self.prior is None:
@@ -382,6 +395,8 @@ class TrainConfig:
             raise KdtoolError(f"config.json of a {record.get('kind', cls.kind)} run: {exc}") from None
 
 
+# --kd-balance: how a teacher's logits are corrected for the class prior before softening
+KD_BALANCES = ("none", "logit-adjust")
 # The options of each student method, as its header line shows them; β is the cross-entropy's weight.
 LOSS_OPTIONS = {
     "kd": ("beta", "kd_weight", "temperature"),
@@ -479,6 +494,7 @@ class DistillConfig(TrainConfig):
     wttm_gamma: float | None = None
     wttm_weight: float | None = None
     nkd_gamma: float | None = None
+    kd_balance: str = "none"  # logit-adjust: teacher logits minus τ·log π before softening
     alpha: float | None = None
     beta: float | None = None
     temperature: float | None = None
@@ -556,7 +572,9 @@ class DistillConfig(TrainConfig):
                 setattr(self, name, value)
 
     def check_loss_options(self) -> None:
-        """The resolved weights and temperature of the method's loss, each in its range."""
+        """The resolved weights and temperature of the method's loss, each in its range, and the teacher's balance."""
+        if self.kd_balance not in KD_BALANCES:
+            raise unknown_choice("--kd-balance", self.kd_balance, KD_BALANCES)
         check_kd_options(self.beta, 1.0 if self.temperature is None else self.temperature, self.kd_weight)
         checks = {"dkd": lambda: check_dkd_options(self.dkd_alpha, self.dkd_beta, self.dkd_warmup_epochs),
                   "dist": lambda: check_dist_options(self.dist_beta, self.dist_gamma),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -86,6 +87,17 @@ def stratified_index(labels: torch.Tensor, fraction: float, seed: int) -> torch.
     return torch.cat(kept).sort().values if kept else labels.new_zeros(0)
 
 
+def long_tail_counts(n_max: int, num_classes: int, ratio: float) -> list[int]:
+    """Per-class training counts of the CIFAR-LT exponential profile (Cui et al., CVPR 2019):
+    class i of K keeps ``⌊n_max · ρ^(−i/(K−1))⌋`` samples."""
+    return [math.floor(n_max * ratio ** (-i / (num_classes - 1))) for i in range(num_classes)]
+
+
+def class_counts(labels: torch.Tensor, num_classes: int) -> list[int]:
+    """Samples of each of the ``num_classes`` classes in ``labels``."""
+    return torch.bincount(labels.cpu(), minlength=num_classes).tolist()
+
+
 @dataclass
 class Dataset:
     info: DatasetInfo
@@ -132,6 +144,26 @@ class Dataset:
         rest = torch.ones(len(self.train), dtype=torch.bool)
         rest[held] = False
         return replace(self, train=self.train.take(rest.nonzero().flatten()), validation=self.train.take(held))
+
+    def long_tailed(self, ratio: float, seed: int) -> Dataset:
+        """A copy whose training split follows the long-tailed profile :func:`long_tail_counts` with
+        imbalance ratio ``ratio`` (n_max: the largest class count; a seeded choice within each class).
+
+        Validation and test splits are untouched: hold the validation split out first, so it stays balanced.
+        """
+        k = self.info.num_classes
+        have = class_counts(self.train.labels, k)
+        want = [min(n, c) for n, c in zip(long_tail_counts(max(have), k, ratio), have, strict=True)]
+        if min(want) == 0:
+            rarest = self.info.class_names[want.index(0)]
+            raise KdtoolError(f"--imbalance-ratio {ratio:g} leaves class {rarest!r} without training samples "
+                              f"({max(have)} in the largest class): give a smaller ratio")  # fmt: skip
+        g = torch.Generator().manual_seed(seed)
+        kept = []
+        for c, n in enumerate(want):
+            members = (self.train.labels == c).nonzero().flatten()
+            kept.append(members[torch.randperm(len(members), generator=g)[:n]])
+        return replace(self, train=self.train.take(torch.cat(kept).sort().values))
 
     def limited(self, limit_train: int | None, limit_test: int | None, seed: int) -> Dataset:
         """A copy with at most ``limit_train`` / ``limit_test`` samples (seeded random choice)."""

@@ -223,35 +223,6 @@ def _header(path: Path) -> tuple[int, dict[str, Any]]:
         return 8 + size, json.loads(fh.read(size))
 
 
-def _cache_metadata(meta: dict[str, str]) -> tuple[list[str], dict[str, Any], tuple[int, int, int]]:
-    """A cache's class names, data options and (samples, views, top-k), read from its metadata and checked."""
-    try:
-        names, options = json.loads(meta["class_names"]), json.loads(meta["data_options"])
-        sizes = int(meta["num_samples"]), int(meta["views"]), int(meta["top_k"])
-    except ValueError as exc:
-        raise KdtoolError(f"malformed metadata ({exc})") from exc
-    if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or not isinstance(options, dict):
-        raise KdtoolError("class_names must be a JSON list of strings and data_options a JSON object")
-    return names, options, sizes
-
-
-def _check_tensors(tensors: dict[str, torch.Tensor], n: int, v: int, k: int, num_classes: int) -> None:
-    """Refuse a cache's tensors unless they have the shapes of ``n`` samples, ``v`` views and the top ``k`` of
-    ``num_classes`` logits, class indices in range and no NaN or infinite logit (the rest logit is -inf when
-    the top ``k`` are all classes)."""
-    shapes = {"topk_indices": (v, n, k), "topk_logits": (v, n, k), "rest_logit": (v, n), "sample_index": (n,)}
-    for name, shape in shapes.items():
-        if tuple(tensors[name].shape) != shape:
-            raise KdtoolError(f"{name} has shape {tuple(tensors[name].shape)}, expected {shape}")
-    params, indices, logits, rest = (tensors[n] for n in ("aug_params", "topk_indices", "topk_logits", "rest_logit"))
-    if params.ndim != 3 or tuple(params.shape[:2]) != (v, n):
-        raise KdtoolError(f"aug_params has shape {tuple(params.shape)}, expected ({v}, {n}, P)")
-    if not 1 <= k <= num_classes or ((indices < 0) | (indices >= num_classes)).any():
-        raise KdtoolError(f"top_k {k} or a class index outside 0..{num_classes - 1}")
-    if not torch.isfinite(logits).all() or rest.isnan().any() or (k < num_classes and rest.isinf().any()):
-        raise KdtoolError("holds a NaN or infinite logit")
-
-
 @dataclass
 class TeacherCache:
     """An opened teacher cache; see the module docstring for its tensors. ``store`` holds the V×N×… tensors
@@ -440,15 +411,7 @@ class TeacherCache:
 
     @classmethod
     def _opened(cls, path: Path, meta: dict[str, str], in_memory: bool) -> TeacherCache:
-        try:
-            names, options = json.loads(meta["class_names"]), json.loads(meta["data_options"])
-            n, v, k = int(meta["num_samples"]), int(meta["views"]), int(meta["top_k"])
-        except ValueError as exc:
-            raise KdtoolError(f"malformed metadata ({exc})") from exc
-        if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or not isinstance(options, dict):
-            raise KdtoolError("class_names must be a JSON list of strings and data_options a JSON object")
-        if meta["cache_dtype"] not in CACHE_DTYPES or not 1 <= k <= len(names):
-            raise KdtoolError(f"cache_dtype {meta['cache_dtype']!r} or top_k {k} is not one kdtool writes")
+        names, options, (n, v, k) = _cache_metadata(meta)
         start, header = _header(path)
         params = header.get("aug_params", {}).get("shape", [0, 0, 0])[-1]
         layout = Layout(
@@ -473,6 +436,21 @@ class TeacherCache:
         extra = {key: value for key, value in meta.items() if key not in _METADATA}
         return cls(store, index["sample_index"], index["label"], names, meta["dataset"], options, meta["teacher_run"],
                    meta["teacher_sha256"], meta["cache_dtype"], extra, str(path), in_memory)  # fmt: skip
+
+
+def _cache_metadata(meta: dict[str, str]) -> tuple[list[str], dict[str, Any], tuple[int, int, int]]:
+    """A cache file's class names, data options and (samples, views, top-k) from its metadata, checked; a
+    malformed value is a one-line KdtoolError."""
+    try:
+        names, options = json.loads(meta["class_names"]), json.loads(meta["data_options"])
+        n, v, k = int(meta["num_samples"]), int(meta["views"]), int(meta["top_k"])
+    except ValueError as exc:
+        raise KdtoolError(f"malformed metadata ({exc})") from exc
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or not isinstance(options, dict):
+        raise KdtoolError("class_names must be a JSON list of strings and data_options a JSON object")
+    if meta["cache_dtype"] not in CACHE_DTYPES or not 1 <= k <= len(names):
+        raise KdtoolError(f"cache_dtype {meta['cache_dtype']!r} or top_k {k} is not one kdtool writes")
+    return names, options, (n, v, k)
 
 
 class CacheWriter:

@@ -23,6 +23,7 @@ from kdtool.losses import (
     KnowledgeDistillation,
     NormalizedKD,
     SubstituteTeacher,
+    log_prior,
 )
 from kdtool.q.matrix import QMatrix
 from kdtool.q.subsets import source_class_index
@@ -56,17 +57,27 @@ KD_LOSSES: dict[str, Callable[[DistillConfig, FrozenTeacher | None, list[int] | 
 
 
 def distillation_target(
-    cfg: DistillConfig, info: DatasetInfo, kept: list[int] | None, cache: TeacherCache | None = None
+    cfg: DistillConfig,
+    info: DatasetInfo,
+    kept: list[int] | None,
+    cache: TeacherCache | None = None,
+    counts: list[int] | None = None,
 ) -> tuple[DistillationTarget | SubstituteTeacher, dict[str, Any]]:
     """A student's target (``--kd-loss`` from ``--teacher`` or from the ``--teacher-cache`` loaded as
-    ``cache``, or LLS-ST from ``--substitute-q``), sliced to the kept classes, and the provenance its
-    ``config.json`` records (with what ``--kd-preset`` set)."""
+    ``cache``, or LLS-ST from ``--substitute-q``), sliced to the kept classes, with ``--kd-balance`` from the
+    student's training ``counts`` of each class, and the provenance its ``config.json`` records (with what
+    ``--kd-preset`` set)."""
     if cfg.teacher is not None:
         target, record = _teacher_target(cfg, info, kept)
     elif cache is not None:
         target, record = _cached_teacher_target(cfg, info, kept, cache)
     else:
-        target, record = _substitute_target(cfg, info, kept)
+        return _substitute_target(cfg, info, kept)
+    if cfg.kd_balance == "logit-adjust":
+        if counts is None:
+            raise KdtoolError("--kd-balance needs the training count of each class, which wds: shards do not give "
+                              "before training")  # fmt: skip
+        target.balance(cfg.tau * log_prior(counts))
     return target, {**record, **cfg.preset_record()}
 
 

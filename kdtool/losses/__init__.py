@@ -12,7 +12,15 @@ from kdtool.losses.dist import DISTKD, dist_loss
 from kdtool.losses.dkd import DecoupledKD, dkd_loss
 from kdtool.losses.focal import FocalLoss
 from kdtool.losses.kd import KnowledgeDistillation, SubstituteTeacher, kd_loss
-from kdtool.losses.lls import LLS_TERMS, LearnableLabelSmoothing, parse_lls_terms, resolve_q_update
+from kdtool.losses.lls import LLS_CORRECTIONS, LLS_TERMS, LearnableLabelSmoothing, parse_lls_terms, resolve_q_update
+from kdtool.losses.longtail import (
+    ClassWeighted,
+    LabelAwareSmoothing,
+    LogitAdjusted,
+    effective_number_weights,
+    label_aware_epsilons,
+    log_prior,
+)
 from kdtool.losses.nkd import NormalizedKD, nkd_loss
 from kdtool.losses.ols import OnlineLabelSmoothing
 from kdtool.losses.prior import PriorSmoothing
@@ -24,15 +32,19 @@ from kdtool.losses.zipf import ZipfLabelSmoothing
 
 __all__ = [
     "DISTKD",
+    "LLS_CORRECTIONS",
     "LLS_TERMS",
     "WTTM",
+    "ClassWeighted",
     "DecoupledKD",
     "DistillationTarget",
     "FocalLoss",
     "FrozenTeacher",
     "KnowledgeDistillation",
+    "LabelAwareSmoothing",
     "LabelSmoothing",
     "LearnableLabelSmoothing",
+    "LogitAdjusted",
     "NormalizedKD",
     "OneHot",
     "OnlineLabelSmoothing",
@@ -44,9 +56,12 @@ __all__ = [
     "ZipfLabelSmoothing",
     "dist_loss",
     "dkd_loss",
+    "effective_number_weights",
     "kd_loss",
     "kl_divergence",
+    "label_aware_epsilons",
     "label_smoothing_loss",
+    "log_prior",
     "nkd_loss",
     "parse_lls_terms",
     "resolve_q_update",

@@ -32,7 +32,7 @@ class Target(nn.Module):
 
     name: str = ""
     # Buffers summed over all processes (torchrun) before on_epoch_end, e.g. OLS's per-class sums.
-    epoch_accumulators: tuple[str, ...] = ()
+    epoch_accumulators: tuple[str, ...] = ()  # buffer names (dotted for a wrapped method's)
     # True when the method's parameters get row-sparse gradients (LLS's Q with sparse updates): the engine
     # then updates them row-lazily and sets ``lazy_rows``, through which the method reads them.
     row_sparse: bool = False

@@ -28,9 +28,11 @@ class _SymmetricKL(torch.autograd.Function):
             log_p = F.log_softmax(logits.float(), dim=1)
             rows = rows.float()
             # log t as kdtool.q.maths.mixture_log_target computes it, in place; it becomes d below
-            d = F.log_softmax(rows, dim=1).add_(math.log(alpha))
+            per_row = torch.is_tensor(alpha)  # one α per sample (B×1), or one number
+            d = F.log_softmax(rows, dim=1).add_(alpha.log() if per_row else math.log(alpha))
             on_label = d.gather(1, index)
-            d.scatter_(1, index, torch.logaddexp(on_label, torch.full_like(on_label, math.log1p(-alpha))))
+            rest = torch.log1p(-alpha) if per_row else torch.full_like(on_label, math.log1p(-alpha))
+            d.scatter_(1, index, torch.logaddexp(on_label, rest))
             t = d.exp()
             d.sub_(log_p)
             p = log_p.exp_()  # log p is not needed any more
@@ -55,7 +57,7 @@ class _SymmetricKL(torch.autograd.Function):
         u.scatter_add_(1, index, -(1.0 - alpha) * (d_label + 1.0 - p_label / t_label))
         total = u.sum(1, keepdim=True)
         # minus s·Σu, with s = t/α off the label and (t_y − (1−α))/α on it
-        u.addcmul_(t, total, value=-1.0 / alpha)
+        u.addcmul_(t, total / alpha, value=-1.0)
         u.scatter_add_(1, index, total * ((1.0 - alpha) / alpha))
         u = u.mul_(half).to(ctx.q_dtype)
         if ctx.sparse:
@@ -68,9 +70,15 @@ class _SymmetricKL(torch.autograd.Function):
 
 
 def symmetric_kl_loss(
-    logits: torch.Tensor, q: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, alpha: float, sparse: bool
+    logits: torch.Tensor,
+    q: torch.Tensor,
+    rows: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float | torch.Tensor,
+    sparse: bool,
 ) -> torch.Tensor:
     """The batch-mean LLS loss (all four terms) with ``rows`` = the values of ``q[labels]`` (a tensor of
-    the caller's that this overwrites); ``q``'s gradient is dense, or with ``sparse`` a sparse COO
+    the caller's that this overwrites; shifted by a constant per column, the gradient is the same) and
+    ``alpha`` a number or one per sample (B×1); ``q``'s gradient is dense, or with ``sparse`` a sparse COO
     tensor with one row per sample."""
     return _SymmetricKL.apply(logits, q, rows, labels, alpha, sparse)

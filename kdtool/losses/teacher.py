@@ -92,7 +92,9 @@ class DistillationTarget(Target):
     ``class_index`` (optional) picks the teacher outputs of the student's classes, in the student's
     order; the teacher's logits are sliced *before* any softmax. With ``standardize`` (logit standardisation,
     :func:`standardize_logits`) D sees both logit vectors z-scored, as in the authors' code; the
-    cross-entropy always keeps the raw student logits.
+    cross-entropy always keeps the raw student logits. :meth:`balance` subtracts ``τ·log π`` from the teacher's
+    logits (after the slicing, before any softening or standardisation): post-hoc logit adjustment of a biased
+    teacher (Menon et al., ICLR 2021, eq. 9), for every distillation loss alike.
     """
 
     def __init__(
@@ -107,6 +109,11 @@ class DistillationTarget(Target):
         index = None if class_index is None else torch.as_tensor(list(class_index), dtype=torch.long)
         self.register_buffer("class_index", index, persistent=False)
         self.ce_weight, self.standardize = float(ce_weight), bool(standardize)
+        self.register_buffer("teacher_shift", None, persistent=False)
+
+    def balance(self, shift: torch.Tensor) -> None:
+        """Teacher logits minus ``shift`` (``τ·log π`` of the student's classes) from now on."""
+        self.teacher_shift = shift.float()
 
     def teacher_logits(self, inputs: torch.Tensor | None, given: torch.Tensor | None = None) -> torch.Tensor:
         """The teacher's logits for the student's classes (no gradient): ``given`` ones, or the network's."""
@@ -118,7 +125,8 @@ class DistillationTarget(Target):
                 raise KdtoolError("knowledge distillation needs the input batch to run the teacher on")
             given = self.teacher(inputs)
         given = as_float(given.detach())
-        return given if self.class_index is None else given[:, self.class_index]
+        given = given if self.class_index is None else given[:, self.class_index]
+        return given if self.teacher_shift is None else given - self.teacher_shift
 
     def forward(self, logits, labels, inputs=None, teacher_logits=None):
         return self.loss(logits, self.teacher_logits(inputs, teacher_logits), labels)

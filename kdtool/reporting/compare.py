@@ -171,6 +171,19 @@ def check_metrics(runs: RunSet, metrics: Sequence[str]) -> list[str]:
     return names
 
 
+# Added to the default --metric where every run has them (runs on imbalanced training data)
+LONG_TAIL_METRICS = ("test_balanced_acc", "test_many_acc", "test_medium_acc", "test_few_acc", "test_macro_f1")
+
+
+def with_long_tail_metrics(runs: RunSet, metrics: Sequence[str]) -> list[str]:
+    """``metrics`` and the long-tail ones every run measured (balanced and many/medium/few-shot accuracy,
+    macro-F1): the default columns of runs on imbalanced data."""
+    measured = [m for m in LONG_TAIL_METRICS if m in runs.epochs and runs.epochs[m].notna().all()]
+    if "test_balanced_acc" not in measured:
+        return list(metrics)
+    return [*metrics, *(m for m in measured if m not in metrics)]
+
+
 def last_epochs(runs: RunSet) -> pd.DataFrame:
     """Per run (index: run path), the metrics row of the last epoch it trained."""
     return runs.epochs.sort_values(["run", "epoch"]).groupby("run").tail(1).set_index("run")

@@ -156,19 +156,31 @@ _COLUMNS: tuple[tuple[str, Column, Callable[[float], str]], ...] = (
     ("train_acc", Column("train acc", drop=2, width_hint=6), "{:.2%}".format),
     ("test_acc", Column("test acc", width_hint=6), "{:.2%}".format),
     ("test_macro_f1", Column("test macro F1", drop=7, width_hint=6), "{:.4f}".format),
+    # on imbalanced training data only (see EpochDisplay)
+    ("test_balanced_acc", Column("test bal. acc", drop=11, width_hint=6), "{:.2%}".format),
+    ("test_many_acc", Column("many", drop=8, width_hint=6), "{:.2%}".format),
+    ("test_medium_acc", Column("medium", drop=9, width_hint=6), "{:.2%}".format),
+    ("test_few_acc", Column("few", drop=10, width_hint=6), "{:.2%}".format),
     ("test_nll", Column("test NLL", drop=6, width_hint=6), "{:.4f}".format),
     ("test_ece", Column("test ECE", drop=4, width_hint=6), "{:.4f}".format),
     ("seconds", Column("s", drop=1, width_hint=3), "{:.1f}".format),
 )
 
 
+_LONG_TAIL_KEYS = ("test_balanced_acc", "test_many_acc", "test_medium_acc", "test_few_acc")
+
+
 class EpochDisplay:
     """Context manager: ``step()`` advances the bar, ``epoch_done(row)`` adds a table row; ``done``: epochs
-    trained before (a resumed run), the bar starts after them."""
+    trained before (a resumed run), the bar starts after them. ``long_tail``: the columns of balanced and
+    many/medium/few-shot accuracy too (imbalanced training data)."""
 
-    def __init__(self, console: Console, title: str, epochs: int, steps_per_epoch: int, done: int = 0) -> None:
+    def __init__(
+        self, console: Console, title: str, epochs: int, steps_per_epoch: int, done: int = 0, long_tail: bool = False
+    ) -> None:
         self.console = console
-        self.table = FittedTable([column for _, column, _ in _COLUMNS], title=title)
+        self.columns = [c for c in _COLUMNS if long_tail or c[0] not in _LONG_TAIL_KEYS]
+        self.table = FittedTable([column for _, column, _ in self.columns], title=title)
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}/" + str(epochs)),
             BarColumn(),
@@ -196,5 +208,5 @@ class EpochDisplay:
         self.progress.advance(self.task)
 
     def epoch_done(self, row: dict[str, float]) -> None:
-        self.table.add_row(*(write(row[key]) if key in row else "—" for key, _, write in _COLUMNS))
+        self.table.add_row(*(write(row[key]) if key in row else "—" for key, _, write in self.columns))
         self.progress.reset(self.task, epoch=int(row["epoch"]) + 1)

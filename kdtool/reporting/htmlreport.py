@@ -27,6 +27,7 @@ from kdtool.reporting.plots import (
     curves_figure,
     figure_bytes,
     is_percent,
+    per_class_figure,
     reliability_figure,
 )
 from kdtool.runs.folder import Q, RunDir, selected_row
@@ -81,7 +82,8 @@ def run_page(path: Path, device: str) -> str:
         ("Curves", _figure(curves_figure(_curves(found, ["smoothing"])), "Learning curves per epoch: accuracy, "
                            "loss and NLL, ECE, macro-F1, learning rate and gradient norm")),
         ("Per-epoch metrics", _epoch_table(rows)),
-        *_network_sections(run, cmp.curves(found, ["smoothing"], "test_acc")[method], method, device),
+        *_network_sections(run, cmp.curves(found, ["smoothing"], "test_acc")[method], method, device,
+                           record.get("dataset_info", {}).get("train_class_counts")),
     ]  # fmt: skip
     if (path / Q).is_file():
         sections.append(("Q: class similarity", _q_section(path / Q)))
@@ -89,10 +91,13 @@ def run_page(path: Path, device: str) -> str:
                  f"{record.get('dataset_info', {}).get('name', record.get('dataset'))}", sections)  # fmt: skip
 
 
-def _network_sections(run: RunDir, curve: Any, method: str, device: str) -> list[tuple[str, str]]:
-    """The sections that run the network on the test set: reliability diagram and confusion matrix, or, for a
-    network kdtool cannot rebuild, one section saying they are left out and why."""
-    from kdtool.training.metrics import calibration_bins, confusion_matrix
+def _network_sections(
+    run: RunDir, curve: Any, method: str, device: str, counts: list[int] | None
+) -> list[tuple[str, str]]:
+    """The sections that run the network on the test set: reliability diagram, confusion matrix and, on imbalanced
+    training data (``counts`` per class), per-class recall and F1 by training count; or, for a network kdtool
+    cannot rebuild, one section saying they are left out and why."""
+    from kdtool.training.metrics import calibration_bins, confusion_matrix, is_imbalanced
     from kdtool.training.rundata import predict_run
     from kdtool.training.runmodel import NetworkUnavailable
 
@@ -103,8 +108,11 @@ def _network_sections(run: RunDir, curve: Any, method: str, device: str) -> list
                  f"and {_e(exc.what)}.</p>")]  # fmt: skip
     calibration = GroupCurve(method, 1, curve, str(run.path), calibration_bins(logits, labels))
     figure = reliability_figure([calibration], title="reliability on the test set (15 bins)")
-    return [("Reliability diagram", _figure(figure, "Reliability diagram on the test set")),
-            ("Confusion matrix", _confusion(confusion_matrix(logits, labels), names, str(run.path)))]  # fmt: skip
+    sections = [("Reliability diagram", _figure(figure, "Reliability diagram on the test set")),
+                ("Confusion matrix", _confusion(confusion_matrix(logits, labels), names, str(run.path)))]  # fmt: skip
+    if counts is not None and is_imbalanced(counts):
+        sections.append(("Per class, by training count", _per_class(logits, labels, names, counts)))
+    return sections
 
 
 def group_page(
@@ -287,6 +295,15 @@ def _confusion(confusion: Any, names: list[str], title: str) -> str:
         return f"<p class='note'>{len(names)} classes: unreadable in one picture (limit {HEATMAP_MAX_CLASSES}).</p>"
     caption = "Confusion matrix on the test set: rows are the true classes, columns the predicted ones"
     return _figure(confusion_figure(confusion, names, f"{title} · test split"), caption)
+
+
+def _per_class(logits: Any, labels: Any, names: list[str], counts: list[int]) -> str:
+    from kdtool.training.metrics import per_class_accuracy, per_class_f1
+
+    caption = ("Test recall and F1 of each class, ordered by its training samples (most frequent left): an "
+               "imbalanced training split")  # fmt: skip
+    recall, f1 = per_class_accuracy(logits, labels).nan_to_num(0.0), per_class_f1(logits, labels).nan_to_num(0.0)
+    return _figure(per_class_figure(names, counts, recall, f1), caption)
 
 
 def _q_section(path: Path) -> str:

@@ -346,6 +346,23 @@ def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str
     return fig
 
 
+def per_class_figure(class_names: list[str], train_counts: list[int], recall: torch.Tensor, f1: torch.Tensor):
+    """Per-class test recall and F1 as bars, the classes ordered by training count (most frequent left), each
+    labelled with its count: where a long tail loses its rare classes."""
+    order = sorted(range(len(class_names)), key=lambda y: -train_counts[y])
+    k = len(order)
+    fig, ax = _figure(min(3.0 + 0.45 * k, 40.0), 4.5)
+    for shift, values, label in ((-0.2, recall, "recall"), (0.2, f1, "F1")):
+        ax.bar([x + shift for x in range(k)], [float(values[y]) for y in order], width=0.4, label=label)
+    ax.set_xticks(range(k), [f"{class_names[y]} ({train_counts[y]:,})" for y in order], rotation=90,
+                  fontsize=max(4, 10 - k // 20))  # fmt: skip
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("class (training samples), by training count")
+    ax.set_ylabel("test split")
+    ax.legend()
+    return fig
+
+
 # metrics.csv columns of the training-dynamics figure (compare --plot-dynamics), one row of panels each
 DYNAMICS_METRICS = ("grad_norm", "generalization_error")
 

@@ -27,7 +27,7 @@ from kdtool.losses import Target
 from kdtool.optim.lazysgd import RowLazySGD
 from kdtool.optim.rowgrads import average_method_gradients
 from kdtool.training.accel import Accel
-from kdtool.training.metrics import classification_metrics
+from kdtool.training.metrics import classification_metrics, long_tail_metrics
 
 StepCallback = Callable[[], None]
 # Steps between two host reads of the non-finite-loss flag: a diverged run stops within this many steps, and a
@@ -174,6 +174,7 @@ class Trainer:
     dist_env: DistEnv = field(default_factory=DistEnv)
     val_loader: BatchLoader | None = None
     accel: Accel = field(default_factory=Accel)  # mixed precision and memory format of every step
+    shot_groups: torch.Tensor | None = None  # imbalanced training data: each class's many/medium/few group
 
     def __post_init__(self) -> None:
         self.scaler = self.accel.grad_scaler()
@@ -225,7 +226,7 @@ class Trainer:
             # selection, export) reads Q, and rows brought up to date at other steps differ in the last bits
             self.optimizer.sync()
         for name in self.target.epoch_accumulators:
-            all_reduce_sum(getattr(self.target, name), self.dist_env)
+            all_reduce_sum(self.target.get_buffer(name), self.dist_env)  # a dotted name: a wrapped method's
         self.target.on_epoch_end(epoch)
         totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
         totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([samples])]), self.dist_env)
@@ -254,9 +255,13 @@ class Trainer:
         self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed
         self.scaler.update()
 
-    def evaluate(self) -> dict[str, float]:
-        logits, labels = predict(self.model, self.test_loader, self.accel)
-        return classification_metrics(logits, labels, prefix="test_")
+    def evaluate(self, loader: BatchLoader | None = None, prefix: str = "test_") -> dict[str, float]:
+        """The metrics of the test split (or of ``loader``'s), with the long-tail ones on imbalanced data."""
+        logits, labels = predict(self.model, self.test_loader if loader is None else loader, self.accel)
+        metrics = classification_metrics(logits, labels, prefix=prefix)
+        if self.shot_groups is not None:
+            metrics.update(long_tail_metrics(logits, labels, self.shot_groups, prefix))
+        return metrics
 
     def state_dict(self) -> dict:
         """Everything that changes during training (for checkpoints)."""
@@ -286,7 +291,7 @@ class Trainer:
             row.update(self.train_epoch(epoch, on_step))
             row["train_seconds"] = time.perf_counter() - start
             if self.val_loader is not None:
-                row.update(classification_metrics(*predict(self.model, self.val_loader, self.accel), prefix="val_"))
+                row.update(self.evaluate(self.val_loader, prefix="val_"))
             row.update(self.evaluate())
             # PLS's generalization error |test error − train error|, with the running training error.
             row["generalization_error"] = abs(row["train_acc"] - row["test_acc"])

@@ -1,6 +1,9 @@
-"""Evaluation metrics computed from a split's logits: accuracy, macro-F1, NLL, expected calibration error."""
+"""Evaluation metrics computed from a split's logits: accuracy, macro-F1, NLL, expected calibration error; on
+imbalanced data balanced accuracy and many/medium/few-shot accuracy."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -87,3 +90,48 @@ def select_classes(logits: torch.Tensor, labels: torch.Tensor, kept: list[int]) 
     labels = labels.cpu()
     keep = remap[labels] >= 0
     return logits.cpu()[keep][:, kept], remap[labels[keep]]
+
+
+# A training split is imbalanced from this ratio of its largest to its smallest class count on.
+IMBALANCE_FROM = 3
+# Many-shot: more than 100 training samples; few-shot: fewer than 20 (Liu et al., CVPR 2019, OLTR).
+MANY_ABOVE, FEW_BELOW = 100, 20
+SHOT_NAMES = ("many", "medium", "few")
+BANDS_RULE = f"many > {MANY_ABOVE}, medium {FEW_BELOW}–{MANY_ABOVE}, few < {FEW_BELOW} training samples"
+THIRDS_RULE = "thirds of the classes by training count (too few for the > 100 / 20–100 / < 20 bands)"
+
+
+def is_imbalanced(counts: Sequence[int]) -> bool:
+    """Whether the largest class count is at least :data:`IMBALANCE_FROM` times the smallest."""
+    return len(counts) > 1 and max(counts) >= IMBALANCE_FROM * min(counts)
+
+
+def shot_groups(counts: Sequence[int]) -> tuple[torch.Tensor, str]:
+    """Each class's group (0 many, 1 medium, 2 few) and the rule that made them: the OLTR bands where each
+    band holds a class, else the thirds of the classes sorted by training count (ties in class order)."""
+    n = torch.as_tensor(list(counts))
+    bands = torch.where(n > MANY_ABOVE, 0, torch.where(n >= FEW_BELOW, 1, 2))
+    if len(bands.unique()) == len(SHOT_NAMES):
+        return bands, BANDS_RULE
+    groups = torch.empty_like(n)
+    order = torch.sort(n, descending=True, stable=True).indices
+    for group, members in enumerate(torch.tensor_split(order, len(SHOT_NAMES))):
+        groups[members] = group
+    return groups, THIRDS_RULE
+
+
+def balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean per-class recall over the classes present in ``labels`` (a class never predicted counts 0)."""
+    return per_class_accuracy(logits, labels).nanmean().item()
+
+
+def long_tail_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor, prefix: str = "test_"
+) -> dict[str, float]:
+    """Balanced accuracy and the mean recall of the many/medium/few-shot classes (``groups`` of
+    :func:`shot_groups`); NaN for a group without samples in ``labels``."""
+    recall = per_class_accuracy(logits, labels)
+    metrics = {f"{prefix}balanced_acc": recall.nanmean().item()}
+    for group, name in enumerate(SHOT_NAMES):
+        metrics[f"{prefix}{name}_acc"] = recall[groups.cpu() == group].nanmean().item()
+    return metrics

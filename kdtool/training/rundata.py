@@ -15,6 +15,7 @@ from torch import nn
 from kdtool.config.runconfig import TrainConfig
 from kdtool.data import BatchLoader, Dataset, ImageBatchTransform, load_dataset
 from kdtool.data.augment import parse_augment
+from kdtool.data.dataset import class_counts
 from kdtool.data.shards import ShardLoader, ShardSplit, is_wds
 from kdtool.data.stream import (
     FileSplit,
@@ -30,6 +31,7 @@ from kdtool.distributed import all_reduce_max, init_from_env, select_device
 from kdtool.errors import KdtoolError
 from kdtool.runs.folder import RunDir
 from kdtool.training.engine import predict
+from kdtool.training.metrics import SHOT_NAMES, is_imbalanced, shot_groups
 from kdtool.training.runmodel import load_run_model, run_vocabulary
 
 
@@ -75,6 +77,19 @@ def select_data(full: Dataset, cfg: TrainConfig, kept: list[int] | None, fractio
     ``fraction`` of the training split, then ``--limit-train/--limit-test``."""
     dataset = full if kept is None else full.subset_classes(kept)
     return dataset.sample_fraction(fraction, cfg.seed).limited(cfg.limit_train, cfg.limit_test, cfg.seed)
+
+
+def training_split(dataset: Dataset, cfg: TrainConfig) -> Dataset:
+    """The run's splits: the validation hold-out first (so it stays balanced), then ``--imbalance-ratio``'s
+    long-tailed training split."""
+    dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
+    return dataset if cfg.imbalance_ratio is None else dataset.long_tailed(cfg.imbalance_ratio, cfg.seed)
+
+
+def train_class_counts(dataset: Dataset) -> list[int] | None:
+    """The training count of each class; None where the labels are not known before training (wds: shards)."""
+    labels = getattr(dataset.train, "labels", None)
+    return None if labels is None else class_counts(labels, dataset.info.num_classes)
 
 
 def _unchanged(inputs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -124,7 +139,14 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
     info = dataclasses.asdict(dataset.info)
     info["class_names"] = list(info["class_names"])
     num_val = 0 if dataset.validation is None else len(dataset.validation)
-    return {**info, "num_train": len(dataset.train), "num_val": num_val, "num_test": len(dataset.test)}
+    record = {**info, "num_train": len(dataset.train), "num_val": num_val, "num_test": len(dataset.test)}
+    counts = train_class_counts(dataset)
+    if counts is not None:
+        record["train_class_counts"] = counts
+        if is_imbalanced(counts):
+            groups, rule = shot_groups(counts)
+            record["shot_groups"] = {"rule": rule, "group": [SHOT_NAMES[g] for g in groups.tolist()]}
+    return record
 
 
 def predict_run(
@@ -147,7 +169,7 @@ def predict_run(
     streamed = (record.get("data_loader") or {}).get("used") == "stream"  # the run's own preprocessing
     full = load_full_data(cfg, run_vocabulary(run), streamed)
     dataset = select_data(full, cfg, record.get("kept_classes"), getattr(cfg, "sample_fraction", 1.0))
-    dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
+    dataset = training_split(dataset, cfg)
     names = list(info["class_names"])
     if list(dataset.info.class_names) != names:
         raise KdtoolError(f"{run.path} was trained on classes {names}, but its config now yields other classes")

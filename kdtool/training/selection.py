@@ -1,8 +1,10 @@
 """Honest model selection: choose the weights a run keeps by validation metrics, never by test ones.
 
-``last`` keeps the final epoch; ``best-val-loss`` / ``best-val-acc`` / ``best-val-f1`` keep the epoch
-with the lowest validation NLL / highest validation accuracy / highest validation macro-F1 (for
-imbalanced classes such as GoEmotions'), the earliest on ties. A non-finite value (a diverged epoch) is
+``last`` keeps the final epoch; ``best-val-loss`` / ``best-val-acc`` / ``best-val-f1`` /
+``best-val-balanced-acc`` keep the epoch with the lowest validation NLL / highest validation accuracy /
+highest validation macro-F1 / highest validation balanced accuracy (the last two for imbalanced classes
+such as GoEmotions'; balanced accuracy is measured on imbalanced training data only), the earliest on
+ties. A non-finite value (a diverged epoch) is
 never selected and never counts as a new lowest NLL. Early stopping ends training after ``patience``
 epochs without a new lowest validation NLL.
 """
@@ -18,7 +20,8 @@ import torch
 # criterion -> (metrics.csv column, whether a value is better than the best so far)
 _CRITERIA = {"best-val-loss": ("val_nll", lambda new, best: new < best),
              "best-val-acc": ("val_acc", lambda new, best: new > best),
-             "best-val-f1": ("val_macro_f1", lambda new, best: new > best)}  # fmt: skip
+             "best-val-f1": ("val_macro_f1", lambda new, best: new > best),
+             "best-val-balanced-acc": ("val_balanced_acc", lambda new, best: new > best)}  # fmt: skip
 
 
 def _improves(value: float, best: float | None, better) -> bool:

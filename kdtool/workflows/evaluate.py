@@ -14,9 +14,12 @@ from kdtool.runs.folder import RunDir
 from kdtool.training.metrics import (
     classification_metrics,
     confusion_matrix,
+    is_imbalanced,
+    long_tail_metrics,
     per_class_accuracy,
     per_class_f1,
     select_classes,
+    shot_groups,
 )
 from kdtool.training.rundata import predict_run, predict_split
 from kdtool.training.runmodel import load_run_model, run_vocabulary
@@ -24,9 +27,11 @@ from kdtool.training.runmodel import load_run_model, run_vocabulary
 
 @dataclass
 class Evaluation:
-    """Metrics of one evaluation. ``metrics``: ``acc``, ``macro_f1``, ``nll``, ``ece`` (15 bins).
-    Per class (in ``class_names`` order): ``support`` (samples), ``accuracy`` (NaN without samples),
-    ``f1``; ``confusion[i, j]`` counts samples of class i predicted as j."""
+    """Metrics of one evaluation. ``metrics``: ``acc``, ``macro_f1``, ``nll``, ``ece`` (15 bins), and where
+    the run's training split was imbalanced ``balanced_acc``, ``many_acc``, ``medium_acc``, ``few_acc``
+    (grouped by ``shot_rule``). Per class (in ``class_names`` order): ``support`` (samples), ``accuracy``
+    (recall; NaN without samples), ``f1``, ``train_counts`` (the run's training samples, where its
+    config.json records them); ``confusion[i, j]`` counts samples of class i predicted as j."""
 
     class_names: list[str]
     metrics: dict[str, float]
@@ -34,12 +39,20 @@ class Evaluation:
     accuracy: torch.Tensor
     f1: torch.Tensor
     confusion: torch.Tensor
+    train_counts: list[int] | None = None
+    shot_rule: str | None = None
 
     @classmethod
-    def of(cls, logits: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> Evaluation:
+    def of(cls, logits: torch.Tensor, labels: torch.Tensor, class_names: list[str],
+           train_counts: list[int] | None = None) -> Evaluation:  # fmt: skip
         confusion = confusion_matrix(logits, labels)
-        return cls(list(class_names), classification_metrics(logits, labels, prefix=""), confusion.sum(1),
-                   per_class_accuracy(logits, labels), per_class_f1(logits, labels), confusion)  # fmt: skip
+        metrics = classification_metrics(logits, labels, prefix="")
+        rule = None
+        if train_counts is not None and is_imbalanced(train_counts):
+            groups, rule = shot_groups(train_counts)
+            metrics.update(long_tail_metrics(logits, labels, groups, prefix=""))
+        return cls(list(class_names), metrics, confusion.sum(1), per_class_accuracy(logits, labels),
+                   per_class_f1(logits, labels), confusion, train_counts, rule)  # fmt: skip
 
 
 def _input_kind(info: DatasetInfo) -> str:
@@ -100,10 +113,12 @@ def evaluate(
         logits, labels, names = predict_run(run, split, device, "evaluate")
     else:
         logits, labels, names = dataset_logits(run, dataset, data_root, download, limit_test, split, device)
+    counts = (run.config().get("dataset_info") or {}).get("train_class_counts")
     if classes is not None or class_indices is not None:
         kept = resolve_classes(names, names=classes, indices=class_indices)
         logits, labels = select_classes(logits, labels, kept)
         names = [names[i] for i in kept]
+        counts = None if counts is None else [counts[i] for i in kept]
     if labels.numel() == 0:
         raise KdtoolError("nothing to evaluate: the chosen split and classes hold no samples")
-    return Evaluation.of(logits, labels, names)
+    return Evaluation.of(logits, labels, names, counts)

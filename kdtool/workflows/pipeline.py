@@ -29,7 +29,7 @@ from kdtool.distributed import (
     max_divergence,
     shutdown,
 )
-from kdtool.errors import RunDiverged, RunInterrupted, divergence_line
+from kdtool.errors import KdtoolError, RunDiverged, RunInterrupted, divergence_line
 from kdtool.fileio import sha256_file
 from kdtool.losses import SubstituteTeacher, Target
 from kdtool.models.text import load_word_vectors
@@ -43,6 +43,7 @@ from kdtool.trackers import RunInfo, Trackers, parse_log
 from kdtool.training.accel import maybe_compile, resolve_accel
 from kdtool.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from kdtool.training.engine import Trainer, seed_everything, unwrap_model
+from kdtool.training.metrics import IMBALANCE_FROM, is_imbalanced, shot_groups
 from kdtool.training.rundata import (  # _transform, _stream_loader: shared with make_loaders
     _stream_loader,
     _transform,
@@ -52,10 +53,12 @@ from kdtool.training.rundata import (  # _transform, _stream_loader: shared with
     load_data,
     load_full_data,
     select_data,
+    train_class_counts,
+    training_split,
 )
 from kdtool.training.runmodel import build_run_model, model_input, pretrained_run_model, run_vocabulary
 from kdtool.training.selection import ModelSelector
-from kdtool.workflows.methods import build_method
+from kdtool.workflows.methods import build_method, with_class_weights
 
 # Trackers get the Q heatmap of an LLS run every this many epochs, and the kept Q at the end.
 Q_IMAGE_EVERY = 5
@@ -178,11 +181,16 @@ def _setup(
     if env.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
+    counts = train_class_counts(dataset)
+    groups = shot_groups(counts)[0] if counts is not None and is_imbalanced(counts) else None
+    if cfg.select == "best-val-balanced-acc" and groups is None:
+        raise KdtoolError(f"--select best-val-balanced-acc needs training data known to be imbalanced (largest / "
+                          f"smallest class count ≥ {IMBALANCE_FROM}); not this run's: use best-val-acc")  # fmt: skip
     train_loader, test_loader = make_loaders(dataset, cfg, device, env, teacher_cache, note)
     val_loader = None
     if dataset.validation is not None:
         val_loader = evaluation_loader(dataset, "validation", cfg.eval_batch_size, device, cfg, note)
-    trainer = Trainer(model, target, train_loader, test_loader, cfg, env, val_loader, accel)
+    trainer = Trainer(model, target, train_loader, test_loader, cfg, env, val_loader, accel, groups)
     selector = ModelSelector(cfg.select, cfg.early_stopping)
     if resume:
         run, rows = _resumed(RunDir(cfg.out), device, trainer, selector)
@@ -236,9 +244,11 @@ def _loop(fitting: _Fitting, trackers: Trackers, title: str) -> None:
     """``fit``'s epochs, from the first not yet done to the last or to early stopping, under the live display;
     an epoch that raises ends the trackers' run as failed."""
     cfg, run, rows = fitting.cfg, fitting.run, fitting.rows
-    batches, title = len(fitting.trainer.train_loader), f"{title} · {_schedule_line(cfg)}"
+    batches = len(fitting.trainer.train_loader)
+    title = f"{title} · {_schedule_line(cfg)}" + _counts_line(cfg, train_class_counts(fitting.dataset))
+    long_tail = fitting.trainer.shot_groups is not None
     # a resumed run shows the epochs it trains now; those of its checkpoint were shown when they were trained
-    with EpochDisplay(fitting.shown, title, cfg.epochs, batches, len(rows)) as display:
+    with EpochDisplay(fitting.shown, title, cfg.epochs, batches, len(rows), long_tail) as display:
         try:
             for row in fitting.trainer.epochs(display.step, start_epoch=len(rows)):
                 _epoch_done(fitting, trackers, row)
@@ -363,18 +373,28 @@ def train_teacher(
     plan_run(cfg.out, cfg.result_options(), force, resume)
     with stops_safely(cfg.out):
         path = choose_data_path(cfg, resume)
-        dataset = load_data(cfg, stream=path is not None and path.used == "stream")
+        dataset = training_split(load_data(cfg, stream=path is not None and path.used == "stream"), cfg)
         _report_skipped(dataset, console)
         seed_everything(cfg.seed)
         info = dataset.info
         model = init_model(cfg, dataset, console)
-        target = build_method(cfg, info.num_classes)
+        target = build_method(cfg, info.num_classes, train_class_counts(dataset))
         title = f"{cfg.smoothing} · {cfg.model} · {info.name} ({len(dataset.train)} train / {len(dataset.test)} test)"
         if cfg.smoothing == "lls":  # what --q-update chose (auto: by the number of classes)
             title += f" · Q updates {'sparse' if target.row_sparse else 'dense'} (--q-update {cfg.q_update}, " \
                      f"K = {info.num_classes})"  # fmt: skip
         title, record = _with_data_path(title, _source_files(cfg), path)
         return fit(cfg, dataset, model, target, force, console, record, title, resume)
+
+
+def _counts_line(cfg: TrainConfig, counts: list[int] | None) -> str:
+    """The header's training counts where the split is imbalanced or made so: ``· train 12,000: 6,000 … 60 per
+    class, ρ = 100; many/medium/few: <rule>``."""
+    if counts is None or not (cfg.imbalance_ratio is not None or is_imbalanced(counts)):
+        return ""
+    line = f" · train {sum(counts):,}: {max(counts):,} … {min(counts):,} per class"
+    line += "" if cfg.imbalance_ratio is None else f", ρ = {cfg.imbalance_ratio:g}"
+    return line + (f"; many/medium/few: {shot_groups(counts)[1]}" if is_imbalanced(counts) else "")
 
 
 def _schedule_line(cfg: TrainConfig) -> str:
@@ -437,9 +457,11 @@ def distill(
         kept = None
         if cfg.classes is not None or cfg.class_indices is not None:
             kept = resolve_classes(full.info.class_names, cfg.classes, cfg.class_indices)
-        dataset = select_data(full, cfg, kept, cfg.sample_fraction)
+        dataset = training_split(select_data(full, cfg, kept, cfg.sample_fraction), cfg)
         cache = None if cfg.teacher_cache is None else checked_teacher_cache(cfg, full, dataset, streamed)
-        target, record = distillation_target(cfg, full.info, kept, cache)
+        counts = train_class_counts(dataset)
+        method, record = distillation_target(cfg, full.info, kept, cache, counts)
+        target = with_class_weights(method, cfg, counts)
         record.update(_source_files(cfg))
         if kept is not None:
             record["kept_classes"] = kept
@@ -453,8 +475,8 @@ def distill(
         title, record = _with_data_path(title, record, path)
         run, rows = fit(cfg, dataset, model, target, force, console, record=record, title=title, resume=resume,
                         teacher_cache=cache)  # fmt: skip
-        if isinstance(target, SubstituteTeacher) and is_main_process():
-            target.q.save(run.path / Q)
+        if isinstance(method, SubstituteTeacher) and is_main_process():
+            method.q.save(run.path / Q)
         return run, rows
 
 
