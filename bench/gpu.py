@@ -743,7 +743,9 @@ def part_cache_kd(part: Part) -> None:
                 *speed, "--out", str(teacher), "--force"], timeout)  # fmt: skip
     supported = {p.name for p in cache_cmd.params}
     extra = []
-    for name, flags in (("limit_train", data[:2]), ("batch_size", data[2:]), ("device", device)):
+    # float32: a ResNet-50 trained one epoch on a few images can have logits beyond float16's range (refused)
+    wide = ["--cache-dtype", "float32"]
+    for name, flags in (("limit_train", data[:2]), ("batch_size", data[2:]), ("device", device), ("cache_dtype", wide)):
         if name in supported:
             extra += flags
     args = ["cache-teacher", *([teacher_flag] if teacher_flag else []), str(teacher), out_flag, str(cache), *extra]

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-# common.py is what the benches share, not a bench; gpu.py runs as `bash bench/gpu.sh OUT --tiny` in test_bench_gpu
-BENCHES = sorted(p.name for p in BENCH.glob("*.py") if p.name not in ("common.py", "gpu.py"))
+# common.py is what the benches share, not a bench; gpu.py runs as `bash bench/gpu.sh OUT --tiny` in test_bench_gpu;
+# function_sizes.py measures the code, not its speed (tests/test_function_sizes.py runs it)
+BENCHES = sorted(p.name for p in BENCH.glob("*.py") if p.name not in ("common.py", "gpu.py", "function_sizes.py"))
 RATIO = re.compile(r"ratio .+ = \d+\.\d{3} \(target ≤ [\d.]+: (met|NOT met)\)")
 # the benches that print a table, not a ratio against a target: the last line each prints
 LAST_LINE = {
     "cache_exactness.py": re.compile(r"\| dist T=4 \| 3 of 10 \| .+ \|"),
     "shard_mixing.py": re.compile(r"uniform shuffle \(expected\) +\d+\.\d\d"),
+    "cache_memory.py": re.compile(r"cache loaded whole: peak RSS .+: \d+\.\d MiB \(in memory: True\)"),
 }
 NEEDS = {"vs_torchdistill.py": "torchdistill"}  # the optional `bench` extra
 

@@ -56,6 +56,7 @@ def test_resume_refuses_changed_options_and_missing_checkpoints(run_cli, tmp_pat
     code, _, stderr = run_cli(*ARGS, "--smoothing", "ls", "--out", out, "--resume")
     assert code == 2 and "--smoothing" in stderr
     shutil.rmtree(out / "checkpoint")
+    (out / "model.safetensors").unlink()  # an unfinished run without its checkpoint (a finished one is complete)
     code, _, stderr = run_cli(*ARGS, "--out", out, "--resume")
     assert code == 2 and "no checkpoint" in stderr
     code, _, stderr = run_cli(*ARGS, "--out", tmp_path / "nothing-here", "--resume")
