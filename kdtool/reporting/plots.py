@@ -34,9 +34,10 @@ _ANNOTATE_MAX_CLASSES = 15  # small matrices get each cell's count written in it
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
 # Methods kdtool trains, each with its own colour in every figure: a colour-blind-safe qualitative palette, the
-# eight of Okabe & Ito ("Color Universal Design", 2008) then five of Paul Tol's muted scheme
-# (https://personal.sron.nl/~pault/#sec:qualitative), chosen so that every two are at least 25 CIELAB ΔE apart,
-# and 16 for a deuteranope (tests/test_second_hour.py). onehot / ls / lls keep a blue / orange / green.
+# eight of Okabe & Ito ("Color Universal Design", 2008), seven of Paul Tol's muted and bright schemes
+# (https://personal.sron.nl/~pault/#sec:qualitative) and two picked to stay apart from them, so that every two are
+# at least 23 CIELAB ΔE apart, and 16 for a deuteranope (tests/test_second_hour.py). onehot / ls / lls keep a
+# blue / orange / green.
 METHOD_COLOURS = {
     "onehot": "#0072B2",
     "ls": "#E69F00",
@@ -53,6 +54,8 @@ METHOD_COLOURS = {
     "dist": "#DDCC77",
     "wttm": "#EE6677",
     "nkd": "#228833",
+    "logit-adjust": "#991900",
+    "label-aware": "#AC8539",
 }
 # Further colours, for other group names (alpha values, ablation terms, ...), picked by a hash of the name: the
 # rest of Tol's muted and light schemes.

@@ -88,6 +88,8 @@ def training_split(dataset: Dataset, cfg: TrainConfig) -> Dataset:
 
 def train_class_counts(dataset: Dataset) -> list[int] | None:
     """The training count of each class; None where the labels are not known before training (wds: shards)."""
+    if isinstance(dataset.train, ShardSplit):  # the labels are inside the shards
+        return None
     labels = getattr(dataset.train, "labels", None)
     return None if labels is None else class_counts(labels, dataset.info.num_classes)
 
