@@ -390,10 +390,13 @@ def test_shards_remember_channels_size_and_normalisation_and_the_use_line_is_com
     pattern = f"wds:{tmp_path}/shards/train-{{000000..000001}}.tar"
     info = load_shards(pattern, None, None, 28, skip_bad=False).info
     assert (info.channels, info.image_size, info.mean, info.std) == (1, 28, source.info.mean, source.info.std)
-    code, _, err = run_cli("train-teacher", "--dataset", pattern, "--image-size", "28", *TINY, "--out", tmp_path / "r")
+    # no --image-size: the size shards.json records, not 64
+    code, _, err = run_cli("train-teacher", "--dataset", pattern, *TINY, "--out", tmp_path / "r")
     assert code == 0, err
-    trained = json.loads((tmp_path / "r" / "config.json").read_text())["dataset_info"]
+    record = json.loads((tmp_path / "r" / "config.json").read_text())
+    trained = record["dataset_info"]
     assert (trained["channels"], trained["image_size"], trained["mean"]) == (1, 28, list(source.info.mean))
+    assert record["image_size"] == 28
 
 
 # --- item 12: numbers that depend on the machine say "about" ---------------------------------------------------

@@ -34,7 +34,7 @@ def import_(
     dataset: opt.Dataset = "fashion-mnist",
     data_root: opt.DataRoot = None,
     download: opt.Download = False,
-    image_size: opt.ImageSize = 64,
+    image_size: opt.ImageSize = None,
     limit_test: opt.LimitTest = None,
     input_size: InputSize = None,
     input_norm: InputNorm = None,

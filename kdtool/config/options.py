@@ -211,7 +211,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("download", bool, False, "Download torchvision datasets into --data-root.", DATA,
         applies=Applies("dataset,data_root", lambda c: c.data_root is not None and c.dataset in _torchvision_sets(),
                         "--data-root with a torchvision dataset")),
-    Option("image_size", int, 64, "Square size imagefolder images are resized to.", DATA, applies=FILES),
+    Option("image_size", int | None, None, "Square size imagefolder images are resized to (default: 64; wds: the "
+        "size its shards.json records, as kdtool shard writes it, else 64).", DATA, applies=FILES, show_default=False),
     Option("classes", str | None, None, 'Keep only these classes, by name, in this order: "a,b,c".', DATA, commands=D,
         parse=_name_list),
     Option("class_indices", str | None, None, "Keep only these classes, by index, in this order: 0,2,4.", DATA,

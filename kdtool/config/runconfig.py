@@ -26,7 +26,7 @@ from kdtool.config.options import (
 )
 from kdtool.data.augment import parse_augment
 from kdtool.data.registry import stored_image_size
-from kdtool.data.shards import is_wds, resolve_val_shards
+from kdtool.data.shards import default_image_size, is_wds, resolve_val_shards
 from kdtool.data.stream import LOADERS, default_workers, parse_bytes
 from kdtool.data.text import has_official_validation, is_text_dataset, resolve_text_options
 from kdtool.distributed import check_device
@@ -121,7 +121,7 @@ class TrainConfig:
     out: str = "runs/run"
     data_root: str | None = None
     download: bool = False
-    image_size: int = 64
+    image_size: int | None = None  # default: 64, or the size a wds: dataset's shards.json records
     limit_train: int | None = None
     limit_test: int | None = None
     augment: str | None = None  # default: per dataset family (training_defaults)
@@ -200,7 +200,8 @@ class TrainConfig:
         return self
 
     def resolve_family_defaults(self) -> None:
-        """The augmentation, schedule and learning rate of the dataset's family, where the run leaves them."""
+        """The augmentation, schedule and learning rate of the dataset's family, and its image size, where the run
+        leaves them."""
         defaults = training_defaults(self.dataset)
         if self.augment is None:
             self.augment = defaults.augment
@@ -208,6 +209,8 @@ class TrainConfig:
             self.schedule = defaults.schedule
         if self.lr is None:
             self.lr = defaults.lr
+        if self.image_size is None:
+            self.image_size = default_image_size(self.dataset)
 
     def check_training(self) -> None:
         """The sizes and rates of the optimisation."""

@@ -58,6 +58,8 @@ CLASSES_FILE = "classes.txt"
 # what kdtool shard records beside its shards: the source, the seed of the training order, the counts, and what
 # the images are (channels, stored size, normalisation, flips) so that a run of the shards reads them as the source
 SHARDS_FILE = "shards.json"
+# --image-size of imagefolder: data, and of wds: shards whose shards.json records none
+DEFAULT_IMAGE_SIZE = 64
 SHARDS_FORMAT = "kdtool.shards/1"
 # Samples each reader holds for its seeded shuffle: enough to mix neighbouring samples of a shard, few
 # enough that encoded images (tens of KiB each) stay a small fraction of memory.
@@ -348,6 +350,16 @@ def load_shards(spec: str, val_shards: str | None, class_names: str | None, imag
                        tuple(images.get("mean", _IMAGENET_MEAN)), tuple(images.get("std", _IMAGENET_STD)),
                        hflip=images.get("hflip", True), crop_padding=max(1, image_size // 8))  # fmt: skip
     return Dataset(info, train, test)
+
+
+def default_image_size(dataset: str) -> int:
+    """``--image-size`` where the run gives none: for ``wds:`` shards the size their ``shards.json`` records (the
+    source's, as ``kdtool shard`` wrote them), else :data:`DEFAULT_IMAGE_SIZE`."""
+    if is_wds(dataset):
+        size = _recorded_images(Path(dataset.removeprefix(WDS_PREFIX)).expanduser().parent).get("size")
+        if isinstance(size, int) and size > 0:
+            return size
+    return DEFAULT_IMAGE_SIZE
 
 
 def _recorded_images(folder: Path) -> dict:
