@@ -98,15 +98,24 @@ def compare(
     found = cmp.load_runs(cmp.find_runs(runs))
     for line in found.left_out():
         notes.print(line)
-    group_keys = cmp.check_group_keys(found, None if group_by is None else group_by.split(","))
-    metrics = cmp.check_metrics(found, metric.split(","))
-    if "metric" not in opt.given_options(ctx):
-        metrics = cmp.with_long_tail_metrics(found, metrics)
+    group_keys, metrics = _groups_and_metrics(ctx, found, group_by, metric)
     _print_summary(found, group_keys, metrics, output_format)
     if plot is not None:
         _plot(found, group_keys, metrics[0], plot, device)
     if plot_dynamics is not None:
         _plot_dynamics(found, plot_dynamics)
+
+
+def _groups_and_metrics(ctx: typer.Context, found, group_by: str | None, metric: str) -> tuple[list[str], list[str]]:
+    """``--group-by`` and ``--metric`` checked against the runs ``found``; without ``--metric``, the long-tail
+    columns too where every run has them (imbalanced training data)."""
+    from kdtool.reporting import compare as cmp
+
+    group_keys = cmp.check_group_keys(found, None if group_by is None else group_by.split(","))
+    metrics = cmp.check_metrics(found, metric.split(","))
+    if "metric" not in opt.given_options(ctx):
+        metrics = cmp.with_long_tail_metrics(found, metrics)
+    return group_keys, metrics
 
 
 def _print_summary(found, group_keys: list[str], metrics: list[str], output_format: str) -> None:
@@ -200,10 +209,7 @@ def report(
         found = cmp.load_runs(paths)
         for line in found.left_out():
             notes.print(line)
-        group_keys = cmp.check_group_keys(found, None if group_by is None else group_by.split(","))
-        metrics = cmp.check_metrics(found, metric.split(","))
-        if "metric" not in opt.given_options(ctx):
-            metrics = cmp.with_long_tail_metrics(found, metrics)
+        group_keys, metrics = _groups_and_metrics(ctx, found, group_by, metric)
         page = htmlreport.group_page(found, group_keys, metrics, device, notes.print)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, page)

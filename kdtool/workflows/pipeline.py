@@ -114,6 +114,7 @@ class _Fitting:
     cfg: TrainConfig
     env: DistEnv
     dataset: Dataset  # with its validation split, where ``--val-fraction`` asks for one
+    counts: list[int] | None  # the training count of each class (None: not known before training, wds:)
     model: nn.Module  # in DistributedDataParallel under torchrun
     target: Target
     trainer: Trainer
@@ -199,7 +200,7 @@ def _setup(
         run, rows = _new_run(cfg, force, env, dataset, device, record), []
     barrier(env)
     shown = console if env.is_main else Console(quiet=True)
-    return _Fitting(cfg, env, dataset, model, target, trainer, selector, run, rows, note, shown)
+    return _Fitting(cfg, env, dataset, counts, model, target, trainer, selector, run, rows, note, shown)
 
 
 def _resumed(
@@ -245,7 +246,7 @@ def _loop(fitting: _Fitting, trackers: Trackers, title: str) -> None:
     an epoch that raises ends the trackers' run as failed."""
     cfg, run, rows = fitting.cfg, fitting.run, fitting.rows
     batches = len(fitting.trainer.train_loader)
-    title = f"{title} · {_schedule_line(cfg)}" + _counts_line(cfg, train_class_counts(fitting.dataset))
+    title = f"{title} · {_schedule_line(cfg)}" + _counts_line(cfg, fitting.counts)
     long_tail = fitting.trainer.shot_groups is not None
     # a resumed run shows the epochs it trains now; those of its checkpoint were shown when they were trained
     with EpochDisplay(fitting.shown, title, cfg.epochs, batches, len(rows), long_tail) as display:
