@@ -223,3 +223,44 @@ def test_compile_flag_without_its_compiler_trains_eagerly(monkeypatch, tmp_path)
     _, rows = train_teacher(cfg, False, console)
     assert "torch.compile is unavailable here (no C++ compiler); training runs eagerly" in console.export_text()
     assert len(rows) == 1
+
+
+def _stepping_trainer(samples: int, batch: int) -> Trainer:
+    split = Split(torch.randint(0, 256, (samples, 1, 28, 28), dtype=torch.uint8), torch.arange(samples) % 10)
+    train = BatchLoader(split, batch, ImageBatchTransform((0.5,), (0.25,)), CPU, shuffle=True)
+    torch.manual_seed(0)
+    return Trainer(build_model("lenet5", 10, 1, 28), OneHot(), train, train, TrainConfig(epochs=1, warmup_epochs=0).resolve())
+
+
+def test_the_gradient_norm_is_the_mean_over_every_tenth_step_and_says_how_many(monkeypatch):
+    from kdtool.training import engine, tally
+
+    measured: list[float] = []
+
+    def recording(model):
+        norm = engine_gradient_norm(model)
+        measured.append(norm.item())
+        return norm
+
+    engine_gradient_norm = engine.gradient_norm
+    monkeypatch.setattr(engine, "gradient_norm", recording)
+    trainer = _stepping_trainer(samples=92, batch=4)  # 23 steps: steps 1, 11 and 21 are measured
+    row = trainer.train_epoch(0)
+    assert tally.GRAD_NORM_EVERY == 10 and len(measured) == 3 and row["grad_norm_steps"] == 3
+    assert row["grad_norm"] == pytest.approx(sum(measured) / 3, rel=1e-6)
+
+
+def test_the_epoch_row_is_the_sample_weighted_mean_of_its_steps(monkeypatch):
+    losses: list[tuple[float, int]] = []
+    forward = OneHot.forward
+
+    def recording(self, logits, labels, inputs=None):
+        loss = forward(self, logits, labels, inputs)
+        losses.append((loss.item(), labels.shape[0]))
+        return loss
+
+    monkeypatch.setattr(OneHot, "forward", recording)
+    row = _stepping_trainer(samples=30, batch=8).train_epoch(0)  # 8, 8, 8 and 6 samples
+    assert [n for _, n in losses] == [8, 8, 8, 6]
+    assert row["train_loss"] == pytest.approx(sum(v * n for v, n in losses) / 30, rel=1e-6)
+    assert 0.0 <= row["train_acc"] <= 1.0

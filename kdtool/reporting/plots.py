@@ -158,7 +158,7 @@ def integer_epochs(ax) -> None:
 _METRIC_NAMES = {"acc": "accuracy", "macro_f1": "macro-F1", "nll": "NLL", "ece": "ECE", "loss": "loss"}
 # Whole axis labels of the metrics.csv columns not named split_metric.
 _LABELS = {
-    "grad_norm": "gradient norm (mean over steps)",
+    "grad_norm": "gradient norm (mean over every 10th step)",
     "generalization_error": "|test error − train error| (% points)",
     "lr_mean": "mean learning rate of the epoch",
     "lr": "learning rate at the epoch's first step",

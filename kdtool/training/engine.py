@@ -21,18 +21,15 @@ from torch import nn
 
 from kdtool.data import BatchLoader
 from kdtool.data.augment import BatchMixer, parse_augment
-from kdtool.distributed import DistEnv, all_reduce_max, all_reduce_sum, select_device
-from kdtool.errors import RunDiverged, divergence_line
+from kdtool.distributed import DistEnv, all_reduce_sum, select_device
 from kdtool.losses import Target
 from kdtool.optim.lazysgd import RowLazySGD
 from kdtool.optim.rowgrads import average_method_gradients
 from kdtool.training.accel import Accel
 from kdtool.training.metrics import classification_metrics, long_tail_metrics
+from kdtool.training.tally import DIVERGENCE_CHECK_STEPS, EpochTally
 
 StepCallback = Callable[[], None]
-# Steps between two host reads of the non-finite-loss flag: a diverged run stops within this many steps, and a
-# GPU run pays one synchronisation per this many steps, not one per step.
-DIVERGENCE_CHECK_STEPS = 50
 
 
 class TrainingOptions(Protocol):
@@ -74,7 +71,9 @@ def build_optimizer(model: nn.Module, target: Target, cfg: TrainingOptions) -> t
         lazy = {"row_lazy": True} if target.row_sparse else {}
         groups.append({"params": method_params, "weight_decay": cfg.q_weight_decay, **lazy})
     if not target.row_sparse:
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        # fused: one kernel per group and step instead of a few per tensor, and with fp16 loss scaling the
+        # skipped-step check stays on the device (GradScaler reads it on the host for other optimizers)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, fused=True)
     optimizer = RowLazySGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     target.lazy_rows = optimizer
     return optimizer
@@ -134,36 +133,6 @@ def predict(model: nn.Module, loader: BatchLoader, accel: Accel = Accel()) -> tu
     return torch.cat(logits), torch.cat(labels)
 
 
-class DivergenceWatch:
-    """The first step of an epoch whose training loss is not finite, kept on the device between host reads.
-
-    :meth:`check` raises :class:`~kdtool.errors.RunDiverged` once one is seen on any rank (the ranks agree:
-    the earliest step over all of them), so every rank stops at the same step.
-    """
-
-    def __init__(self, epoch: int, steps_per_epoch: int, device: torch.device, env: DistEnv) -> None:
-        self.epoch, self.steps_per_epoch, self.env = epoch, steps_per_epoch, env
-        # steps_per_epoch + 1 - step for a bad step, 0 for none: the largest over steps and ranks is the earliest
-        self.flag = torch.zeros((), device=device)
-        self.loss = torch.zeros((), device=device)
-
-    def record(self, step: int, loss: torch.Tensor) -> None:
-        first = (self.flag == 0) & ~torch.isfinite(loss)
-        self.flag = torch.where(first, float(self.steps_per_epoch + 1 - step), self.flag)
-        self.loss = torch.where(first, loss.float(), self.loss)
-
-    def check(self, lr_at: Callable[[int], float]) -> None:
-        flag = all_reduce_max(self.flag.clone(), self.env).item()
-        if flag == 0:
-            return
-        step = self.steps_per_epoch + 1 - int(flag)
-        run_step = self.epoch * self.steps_per_epoch + step
-        value = self.loss.item()
-        record = {"epoch": self.epoch + 1, "step": run_step + 1, "lr": lr_at(run_step),
-                  "loss": "nan" if math.isnan(value) else str(value)}  # fmt: skip
-        raise RunDiverged(divergence_line(record), record)
-
-
 @dataclass
 class Trainer:
     model: nn.Module
@@ -189,15 +158,7 @@ class Trainer:
         self.model.train()
         self.target.train()
         self.target.on_epoch_start(epoch)
-        device = self.train_loader.device
-        # Sums stay on the device: one host sync per epoch, not one per step.
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        grad_norm_sum = torch.zeros((), device=device)
-        watch = DivergenceWatch(epoch, len(self.train_loader), device, self.dist_env)
-        # what was trained on (a streaming loader may skip unreadable samples, even whole batches)
-        samples = steps = 0
-        lr_sum = 0.0
+        tally = EpochTally(epoch, len(self.train_loader), self.train_loader.device, self.dist_env)
         generator = self.train_loader.augment_generator(epoch)
         for step, (x, y, teacher_logits) in enumerate(self.train_loader.training_batches(epoch, generator)):
             batch = self.mixer(self.accel.inputs(x), y, generator, teacher_logits)
@@ -206,21 +167,20 @@ class Trainer:
                 loss = batch.loss(self.target, logits)
             self.optimizer.zero_grad(set_to_none=True)
             self._backward(loss)
-            average_method_gradients(self.target.parameters(), self.dist_env)
-            norm = gradient_norm(self.model)
-            grad_norm_sum += norm if self.scaler is None else norm.nan_to_num(0.0, 0.0, 0.0)  # skipped fp16 step: 0
-            lr_sum += self.optimizer.param_groups[0]["lr"]  # this step's rate: the scheduler moves it after the step
+            if self.dist_env.enabled:
+                average_method_gradients(self.target.parameters(), self.dist_env)
+            if tally.wants_grad_norm(step):
+                norm = gradient_norm(self.model)
+                tally.grad_norms.append(norm if self.scaler is None else norm.nan_to_num(0.0, 0.0, 0.0))  # fp16 skip: 0
+            lr = self.optimizer.param_groups[0]["lr"]  # this step's rate: the scheduler moves it after the step
             self._optimizer_step()
             self.scheduler.step()
-            loss_sum += loss.detach() * y.shape[0]
-            correct += batch.hits(logits.detach())
-            watch.record(step, loss.detach())
-            samples, steps = samples + y.shape[0], steps + 1
+            tally.record(loss.detach(), batch.hits(logits.detach()), y.shape[0], lr)
             if on_step is not None:
                 on_step()
             if (step + 1) % DIVERGENCE_CHECK_STEPS == 0:
-                watch.check(self._lr_at)
-        watch.check(self._lr_at)
+                tally.check(self._lr_at)
+        tally.check(self._lr_at)
         if isinstance(self.optimizer, RowLazySGD):
             # every row up to date, at the same step on every rank: what follows (checkpoint, model
             # selection, export) reads Q, and rows brought up to date at other steps differ in the last bits
@@ -228,13 +188,7 @@ class Trainer:
         for name in self.target.epoch_accumulators:
             all_reduce_sum(self.target.get_buffer(name), self.dist_env)  # a dotted name: a wrapped method's
         self.target.on_epoch_end(epoch)
-        totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
-        totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([samples])]), self.dist_env)
-        loss_total, correct_total, n = totals.tolist()
-        # The network's gradient is the same on every rank (DDP averages it), as is the number of steps: no reduction.
-        grad_norm = grad_norm_sum.item() / max(1, steps)
-        return {"lr_mean": lr_sum / max(1, steps), "train_loss": loss_total / n, "train_acc": correct_total / n,
-                "grad_norm": grad_norm}  # fmt: skip
+        return tally.row()
 
     def _lr_at(self, step: int) -> float:
         """The network's learning rate at the run's (0-based) optimizer step ``step``."""
