@@ -229,7 +229,8 @@ def _stepping_trainer(samples: int, batch: int) -> Trainer:
     split = Split(torch.randint(0, 256, (samples, 1, 28, 28), dtype=torch.uint8), torch.arange(samples) % 10)
     train = BatchLoader(split, batch, ImageBatchTransform((0.5,), (0.25,)), CPU, shuffle=True)
     torch.manual_seed(0)
-    return Trainer(build_model("lenet5", 10, 1, 28), OneHot(), train, train, TrainConfig(epochs=1, warmup_epochs=0).resolve())
+    cfg = TrainConfig(epochs=1, warmup_epochs=0).resolve()
+    return Trainer(build_model("lenet5", 10, 1, 28), OneHot(), train, train, cfg)
 
 
 def test_the_gradient_norm_is_the_mean_over_every_tenth_step_and_says_how_many(monkeypatch):
