@@ -265,3 +265,25 @@ def test_the_epoch_row_is_the_sample_weighted_mean_of_its_steps(monkeypatch):
     assert [n for _, n in losses] == [8, 8, 8, 6]
     assert row["train_loss"] == pytest.approx(sum(v * n for v, n in losses) / 30, rel=1e-6)
     assert 0.0 <= row["train_acc"] <= 1.0
+
+
+def test_a_skipped_first_fp16_step_leaves_the_fused_momentum_at_zero():
+    # torch's fused SGD allocates its momentum buffers unwritten when a GradScaler skips the first step
+    from kdtool.training.engine import fused_sgd
+
+    param = torch.nn.Parameter(torch.ones(4))
+    optimizer = fused_sgd([{"params": [param], "weight_decay": 5e-4}], lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    scaler.scale((param * torch.tensor([1e30, 1.0, 1.0, 1.0])).sum()).backward()  # overflows: the step is skipped
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
+    assert torch.equal(param.detach(), torch.ones(4))
+    assert torch.equal(optimizer.state[param]["momentum_buffer"], torch.zeros(4))
+    optimizer.zero_grad()
+    param.sum().backward()  # a finite step: the same as torch's plain SGD from scratch
+    plain_param = torch.nn.Parameter(torch.ones(4))
+    plain = torch.optim.SGD([{"params": [plain_param], "weight_decay": 5e-4}], lr=0.1, momentum=0.9)
+    plain_param.sum().backward()
+    optimizer.step(), plain.step()
+    assert torch.equal(param.detach(), plain_param.detach())

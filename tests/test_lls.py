@@ -129,3 +129,19 @@ def test_label_smoothing_loss_hand_computed():
     target = torch.tensor([0.05, 0.85 + 0.05, 0.05])  # (1-ε)·e_y + ε/K
     expected = -(target * log_p).sum()
     torch.testing.assert_close(label_smoothing_loss(logits, labels, 0.15), expected)
+
+
+@pytest.mark.parametrize("per_row_alpha", [False, True])
+def test_the_fused_lls_loss_compiles_as_one_graph_with_the_same_loss_and_gradients(per_row_alpha):
+    # On a GPU the loss runs compiled by inductor (bench/gpu.sh checks its values there); here the graph capture
+    # (one graph, the in-place steps functionalised) is checked with the aot_eager backend.
+    from kdtool.losses.symkl import loss_and_gradients
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(7)
+    logits, rows = torch.randn(16, 50, generator=g) * 4, torch.randn(16, 50, generator=g) * 2
+    labels = torch.randint(0, 50, (16,), generator=g)
+    alpha = torch.rand(16, 1, generator=g) * 0.5 + 0.05 if per_row_alpha else 0.1
+    compiled = torch.compile(loss_and_gradients, backend="aot_eager", dynamic=False, fullgraph=True)
+    for got, expected in zip(compiled(logits, rows, labels, alpha), loss_and_gradients(logits, rows, labels, alpha)):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-9)

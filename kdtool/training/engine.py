@@ -71,11 +71,24 @@ def build_optimizer(model: nn.Module, target: Target, cfg: TrainingOptions) -> t
         lazy = {"row_lazy": True} if target.row_sparse else {}
         groups.append({"params": method_params, "weight_decay": cfg.q_weight_decay, **lazy})
     if not target.row_sparse:
-        # fused: one kernel per group and step instead of a few per tensor, and with fp16 loss scaling the
-        # skipped-step check stays on the device (GradScaler reads it on the host for other optimizers)
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, fused=True)
+        return fused_sgd(groups, cfg.lr, cfg.momentum)
     optimizer = RowLazySGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     target.lazy_rows = optimizer
+    return optimizer
+
+
+def fused_sgd(groups: list[dict], lr: float, momentum: float) -> torch.optim.SGD:
+    """torch's SGD, fused: one kernel per group and step instead of a few per tensor, and with fp16 loss scaling
+    the skipped-step check stays on the device (GradScaler reads it on the host for other optimizers).
+
+    The momentum buffers start at zero, which gives the same first step as torch's (with no dampening the buffer
+    becomes the gradient either way) but also when that step is skipped: torch's fused SGD then leaves the
+    buffers it allocated unwritten (torch 2.14), and the next step would read whatever memory held."""
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True)
+    if momentum:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                optimizer.state[param]["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
     return optimizer
 
 
