@@ -5,10 +5,12 @@ own figure) and each ending, like every bench here, with its ratio as its last l
 
   throughput  ResNet-18 training images/s through kdtool's engine on 3×32×32 Fashion-MNIST (resized
               and replicated to three channels on the device): fp32 eager vs --amp bf16
-              --channels-last vs the same + --compile (target: best ≥ 2× fp32 eager)
+              --channels-last (target: best ≥ 2× fp32 eager), then --amp fp16 (GradScaler) and --compile
+              in torch.compile's default and reduce-overhead modes (target: compiled ≥ 1.1× bf16 eager)
   overhead    kdtool epoch / a bare hand-written GPU loop, same ResNet-18, batch, bf16 + channels-last
-              (target ≤ 1.05)
-  lls-100     LLS step / LS step, ResNet-18, K = 100 (target ≤ 1.02)
+              (target ≤ 1.03), and both epochs' profiles (kernels, launches, GPU busy and idle per step)
+  lls-100     LLS step / LS step, ResNet-18, K = 100 (target ≤ 1.01); the fused LLS loss checked against
+              the eager one and a float64 reference
   lls-1000    the same at K = 1000
   llsst-kd    LLS-ST epoch / KD epoch, ResNet-18 student, frozen ResNet-50 teacher (target ≤ 0.4)
   cache-kd    KD from a teacher cache / KD from the live teacher, through the CLI; skipped (saying so)
@@ -49,6 +51,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+# the kdtool the parts measure: this checkout's, or another's (KDTOOL_SOURCE=folder holding its kdtool/), e.g. the
+# commit before a change, measured by the same script in the same call
+KDTOOL = Path(os.environ.get("KDTOOL_SOURCE", ROOT)).resolve()
 
 # name -> the most seconds the part may take on a GPU (the whole run also stops at --budget)
 PARTS: dict[str, int] = {
@@ -130,7 +135,7 @@ def run_part(name: str, scratch: Path, tiny: bool, timeout: float, log: Log) -> 
            "--work", str(scratch / name)]  # fmt: skip
     if tiny:
         cmd.append("--tiny")
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    path = os.pathsep.join([str(KDTOOL), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
     if tiny:
         env["OMP_NUM_THREADS"] = "1"
@@ -203,7 +208,9 @@ def environment() -> dict[str, str]:
                                      capture_output=True, text=True, timeout=10).stdout.strip():  # fmt: skip
             commit += " (with uncommitted changes)"
     # a copy of the tree without .git (a device machine's): the caller can name the commit
-    facts["kdtool commit"] = commit or os.environ.get("KDTOOL_COMMIT", "unknown (no git; set KDTOOL_COMMIT)")
+    facts["kdtool commit"] = os.environ.get("KDTOOL_COMMIT") or commit or "unknown (no git; set KDTOOL_COMMIT)"
+    if KDTOOL != ROOT:
+        facts["kdtool measured"] = f"{KDTOOL} (KDTOOL_SOURCE)"
     return facts
 
 
@@ -384,21 +391,19 @@ def fashion_mnist_32(part: Part, limit: int):
 
 
 @contextlib.contextmanager
-def compile_backend(backend: str | None) -> Iterator[None]:
-    """Within the block, ``nn.Module.compile()`` (what kdtool's ``--compile`` calls) uses ``backend``.
+def compile_options(**options: str | None) -> Iterator[None]:
+    """Within the block, ``nn.Module.compile()`` (what kdtool's ``--compile`` calls) gets ``options`` (those not
+    None), over what its caller gives: the bench chooses the mode it measures.
 
     --tiny runs TorchDynamo with its ``eager`` backend: the graph capture kdtool's --compile relies on
-    is exercised, without inductor's minutes of C++ compiling on a CPU. None: torch's default."""
+    is exercised, without inductor's minutes of C++ compiling on a CPU."""
     from torch import nn
 
-    if backend is None:
-        yield
-        return
+    given = {key: value for key, value in options.items() if value is not None}
     original = nn.Module.compile
 
     def patched(self, *args, **kwargs):
-        kwargs.setdefault("backend", backend)
-        return original(self, *args, **kwargs)
+        return original(self, *args, **{**kwargs, **given})
 
     nn.Module.compile = patched
     try:
@@ -408,7 +413,7 @@ def compile_backend(backend: str | None) -> Iterator[None]:
 
 
 def engine_epochs(part: Part, dataset, model, target, smoothing: str, batch: int, amp: str, channels_last: bool,
-                  compile: bool = False):  # fmt: skip
+                  compile: bool = False, compile_mode: str = "default"):  # fmt: skip
     """:class:`common.KdtoolEpochs` on the part's device with kdtool's speed options, prepared in the
     order ``kdtool train-teacher`` prepares them (pipeline._setup): accel resolved, model moved and put in
     its memory format, target moved, model compiled, loaders, engine."""
@@ -423,7 +428,7 @@ def engine_epochs(part: Part, dataset, model, target, smoothing: str, batch: int
     accel.prepare(model.to(part.device))
     target.to(part.device)
     if compile:
-        with compile_backend("eager" if part.tiny else None):
+        with compile_options(backend="eager" if part.tiny else None, mode=compile_mode):
             maybe_compile(model, part.device, print)
     epochs = KdtoolEpochs(dataset, model, target, cfg)
     epochs.trainer.accel = accel  # common.KdtoolEpochs builds the engine for fp32; these are the run's options
@@ -441,6 +446,7 @@ def images_per_second(images: int, timing, clock: str = "wall") -> float:
 def part_throughput(part: Part) -> None:
     import torch
     from common import interleave
+    from torch._dynamo.utils import counters as dynamo_counters
 
     from kdtool.losses import OneHot
     from kdtool.models.registry import build_model
@@ -480,26 +486,66 @@ def part_throughput(part: Part) -> None:
     print_ratio_at_least("images/s bf16 + channels-last / fp32 eager", speed["bf16 + channels-last"] /
                          speed["fp32 eager"], 2.0)  # fmt: skip
 
-    name = "bf16 + channels-last + compile"
-    compiled = engine_epochs(part, dataset, copy.deepcopy(initial), OneHot(), "onehot", s.batch, "bf16", True,
-                             compile=True)  # fmt: skip
-    timing = part.timing(name + " epoch")
-    with compiled:
-        start = time.perf_counter()
-        for _ in range(s.warmup):
-            compiled()
-        part.sync()
-        first = time.perf_counter() - start
-        for _ in range(s.repeats):
-            timing.run(compiled)
-    timings[name] = timing
-    speed[name] = images_per_second(n, timing)
-    print(timing.line())
-    print(f"{name}: {speed[name]:.0f} images/s; first {s.warmup} epoch(s), compiling included: {first:.1f} s")
-    part.note(name, f"{speed[name]:.0f} images/s (compiling: {first:.0f} s in the first epoch)")
+    eager = speed["bf16 + channels-last"]
+    for name, amp, compile_mode in LATER_VARIANTS:
+        if amp == "fp16" and part.device.type != "cuda":
+            print(f"{name}: skipped (fp16 autocast needs a CUDA device)")
+            continue
+        if compile_mode is not None:
+            dynamo_counters.clear()  # each compiled variant's own graphs and breaks
+        run = engine_epochs(part, dataset, copy.deepcopy(initial), OneHot(), "onehot", s.batch, amp, True,
+                            compile=compile_mode is not None, compile_mode=compile_mode)  # fmt: skip
+        timings[name], first = timed_after_warmup(part, run, name + " epoch")
+        speed[name] = images_per_second(n, timings[name])
+        print(timings[name].line())
+        compiling = f"; first {s.warmup} epoch(s), compiling included: {first:.1f} s" if compile_mode else ""
+        print(f"{name}: {speed[name]:.0f} images/s ({speed[name] / eager:.3f}× bf16 eager){compiling}")
+        part.note(name, f"{speed[name]:.0f} images/s{compiling}")
+        if compile_mode is not None:
+            print(f"{name}: {dynamo_counts()}")
     best = max(speed, key=speed.get)
     part.note("best", best)
     print_ratio_at_least(f"images/s best ({best}) / fp32 eager", speed[best] / speed["fp32 eager"], 2.0)
+    compiled = [name for name, _, mode in LATER_VARIANTS if mode is not None and name in speed]
+    fastest = max(compiled, key=speed.get)
+    part.note("compiled / eager", f"{fastest}: {speed[fastest] / eager:.3f}")
+    print_ratio_at_least(f"images/s best compiled ({fastest}) / bf16 + channels-last eager", speed[fastest] / eager,
+                         1.1)  # fmt: skip
+
+
+# (name, --amp, compile mode or None for eager): timed one after the other, after the interleaved pair
+LATER_VARIANTS = (
+    ("fp16 + channels-last (GradScaler)", "fp16", None),
+    ("bf16 + channels-last + compile", "bf16", "default"),
+    ("bf16 + channels-last + compile reduce-overhead", "bf16", "reduce-overhead"),
+)
+
+
+def timed_after_warmup(part: Part, run, name: str):
+    """``run``'s epochs timed after its warm-up epochs; the timing and the warm-up's seconds (compiling, for a
+    compiled run)."""
+    timing = part.timing(name)
+    with run:
+        start = time.perf_counter()
+        for _ in range(part.sizes.warmup):
+            run()
+        part.sync()
+        first = time.perf_counter() - start
+        for _ in range(part.sizes.repeats):
+            timing.run(run)
+    return timing, first
+
+
+def dynamo_counts() -> str:
+    """What TorchDynamo did in this process so far: graphs, graph breaks, recompilations."""
+    from torch._dynamo.utils import counters
+
+    breaks = sum(counters["graph_break"].values())
+    stats = counters["stats"]
+    breaks_named = ", ".join(list(counters["graph_break"])[:3]) or "none"
+    recompiles = sum(counters["recompiles"].values()) if counters["recompiles"] else 0
+    return (f"dynamo: {stats.get('unique_graphs', 0)} graphs, {breaks} graph breaks ({breaks_named}), "
+            f"{stats.get('calls_captured', 0)} calls captured, recompilations {recompiles}")  # fmt: skip
 
 
 def bare_epoch(model, optimizer, images, labels, batch_size: int, generator, mean, std, amp_dtype,
@@ -530,6 +576,7 @@ def bare_epoch(model, optimizer, images, labels, batch_size: int, generator, mea
 def part_overhead(part: Part) -> None:
     import torch
     from common import interleave, report
+    from gpu_profile import figures_line, profile_epoch
 
     from kdtool.losses import OneHot
     from kdtool.models.registry import build_model
@@ -554,6 +601,12 @@ def part_overhead(part: Part) -> None:
     a, b = part.timing("kdtool epoch"), part.timing("bare loop epoch")
     with kdtool_epoch:
         interleave(a, kdtool_epoch, b, bare, s.overhead_repeats, s.warmup)
+        steps = -(-n // s.batch)
+        profiles = {name: profile_epoch(lambda fn=fn: (fn(), part.sync()), steps, part.device.type == "cuda")
+                    for name, fn in (("kdtool epoch", kdtool_epoch), ("bare loop epoch", bare))}  # fmt: skip
+    for name, figures in profiles.items():  # printed once the run's live display has let go of stdout
+        print(figures_line(name, figures))
+        part.note(f"profile {name}", "; ".join(f"{k} {v:.3g}" for k, v in figures.items()))
     speed = {t.name: images_per_second(n, t) for t in (a, b)}
     for name, value in speed.items():
         part.note(name, f"{value:.0f} images/s")
@@ -568,7 +621,7 @@ def part_overhead(part: Part) -> None:
         "repeats": s.overhead_repeats,
         **{f"{name} images/s": f"{value:.0f}" for name, value in speed.items()},
     }
-    report(inputs, a, b, 1.05, clock=part.clock)
+    report(inputs, a, b, 1.03, clock=part.clock)
 
 
 def loss_ms(part: Part, target, logits, labels, calls: int) -> float:
@@ -624,7 +677,49 @@ def part_lls(part: Part, k: int) -> None:
         "loss forward+backward alone": f"LLS {lls_ms:.3f} ms, LS {ls_ms:.3f} ms",
         "bound on the ratio from the loss alone": f"{1 + (lls_ms - ls_ms) / step_ms[b.name]:.4f}",
     }
-    report(inputs, a, b, 1.02, clock=part.clock)
+    fused_lls_check(part, k)
+    report(inputs, a, b, 1.01, clock=part.clock)
+
+
+def fused_lls_check(part: Part, k: int) -> None:
+    """The LLS loss as the device runs it (compiled into fused kernels on a GPU) against the eager function,
+    and both against a float64 autograd reference of ½ Σ (t − p)(log t − log p); raises past 1e-6 on the loss."""
+    import torch
+    import torch.nn.functional as F
+
+    try:
+        from kdtool.losses import symkl
+        from kdtool.losses.symkl import fused_for, loss_and_gradients
+    except ImportError:  # a kdtool from before the fused loss (KDTOOL_SOURCE)
+        print("fused LLS loss: not in this kdtool")
+        return
+    g = torch.Generator(device=part.device).manual_seed(0)
+    b, alpha = part.sizes.lls_batch, 0.1
+    logits = torch.randn(b, k, device=part.device, generator=g) * 3
+    rows = torch.randn(b, k, device=part.device, generator=g) * 2
+    labels = torch.randint(0, k, (b,), device=part.device, generator=g)
+    fn = fused_for(part.device)
+    got, eager = fn(logits, rows, labels, alpha), loss_and_gradients(logits, rows, labels, alpha)
+    how = "eager" if fn is loss_and_gradients or "failed" in symkl._COMPILED else "compiled"
+    z, r = logits.double().requires_grad_(), rows.double().requires_grad_()
+    log_p = F.log_softmax(z, 1)
+    t = (1 - alpha) * F.one_hot(labels, k).double() + alpha * F.softmax(r, 1)
+    loss = 0.5 * ((t - log_p.exp()) * (t.log() - log_p)).sum(1).mean()
+    reference = (loss, *torch.autograd.grad(loss, [z, r]))
+
+    def relative(x, y) -> float:
+        return ((x.double() - y.double()).abs().max() / y.double().abs().max()).item()
+
+    names = ("loss", "∂/∂logits", "∂/∂Q rows")
+    to_eager = [relative(x, y) for x, y in zip(got, eager, strict=True)]
+    print(f"fused LLS loss, {how} on {part.device.type}, K={k}, B={b}: relative difference to the eager function "
+          + ", ".join(f"{n} {e:.1e}" for n, e in zip(names, to_eager, strict=True))
+          + "; error against float64 (this / eager): "
+          + ", ".join(f"{n} {relative(x, ref):.1e} / {relative(y, ref):.1e}"
+                      for n, x, y, ref in zip(names, got, eager, reference, strict=True)))  # fmt: skip
+    part.note("fused LLS loss", f"{how}; loss relative difference to eager {to_eager[0]:.1e}")
+    if to_eager[0] > 1e-6:
+        raise RuntimeError(f"the {how} LLS loss differs from the eager one by {to_eager[0]:.2e} relative (> 1e-6)")
 
 
 def part_llsst_kd(part: Part) -> None:
@@ -919,9 +1014,9 @@ PART_FUNCTIONS: dict[str, Callable[[Part], None]] = {
 
 
 def main_part(args: argparse.Namespace) -> int:
-    sys.path[:0] = [str(BENCH), str(ROOT)]  # common.py and sparse_q.py, as when a bench runs as a script; kdtool
-    # the kdtool and torchrun processes a part starts import this checkout's kdtool too
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    sys.path[:0] = [str(BENCH), str(KDTOOL)]  # common.py and sparse_q.py, as when a bench runs as a script; kdtool
+    # the kdtool and torchrun processes a part starts import the same kdtool
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(KDTOOL), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     work = Path(args.work) if args.work else Path.cwd() / "gpu-bench-work" / args.part
     work.mkdir(parents=True, exist_ok=True)
     part = Part(args.tiny, Path(args.json) if args.json else None, work)

@@ -42,6 +42,17 @@ def test_tiny_dry_run_runs_every_part_and_writes_the_summary(tmp_path):
         lines = [line for line in printed[part] if line.strip()]
         assert lines and lines[-1].startswith("ratio "), (part, lines[-5:])
     assert re.search(r"\d+ images/s", "\n".join(printed["throughput"]))
+    # issue #33: compile modes with their dynamo counts, the overhead part's profiles, the fused LLS loss checked
+    assert [line for line in printed["throughput"] if "compile reduce-overhead: dynamo: " in line]
+    assert printed["throughput"][-1].startswith("ratio images/s best compiled (")
+    for side in ("kdtool epoch", "bare loop epoch"):
+        assert [
+            line
+            for line in printed["overhead"]
+            if line.startswith(f"profile {side}: ") and "operators per step" in line
+        ]
+    for part in ("lls-100", "lls-1000"):
+        assert [line for line in printed[part] if line.startswith("fused LLS loss, eager on cpu") and "float64" in line]
     # the teacher cache does not exist yet: the part says so instead of failing
     if "skipped" in printed["cache-kd"][-1]:
         assert "kdtool cache-teacher" in printed["cache-kd"][-1]
@@ -67,3 +78,23 @@ def test_without_a_gpu_the_full_run_refuses_and_points_to_tiny(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "--tiny" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_profile_figures_count_kernels_launches_syncs_and_the_gpu_idle_time():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_profile import busy_time, trace_figures
+
+    assert busy_time([(0, 10), (5, 12), (20, 25), (21, 22)]) == 17
+    events = [
+        {"cat": "kernel", "ts": 0, "dur": 4}, {"cat": "kernel", "ts": 2, "dur": 4},
+        {"cat": "kernel", "ts": 10, "dur": 2},
+        {"cat": "cuda_runtime", "name": "cudaLaunchKernel"}, {"cat": "cuda_runtime", "name": "cudaLaunchKernel"},
+        {"cat": "cuda_runtime", "name": "cudaStreamSynchronize"}, {"cat": "gpu_memcpy", "ts": 0, "dur": 1},
+        {"cat": "cpu_op", "name": "aten::add"},
+    ]  # fmt: skip
+    figures = trace_figures(events, steps=2)
+    assert figures["kernels per step"] == 1.5 and figures["launches per step"] == 1.0
+    assert figures["synchronisations in the epoch"] == 1 and figures["copies in the epoch"] == 1
+    # kernels cover 0..6 and 10..12 of a 12 µs span: 8 µs busy, 4 µs idle, over 2 steps
+    assert figures["GPU busy per step (ms)"] == 4e-3 and figures["GPU idle per step (ms)"] == 2e-3
+    assert figures["operators per step"] == 0.5

@@ -143,5 +143,6 @@ def test_the_fused_lls_loss_compiles_as_one_graph_with_the_same_loss_and_gradien
     labels = torch.randint(0, 50, (16,), generator=g)
     alpha = torch.rand(16, 1, generator=g) * 0.5 + 0.05 if per_row_alpha else 0.1
     compiled = torch.compile(loss_and_gradients, backend="aot_eager", dynamic=False, fullgraph=True)
-    for got, expected in zip(compiled(logits, rows, labels, alpha), loss_and_gradients(logits, rows, labels, alpha)):
+    expected_values = loss_and_gradients(logits, rows, labels, alpha)
+    for got, expected in zip(compiled(logits, rows, labels, alpha), expected_values, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-9)
