@@ -42,16 +42,6 @@ def test_fit_refuses_an_option_its_method_does_not_use_with_the_cli_message(run_
     assert not (tmp_path / "x").exists() and not (tmp_path / "c").exists()
 
 
-def test_an_option_added_to_the_table_is_in_both_commands_help(run_cli, monkeypatch):
-    dummy = table.Option("dummy_knob", int, 7, "Test knob.", table.OPTIM)
-    for command in ("train-teacher", "distill"):
-        assert "--dummy-knob" not in run_cli(command, "--help")[1]
-    monkeypatch.setattr(table, "OPTIONS", (*table.OPTIONS, dummy))
-    for command in ("train-teacher", "distill"):
-        code, stdout, _ = run_cli(command, "--help")
-        assert code == 0 and "--dummy-knob" in stdout and "Test knob." in stdout, stdout
-
-
 @pytest.mark.parametrize("config", [TrainConfig, DistillConfig])
 def test_every_config_field_is_an_option_of_the_table(config):
     # an option declared in the old style (a field without its table entry) is caught here
