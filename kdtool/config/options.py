@@ -5,7 +5,8 @@ line parses, its default (None: a rule of :meth:`~kdtool.config.runconfig.TrainC
 help states), its help text and panel, the commands that take it, when it applies to a run (:class:`Applies`; an
 option given to a run that cannot use it is refused) and whether it changes the run's result. The ``train-teacher``
 and ``distill`` signatures (kdtool.cli.options), the configs' ``applies`` rules, ``kdtool.fit``'s keywords and
-``rerun --set`` are read from it. Adding an option is one entry here plus its use.
+``rerun --set`` are read from it, and :func:`option_fields` makes the configs' fields of it (name, type, default).
+Adding an option is one entry here plus its use.
 
 Nothing here imports torch (``--help`` stays fast): the rules that look at a dataset or a model import their
 helpers when they are evaluated.
@@ -14,6 +15,10 @@ helpers when they are evaluated.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +46,15 @@ def parse_int_list(value: str, flag: str) -> list[int]:
         return [int(v) for v in items]
     except ValueError:
         raise KdtoolError(f"{flag} takes comma-separated integers, got {value!r}") from None
+
+
+def int_list(flag: str) -> Callable[[str], list[int]]:
+    """The parser of ``flag``'s comma list of integers (:func:`parse_int_list`)."""
+
+    def parse(value: str) -> list[int]:
+        return parse_int_list(value, flag)
+
+    return parse
 
 
 def _name_list(value: str) -> list[str]:
@@ -178,7 +192,7 @@ class Option:
     # (--resume, --seeds and sweep compare the others with the run folder's; compare groups runs across it)
     changes_result: bool | Callable[[Any], bool] = True
     flags: tuple[str, ...] = ()  # the flag(s) when not --name (a bool's are --name, or --name/--no-name)
-    parse: Callable[[Any], Any] | None = None  # the command line's value -> the config's
+    parse: Callable[[Any], Any] | None = None  # the command line's value -> the config's (its return type annotated)
     config: bool = True  # False: a control of the command itself (--seeds, --force, ...), no config field
     show_default: bool = True
     metavar: str | None = None
@@ -191,6 +205,33 @@ class Option:
     def flag(self) -> str:
         """The flag as a person types it (``--lls-terms``, ``--student``)."""
         return self.flags[0].split("/")[0] if self.flags else "--" + self.name.replace("_", "-")
+
+    @property
+    def optional(self) -> bool:
+        """Whether None (the option not given) is one of its values."""
+        return isinstance(self.type, types.UnionType) and type(None) in typing.get_args(self.type)
+
+    @property
+    def kind(self) -> Any:
+        """The command line's type without None (``int`` of ``int | None``)."""
+        kinds = typing.get_args(self.type) if isinstance(self.type, types.UnionType) else (self.type,)
+        return next(k for k in kinds if k is not type(None))
+
+    @property
+    def held_type(self) -> Any:
+        """The type of its config field: the command line's, with a path held as text and a parsed value typed as
+        its parser returns it (``list[int] | None`` of ``--class-indices``)."""
+        held = typing.get_type_hints(self.parse)["return"] if self.parse is not None else self.kind
+        held = str if held is Path else held
+        return held | None if self.optional else held
+
+    def config_field(self) -> Any:
+        """Its dataclass field in a config: the default as the config holds it (a fresh one per config where that
+        is mutable, as the empty list of ``--milestones``)."""
+        value = self.to_config(self.default)
+        if type(value).__hash__ is None:  # one list shared by every config would be changed through any of them
+            return dataclasses.field(default_factory=functools.partial(self.to_config, self.default))
+        return dataclasses.field(default=value)
 
     def to_config(self, value: Any) -> Any:
         """The command line's parsed value as the config holds it (a path as text, a comma list as a list)."""
@@ -216,7 +257,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("classes", str | None, None, 'Keep only these classes, by name, in this order: "a,b,c".', DATA, commands=D,
         parse=_name_list),
     Option("class_indices", str | None, None, "Keep only these classes, by index, in this order: 0,2,4.", DATA,
-        commands=D, parse=lambda v: parse_int_list(v, "--class-indices")),
+        commands=D, parse=int_list("--class-indices")),
     Option("sample_fraction", float, 1.0, "Train on this fraction of each class, in (0,1] (seeded; test set "
         "unchanged).", DATA, commands=D),
     Option("limit_train", int | None, None, "Use at most N training samples (seeded).", DATA),
@@ -365,7 +406,7 @@ OPTIONS: tuple[Option, ...] = (
         "split (--val-fraction, or the dataset's official one), else last.", OPTIM),
     Option("early_stopping", int, 0, "Stop after N epochs without a lower validation loss (0: off).", OPTIM),
     Option("milestones", str, "", "Epochs where the LR is multiplied by --gamma, e.g. 100,150 (default: 50% and 75% "
-        "of --epochs).", OPTIM, applies=MULTISTEP, parse=lambda v: parse_int_list(v, "--milestones")),
+        "of --epochs).", OPTIM, applies=MULTISTEP, parse=int_list("--milestones")),
     Option("gamma", float, 0.1, "LR decay factor at each milestone.", OPTIM, applies=MULTISTEP),
     Option("seed", int, 0, "Seed of initialisation, shuffling and augmentation.", RUN),
     Option("seeds", str | None, None, "Comma list of seeds: one run per seed in `OUT/seed<N>`, one after another "
@@ -421,23 +462,43 @@ COMMAND_DEFAULTS = {TRAIN: {"out": Path("runs/teacher")}, DISTILL: {"out": Path(
 DISTILL_FIRST = (SOURCE, KD, METHOD, ZOO)
 
 
+def _own_default(option: Option, command: str) -> Option:
+    """``option`` with ``command``'s own default (:data:`COMMAND_DEFAULTS`)."""
+    own = COMMAND_DEFAULTS.get(command, {})
+    return dataclasses.replace(option, default=own[option.name]) if option.name in own else option
+
+
 def command_options(command: str) -> list[Option]:
     """The options of ``command`` in the order of its ``--help``, each with the command's own default."""
     options = [o for o in OPTIONS if command in o.commands]
     if command == DISTILL:
         ranks = {panel: rank for rank, panel in enumerate(DISTILL_FIRST)}
         options.sort(key=lambda o: ranks.get(o.panel, len(ranks)))  # stable: the table's order within a rank
-    own = COMMAND_DEFAULTS.get(command, {})
-    return [dataclasses.replace(o, default=own[o.name]) if o.name in own else o for o in options]
+    return [_own_default(o, command) for o in options]
 
 
 def config_options(commands: Iterable[str]) -> dict[str, Option]:
-    """The config fields of runs of ``commands`` (a later command's option replaces an earlier one of its name),
-    and the fields no command line sets."""
-    chosen = [o for o in OPTIONS if o.config and not o.commands]
+    """The config fields of runs of ``commands`` and the fields no command line sets, in the table's order, each
+    with its command's own default; a later command's option replaces an earlier one of its name, in its place
+    (as a dataclass subclass's field does its base's)."""
+    chosen: dict[str, Option] = {}
     for command in commands:
-        chosen += [o for o in OPTIONS if o.config and command in o.commands]
-    return {o.name: o for o in chosen}
+        for option in OPTIONS:
+            if option.config and (command in option.commands or not option.commands):
+                chosen[option.name] = _own_default(option, command)
+    return chosen
+
+
+def option_fields(cls: type) -> type:
+    """Class decorator, under ``@dataclass``: one field per option of ``cls.commands`` (:func:`config_options`),
+    named, typed (:attr:`Option.held_type`) and defaulted (:meth:`Option.config_field`) by the table. A field the
+    class declares itself (one no command line sets, or an option it defaults otherwise) is kept, after them."""
+    own = inspect.get_annotations(cls)
+    options = {name: o for name, o in config_options(cls.commands).items() if name not in own}
+    for name, option in options.items():
+        setattr(cls, name, option.config_field())
+    cls.__annotations__ = {**{name: o.held_type for name, o in options.items()}, **own}
+    return cls
 
 
 def applies_of(commands: Iterable[str]) -> dict[str, Applies]:

@@ -10,8 +10,6 @@ milestones with it; without changes the rerun's options are exactly the recorded
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,14 +70,12 @@ def parse_value(cfg: TrainConfig, key: str, text: str) -> Any:
         what = "a fact about the run, not an option" if key in RECORD_FACTS else f"no {cfg.kind} option"
         raise KdtoolError(f"--set {key}: {what}{option_suggestion(key, options)}")
     option = options[key]
-    kinds = typing.get_args(option.type) if isinstance(option.type, types.UnionType) else (option.type,)
-    if type(None) in kinds and text.lower() in ("none", ""):
+    if option.optional and text.lower() in ("none", ""):
         return None
-    kind = next(k for k in kinds if k is not type(None))
     try:
-        value = _parse(kind, text)
+        value = _parse(option.kind, text)
     except ValueError:
-        raise KdtoolError(f"--set {key}={text}: {key} takes {_describe(kind)}") from None
+        raise KdtoolError(f"--set {key}={text}: {key} takes {_describe(option.kind)}") from None
     return option.to_config(value)  # a comma list as the command line parses it (its own error)
 
 
@@ -105,7 +101,7 @@ def _defaulted(cfg: TrainConfig) -> list[str]:
     value is what that rule gives: the run left them to the rule, so a rerun with changes applies it again."""
     names = []
     for field in dataclasses.fields(cfg):
-        if field.default is not None and field.default_factory is not list:
+        if _default(cfg, field.name) not in (None, []):
             continue
         recorded = getattr(cfg, field.name)
         if recorded is None or recorded == []:

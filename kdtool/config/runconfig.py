@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from kdtool.config.options import (
     applies_of,
     config_options,
     is_text,
+    option_fields,
     taught,
 )
 from kdtool.data.augment import parse_augment
@@ -108,80 +109,17 @@ def training_defaults(dataset: str) -> TrainingDefaults:
 
 
 @dataclass
+@option_fields
 class TrainConfig:
-    """Every option that shapes a run. Defaults follow the LLS paper where it states one."""
+    """Every option that shapes a run. Its fields are made from the option table, :data:`~kdtool.config.options.OPTIONS`
+    (:func:`~kdtool.config.options.option_fields`): one per option of :attr:`commands`, with the name, type and
+    default of the option's entry, in the table's order (``config.json``'s). :meth:`resolve` fills the defaults
+    left to a rule (None) and checks every value. Defaults follow the LLS paper where it states one.
+    """
 
     kind: ClassVar[str] = "train-teacher"
     commands: ClassVar[tuple[str, ...]] = (TRAIN,)  # whose options (kdtool.config.options) it holds
     applies: ClassVar[Mapping[str, Applies]] = APPLIES
-
-    dataset: str = "fashion-mnist"
-    model: str = "lenet5"
-    smoothing: str = "lls"
-    out: str = "runs/run"
-    data_root: str | None = None
-    download: bool = False
-    image_size: int | None = None  # default: 64, or the size a wds: dataset's shards.json records
-    limit_train: int | None = None
-    limit_test: int | None = None
-    augment: str | None = None  # default: per dataset family (training_defaults)
-    vocab_size: int = 20000  # text: vocabulary entries, <pad> and <unk> included
-    max_len: int = 128  # text: tokens kept per text
-    embed_dim: int = 128  # text models: embedding size
-    hidden_size: int = 128  # text models: LSTM units per direction / CNN filters per width
-    word_vectors: str | None = None  # text models: GloVe-format file initialising the embedding
-    pretrained: str | None = None  # zoo models: weights file (or "hub") the network starts from
-    input_size: int | None = None  # zoo models: square input size (default: the weights', else the data's)
-    input_norm: str | None = None  # zoo models: "model" or "dataset" statistics (default: model when pretrained)
-    epsilon: float = 0.1
-    alpha: float | None = 0.1
-    lls_terms: str = "all"
-    q_weight_decay: float | None = None
-    q_update: str = "auto"  # LLS: how Q is updated, dense, sparse (only the batch's rows) or auto (by K)
-    teacher: str | None = None
-    tfkd_temperature: float = 20.0
-    tfkd_weight: float = 0.1
-    tfkd_multiplier: float = 1.0
-    tfkd_correct_prob: float = 0.9
-    zipf_weight: float = 1.0
-    zipf_exponent: float = 1.0
-    focal_gamma: str = "3"
-    prior: str | None = None
-    lls_correction: str = "none"  # LLS on imbalanced data: none, prior, adjusted or alpha (kdtool.losses.lls)
-    tau: float = 1.0  # logit adjustment: τ of τ·log π (Menon et al. ICLR 2021)
-    class_weights: str = "none"  # none, or effective: class-balanced weights (Cui et al. CVPR 2019)
-    cb_beta: float = 0.9999  # --class-weights effective: β of the effective number
-    imbalance_ratio: float | None = None  # long-tailed training split (CIFAR-LT profile), n_max / n_min
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float | None = None  # default: per dataset family
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    decay_bias_norm: bool = False  # weight decay on biases and normalisation parameters too (timm's default: off)
-    mixup_alpha: float = 0.2  # mixup/cutmix: λ ~ Beta(α, α); 0.2 beat 1 on validation (docs/training.md)
-    schedule: str | None = None  # default: per dataset family
-    warmup_epochs: float | None = None  # may be fractional: 0.5 is half an epoch
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    eval_batch_size: int = 1024
-    val_fraction: float = 0.0
-    select: str | None = None
-    early_stopping: int = 0
-    amp: str = "none"  # mixed precision: none, bf16, fp16 (see kdtool.training.accel)
-    channels_last: bool = False
-    compile: bool = False
-    log: str = "csv"  # experiment trackers (kdtool.trackers); metrics.csv is always written
-    mlflow_uri: str | None = None  # MLflow tracking store (default: MLflow's own)
-    mlflow_experiment: str = "kdtool"
-    wandb_project: str = "kdtool"
-    loader: str = "auto"  # data path: memory, stream (kdtool.data.stream) or auto (by --memory-budget)
-    memory_budget: str | None = None  # --loader auto: the most decoded data kept in memory (default: a share of it)
-    workers: int | None = None  # streaming: DataLoader worker processes (default: by CPU cores)
-    skip_bad_samples: bool = False  # streaming: skip and count unreadable samples instead of stopping
-    val_shards: str | None = None  # wds: evaluation shards (default: the training pattern with val for train)
-    class_names: str | None = None  # wds: file of class names (default: classes.txt beside the shards)
 
     def resolve(self) -> TrainConfig:
         """Validate every option and fill the derived defaults, step by step; returns ``self``."""
@@ -467,8 +405,10 @@ _SYMBOLS = {"beta": "CE weight β", "kd_weight": "KD weight", "temperature": "T"
 
 
 @dataclass
+@option_fields
 class DistillConfig(TrainConfig):
-    """A student run: the shared options plus where the knowledge comes from and which data it sees.
+    """A student run: the shared options plus where the knowledge comes from and which data it sees (the fields of
+    the table's train-teacher and distill options, those of distill replacing train-teacher's of their name).
 
     The student architecture is ``model``; ``smoothing`` records the method: the ``kd_loss`` (one of
     :data:`KD_LOSSES`) of a student taught by a teacher, ``lls-st`` for one taught by a Q artifact. The
@@ -480,30 +420,7 @@ class DistillConfig(TrainConfig):
     commands: ClassVar[tuple[str, ...]] = (TRAIN, DISTILL)
     applies: ClassVar[Mapping[str, Applies]] = applies_of(commands)
 
-    smoothing: str = "kd"
-    teacher: str | None = None
-    teacher_cache: str | None = None
-    approximate_cache: bool = False
-    substitute_q: str | None = None
-    kd_loss: str | None = None  # default: the preset's, else kd
-    kd_preset: str | None = None
-    logit_standardize: bool = False
-    kd_weight: float | None = None
-    dkd_alpha: float | None = None
-    dkd_beta: float | None = None
-    dkd_warmup_epochs: int | None = None
-    dist_beta: float | None = None
-    dist_gamma: float | None = None
-    wttm_gamma: float | None = None
-    wttm_weight: float | None = None
-    nkd_gamma: float | None = None
-    kd_balance: str = "none"  # logit-adjust: teacher logits minus τ·log π before softening
-    alpha: float | None = None
-    beta: float | None = None
-    temperature: float | None = None
-    classes: list[str] | None = None
-    class_indices: list[int] | None = None
-    sample_fraction: float = 1.0
+    smoothing: str = "kd"  # not a distill option: the method the student learns by, set by resolve()
 
     def check_method(self) -> None:
         """A student's method follows from its source (see :meth:`resolve`)."""

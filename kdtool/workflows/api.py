@@ -105,10 +105,12 @@ def fit(
     ``teacher`` (a module, or a run folder) the model is a student and ``method`` its ``--kd-loss`` (default
     ``kd``, or the ``kd_preset=``'s; ``dkd``, ``dist``, ``wttm``, ``nkd``); with ``substitute_q`` (a Q artifact
     or a run folder holding one), LLS-ST.
-    ``options`` are the command line's, by their config names (``alpha=0.2``, ``lr=0.05``, ``batch_size=64``,
-    ``device="cpu"``, ``val_fraction=0.1``, ``seed=1`` ...), checked as the command line checks its flags: an
-    unknown name, or an option the run does not use (``alpha`` with ``method="ls"``), is a KdtoolError. Returns
-    the run folder and its metrics rows.
+    ``options`` are the run options of ``train-teacher`` (with ``teacher`` or ``substitute_q``, of ``distill``;
+    the CLI reference, docs/cli.md, lists them) by their config names (``alpha=0.2``, ``lr=0.05``,
+    ``batch_size=64``, ``device="cpu"``, ``val_fraction=0.1``, ``seed=1`` ...): the fields of the run's config,
+    made from the option table (:data:`~kdtool.config.options.OPTIONS`). They are checked as the command line
+    checks its flags: an unknown name, or an option the run does not use (``alpha`` with ``method="ls"``), is a
+    KdtoolError. Returns the run folder and its metrics rows.
     """
     taught = teacher is not None or substitute_q is not None
     given = given_flags(options, (DistillConfig if taught else TrainConfig).commands, "kdtool.fit")  # as the CLI
