@@ -287,3 +287,36 @@ def test_a_skipped_first_fp16_step_leaves_the_fused_momentum_at_zero():
     plain_param.sum().backward()
     optimizer.step(), plain.step()
     assert torch.equal(param.detach(), plain_param.detach())
+
+
+def test_compile_mode_reaches_torch_compile_and_needs_compile(monkeypatch, run_cli, tmp_path):
+    import torch._inductor.config as inductor_config
+
+    modes = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: modes.append(kwargs.get("mode")))
+    monkeypatch.setattr(accel_module, "compile_unavailable", lambda device: None)
+    monkeypatch.setattr(inductor_config.triton, "cudagraph_skip_dynamic_graphs", False)
+    for mode in ("default", "reduce-overhead"):
+        maybe_compile(build_model("lenet5", 10, 1, 28), CPU, print, mode)
+    assert modes == [None, "reduce-overhead"] and inductor_config.triton.cudagraph_skip_dynamic_graphs
+    common = ("train-teacher", "--smoothing", "ls", "--model", "lenet5", *TINY)
+    code, _, stderr = run_cli(*common, "--compile-mode", "reduce-overhead", "--out", tmp_path / "no-compile")
+    assert code == 2 and "--compile-mode does not apply to this run" in stderr and "--compile" in stderr
+    code, _, stderr = run_cli(*common, "--compile", "--compile-mode", "fastest", "--out", tmp_path / "bad")
+    assert code == 2 and "--compile-mode" in stderr and "reduce-overhead" in stderr
+    assert not (tmp_path / "no-compile").exists() and not (tmp_path / "bad").exists()
+
+
+def test_predict_keeps_each_batch_even_when_the_network_reuses_its_output_memory():
+    # CUDA graphs (--compile-mode reduce-overhead) hand back the same output memory at every replay
+    class ReusesItsOutput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.out = torch.zeros(4, 3)
+
+        def forward(self, x):
+            return self.out.copy_(x.flatten(1)[:, :3].float())
+
+    split = Split(torch.arange(8 * 3, dtype=torch.uint8).reshape(8, 1, 3, 1), torch.zeros(8, dtype=torch.long))
+    logits, _ = predict(ReusesItsOutput(), BatchLoader(split, 4, ImageBatchTransform((0.0,), (1 / 255,)), CPU))
+    torch.testing.assert_close(logits, torch.arange(24, dtype=torch.float32).reshape(8, 3))

@@ -65,6 +65,7 @@ INPUT_NORMS = ("model", "dataset")
 SELECT_CHOICES = ("last", "best-val-loss", "best-val-acc", "best-val-f1", "best-val-balanced-acc")
 # --amp: mixed precision (kdtool.training.accel)
 AMP_MODES = ("none", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def check_amp(mode: str) -> str:
@@ -193,6 +194,8 @@ class TrainConfig:
         """Mixed precision, the device and the trackers: an unavailable --device, or a tracker whose package is
         missing, fails here, before any folder or data."""
         self.amp = check_amp(self.amp)
+        if self.compile_mode not in COMPILE_MODES:
+            raise unknown_choice("--compile-mode", self.compile_mode, COMPILE_MODES)
         check_device(self.device)
         trackers = parse_log(self.log)
         check_installed(trackers)

@@ -92,9 +92,14 @@ def _compile_fallback_note(reason: str) -> str:
     return f"--compile: torch.compile is unavailable here ({reason}); training runs eagerly"
 
 
-def maybe_compile(model: nn.Module, device: torch.device, note: Note) -> nn.Module:
-    """``model`` compiled in place with ``torch.compile`` (its state_dict keys unchanged), or as it
+def maybe_compile(model: nn.Module, device: torch.device, note: Note, mode: str = "default") -> nn.Module:
+    """``model`` compiled in place with ``torch.compile`` in ``mode`` (its state_dict keys unchanged), or as it
     was, with one line saying why, where torch.compile cannot run.
+
+    ``reduce-overhead`` replays CUDA graphs, whose outputs the next replay overwrites: what keeps a network's
+    outputs beyond a step copies them (:func:`~kdtool.training.engine.predict` does). A graph whose shapes vary
+    (the last, smaller batch once compiled dynamically) runs without CUDA graphs rather than recording one per
+    shape.
 
     torch.compile is lazy: most of its failures (no working compiler, an unsupported operation, a
     backend error) only show at the first forward. That first call is therefore guarded: if it
@@ -104,7 +109,11 @@ def maybe_compile(model: nn.Module, device: torch.device, note: Note) -> nn.Modu
     if reason is not None:
         note(_compile_fallback_note(reason))
         return model
-    model.compile()
+    if mode == "reduce-overhead":
+        import torch._inductor.config
+
+        torch._inductor.config.triton.cudagraph_skip_dynamic_graphs = True
+    model.compile(mode=None if mode == "default" else mode)
     compiled = model._compiled_call_impl
 
     def first_call(*args, **kwargs):

@@ -140,7 +140,8 @@ def predict(model: nn.Module, loader: BatchLoader, accel: Accel = Accel()) -> tu
     logits, labels = [], []
     for x, y in loader.epoch():
         with accel.autocast():
-            logits.append(model(accel.inputs(x)).float())
+            # a copy: with --compile-mode reduce-overhead the output lives in CUDA-graph memory the next batch reuses
+            logits.append(model(accel.inputs(x)).to(torch.float32, copy=True))
         labels.append(y)
     model.train(was_training)
     return torch.cat(logits), torch.cat(labels)

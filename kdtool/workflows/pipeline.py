@@ -178,7 +178,7 @@ def _setup(
     accel.prepare(model.to(device))
     target.to(device)
     if cfg.compile:
-        maybe_compile(model, device, note)
+        maybe_compile(model, device, note, cfg.compile_mode)
     if env.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     dataset = dataset.with_validation(cfg.val_fraction, cfg.seed)
