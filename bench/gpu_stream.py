@@ -52,13 +52,13 @@ class StreamSizes:
     extra_warmup: int = 4  # warm-up steps beyond the loader's own prefetch depth
     rounds: int = 2  # training runs of each loader, interleaved
     workers: int | None = None  # None: kdtool's default_workers()
-    scan: tuple[int, ...] = (8, 12, 16)  # kdtool data-only at these worker counts (those above the cores dropped)
+    scan: tuple[int, ...] = (8,)  # kdtool data-only also at these worker counts (those above the cores dropped)
     decode_batches: int = 10  # batches decoded on the device
 
 
 GPU_STREAM = StreamSizes()
 TINY_STREAM = StreamSizes(images=40, classes=4, pixels=(72, 96), image_size=64, model="resnet18", batch=4, steps=2,
-                          extra_warmup=1, rounds=1, workers=1, scan=(1,), decode_batches=2)  # fmt: skip
+                          extra_warmup=1, rounds=1, workers=1, scan=(2,), decode_batches=2)  # fmt: skip
 
 
 # -- the JPEG folder ----------------------------------------------------------------------------------------
@@ -252,7 +252,8 @@ def device_decode(root: Path, s: StreamSizes, device, sync) -> float:
 
 # -- the part -----------------------------------------------------------------------------------------------
 def part_stream(part) -> None:
-    """bench/gpu.py's part: prints its inputs and figures; its last line is the ratio of training images/s."""
+    """bench/gpu.py's part: prints its inputs, then each figure as it is measured (a part stopped by its time
+    limit keeps those), and last the ratio of training images/s."""
     import shutil
 
     import torch
@@ -261,23 +262,11 @@ def part_stream(part) -> None:
     from kdtool.data.stream import default_workers
 
     s = TINY_STREAM if part.tiny else GPU_STREAM
-    root = part.work / "jpegs"
-    try:
-        folder = make_folder(root, s)
-        print(folder)
-        workers = default_workers() if s.workers is None else s.workers
-        if part.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # as kdtool sets it on a GPU
-        figures = compare(root, s, workers, part)
-        scan = {w: scan_workers(root, s, w, part) for w in s.scan if w <= cpu_cores()}
-        decoded = device_decode(root, s, part.device, part.sync)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    workers = default_workers() if s.workers is None else s.workers
     inputs = {
         "bench": "stream (GPU)" if part.device.type == "cuda" else "stream (--tiny, CPU)",
         **part.machine(),
         "CPU cores": cpu_cores(),
-        "data": folder,
         "model": f"{s.model}, {s.classes} classes, bf16 autocast + channels-last, SGD",
         "batch size": s.batch,
         "crop": f"random-resized {s.image_size} (kdtool's scale and ratio), flip, normalise on the device",
@@ -287,44 +276,59 @@ def part_stream(part) -> None:
     }
     for key, value in inputs.items():
         print(f"{key}: {value}")
-    scan_line = ", ".join(f"{w} workers {speed:.0f}" for w, speed in scan.items())
-    figures["kdtool data-only images/s by workers"] = scan_line
-    figures[f"batch decode_jpeg(device={part.device.type}) + kdtool's crop, data only"] = f"{decoded:.0f} images/s"
-    for key, value in figures.items():
-        print(f"{key}: {value}")
-        part.note(key, value)
-    kdtool, timm = (float(figures[f"training images/s, {who}"].split()[0]) for who in ("kdtool", "timm"))
-    print_ratio_at_least("training images/s kdtool --loader stream / timm create_loader", kdtool / timm, TARGET)
+    if part.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as kdtool sets it on a GPU
+    root = part.work / "jpegs"
+    try:
+        report(part, "data", make_folder(root, s))
+        train = compare(root, s, workers, part)
+        for w in (w for w in s.scan if w <= cpu_cores() and w != workers):
+            report(part, f"data-only images/s, kdtool --workers {w}", f"{scan_workers(root, s, w, part):.0f}")
+        decoded = device_decode(root, s, part.device, part.sync)
+        report(
+            part, f"batch decode_jpeg(device={part.device.type}) + kdtool's crop, data-only images/s", f"{decoded:.0f}"
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print_ratio_at_least("training images/s kdtool --loader stream / timm create_loader", train["kdtool"] /
+                         train["timm"], TARGET)  # fmt: skip
 
 
-def compare(root: Path, s: StreamSizes, workers: int, part) -> dict[str, str]:
-    """Training and data-only images/s of kdtool's and timm's loaders (same workers), and their workers' peak
-    host memory."""
+def report(part, key: str, value: str) -> None:
+    """Print a figure now and keep it for the summary."""
+    print(f"{key}: {value}")
+    part.note(key, value)
+
+
+def compare(root: Path, s: StreamSizes, workers: int, part) -> dict[str, float]:
+    """Training and data-only images/s of kdtool's and timm's loaders (same workers) and their workers' host
+    memory, each reported as measured; returns the best training images/s of each."""
     import torch
 
+    start = time.perf_counter()
     training = Training(s, part.device)
     x = torch.randn(s.batch, 3, s.image_size, s.image_size, device=part.device)
     y = torch.randint(0, s.classes, (s.batch,), device=part.device)
     for _ in range(3):  # cuDNN's algorithm search and the first allocations, before any loader is timed
         training(x, y)
     part.sync()
+    print(f"model ready in {time.perf_counter() - start:.1f} s")
     loaders = {"kdtool": kdtool_loader(root, s, workers, part.device), "timm": timm_loader(root, s, workers,
                                                                                            part.device)}  # fmt: skip
     train: dict[str, list[float]] = {who: [] for who in loaders}
-    for _ in range(s.rounds):
+    for r in range(s.rounds):
         for who, loader in loaders.items():
             train[who].append(images_per_second(loader, s, training, part.sync))
-    figures = {}
+            print(f"round {r + 1}: training images/s, {loader.name}: {train[who][-1]:.0f}")
     for who, loader in loaders.items():
-        runs = ", ".join(f"{v:.0f}" for v in train[who])
-        figures[f"training images/s, {who}"] = f"{max(train[who]):.0f} (best of {runs}; {loader.name})"
+        report(part, f"training images/s, {who}", f"{max(train[who]):.0f} (best of {s.rounds}; {loader.name})")
     for who, loader in loaders.items():
-        figures[f"data-only images/s, {who}"] = f"{images_per_second(loader, s, data_only, part.sync):.0f}"
+        report(part, f"data-only images/s, {who}", f"{images_per_second(loader, s, data_only, part.sync):.0f}")
     for who, loader in loaders.items():
-        figures[f"host memory per worker, {who}"] = worker_memory(loader.dataloader())
+        report(part, f"host memory per worker, {who}", worker_memory(loader.dataloader()))
     loaders.clear()
     gc.collect()  # the persistent workers exit with their DataLoaders
-    return figures
+    return {who: max(speeds) for who, speeds in train.items()}
 
 
 def scan_workers(root: Path, s: StreamSizes, workers: int, part) -> float:
