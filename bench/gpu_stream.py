@@ -13,12 +13,12 @@ by either loader with the same workers and the same crop:
   (timm's default 0.4 is work kdtool does not do).
 
 Figures: training images/s with each loader (rounds interleaved, the best of each), data-only images/s of
-each (iterate, to the device, normalise, no model), kdtool's data-only images/s at a few worker counts (is
-``default_workers()``'s cap of 8 right here?), batch JPEG decoding on the device
-(``torchvision.io.decode_jpeg(device=...)``, data only, not a kdtool path) and the peak host memory (VmHWM) of
-each loader's workers. Every timed run starts after a warm-up of the loader's own prefetch depth (workers ×
-prefetch factor) plus a few batches, so a queue filled while the model warmed up, or while the other loader
-ran, does not count. The last line: training images/s kdtool / timm (target ≥ 1.0).
+each (iterate, to the device, normalise, no model), kdtool's data-only images/s with other worker counts (8:
+``default_workers()``'s cap before it was 16), batch JPEG decoding on the device
+(``torchvision.io.decode_jpeg(device=...)``, data only, not a kdtool path) and the host memory of each
+loader's workers (peak resident, VmHWM, and private). Every timed run starts by taking, without timing, the
+batches the loader's queue may hold (workers × prefetch factor: filled while the model warmed up or the other
+loader ran), then a few steps. The last line: training images/s kdtool / timm (target ≥ 1.0).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class StreamSizes:
     model: str = "resnet50"
     batch: int = 256
     steps: int = 40  # timed steps of a run
-    extra_warmup: int = 4  # warm-up steps beyond the loader's own prefetch depth
+    extra_warmup: int = 5  # warm-up steps after the batches the loader's queue may hold are taken
     rounds: int = 2  # training runs of each loader, interleaved
     workers: int | None = None  # None: kdtool's default_workers()
     scan: tuple[int, ...] = (8,)  # kdtool data-only also at these worker counts (those above the cores dropped)
@@ -113,13 +113,11 @@ class Loader:
     workers: int
     prefetch: int  # batches queued per worker
 
-    def warmup_steps(self, extra: int) -> int:
-        return self.workers * self.prefetch + extra
-
 
 def kdtool_loader(root: Path, s: StreamSizes, workers: int, device) -> Loader:
     """The training loader of ``kdtool train-teacher --data imagefolder:ROOT --loader stream --workers W``."""
     from kdtool.config.runconfig import TrainConfig
+    from kdtool.data.stream import PREFETCH_FACTOR
     from kdtool.training.rundata import load_data
     from kdtool.workflows.pipeline import make_loaders
 
@@ -131,7 +129,8 @@ def kdtool_loader(root: Path, s: StreamSizes, workers: int, device) -> Loader:
         for epoch in count():
             yield from train.epoch(epoch)
 
-    return Loader(f"kdtool --loader stream --workers {workers}", endless(), lambda: train._loader, workers, 4)
+    name = f"kdtool --loader stream --workers {workers}"
+    return Loader(name, endless(), lambda: train._loader, workers, PREFETCH_FACTOR)
 
 
 def timm_loader(root: Path, s: StreamSizes, workers: int, device) -> Loader:
@@ -180,9 +179,12 @@ def worker_memory(dataloader) -> str:
 
 # -- timing -------------------------------------------------------------------------------------------------
 def images_per_second(loader: Loader, s: StreamSizes, step: Callable[[object, object], None], sync) -> float:
-    """Images/s of ``s.steps`` batches through ``step``, after the loader's warm-up (its prefetch depth plus
-    ``s.extra_warmup`` batches)."""
-    for _ in range(loader.warmup_steps(s.extra_warmup)):
+    """Images/s of ``s.steps`` batches through ``step``, after a warm-up: as many batches as the loader's queue
+    may hold (its workers × prefetch factor, filled while it waited: taken, not stepped), then
+    ``s.extra_warmup`` steps."""
+    for _ in range(loader.workers * loader.prefetch):
+        next(loader.batches)
+    for _ in range(s.extra_warmup):
         step(*next(loader.batches)[:2])
     sync()
     start = time.perf_counter()
@@ -271,8 +273,9 @@ def part_stream(part) -> None:
         "batch size": s.batch,
         "crop": f"random-resized {s.image_size} (kdtool's scale and ratio), flip, normalise on the device",
         "workers": f"{workers} each (kdtool's default_workers() here: {default_workers()})",
-        "timed steps": f"{s.steps} per run after each loader's warm-up (its workers × prefetch factor + "
-        f"{s.extra_warmup}); training: {s.rounds} round(s), kdtool and timm interleaved, the best of each",
+        "timed steps": f"{s.steps} per run, after taking the batches the loader's queue may hold (its workers × "
+        f"prefetch factor) and {s.extra_warmup} steps; training: {s.rounds} round(s), kdtool and timm interleaved, "
+        "the best of each",
     }
     for key, value in inputs.items():
         print(f"{key}: {value}")
