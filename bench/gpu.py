@@ -19,6 +19,8 @@ own figure) and each ending, like every bench here, with its ratio as its last l
               memory held (host + device) and time per batch of 1024 (target: memory ≤ 0.01)
   torchrun    `torchrun --nproc-per-node <all GPUs>` (NCCL) of a short LLS run: it completes and the
               ranks agree (kdtool's "N processes; largest parameter difference from rank 0: X")
+  stream      ResNet-50 training on 20,000 generated JPEGs fed by kdtool's --loader stream / by
+              timm.data.create_loader, same workers and crop (bench/gpu_stream.py; target ≥ 1.0)
 
 Every part prints its inputs and absolute figures (images/s, ms, MiB) before its ratio. The run
 writes two files into OUT_DIR: summary.md (GPU name, torch version, every ratio and figure) and
@@ -65,6 +67,7 @@ PARTS: dict[str, int] = {
     "cache-kd": 150,
     "sparse-q": 120,
     "torchrun": 150,
+    "stream": 150,
 }
 GPU_BUDGET_S = 420  # 7 minutes: the 8, less a margin for the device call's own start and copies
 TINY_BUDGET_S = 900  # a CPU shared with others can be several times slower than a quiet one
@@ -1010,6 +1013,7 @@ PART_FUNCTIONS: dict[str, Callable[[Part], None]] = {
     "cache-kd": part_cache_kd,
     "sparse-q": part_sparse_q,
     "torchrun": part_torchrun,
+    "stream": lambda part: __import__("gpu_stream").part_stream(part),
 }
 
 

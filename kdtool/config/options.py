@@ -448,7 +448,7 @@ OPTIONS: tuple[Option, ...] = (
     # streamed imagefolder batches do not depend on it; wds: shards are dealt out to the workers, each making its
     # own batches, so there they do
     Option("workers", int | None, None, "Streaming: DataLoader worker processes per training process (0: decode in "
-        "it; default: its share of the CPU cores, at most 8). Batches do not depend on it.", STREAM, applies=STREAMS,
+        "it; default: its share of the CPU cores, at most 16). Batches do not depend on it.", STREAM, applies=STREAMS,
         changes_result=_is_wds, show_default=False),
     Option("skip_bad_samples", bool, False, "Streaming: skip unreadable images, incomplete samples and truncated "
         "shards, counting them in the log, instead of stopping at the first.", STREAM, applies=STREAMS),
