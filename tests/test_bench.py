@@ -15,8 +15,9 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 # common.py is what the benches share, not a bench; gpu.py runs as `bash bench/gpu.sh OUT --tiny` in test_bench_gpu,
-# gpu_stream.py is its part `stream`; function_sizes.py measures the code, not its speed (test_function_sizes runs it)
-NOT_BENCHES = ("common.py", "gpu.py", "gpu_stream.py", "function_sizes.py")
+# gpu_stream.py is its part `stream` and gpu_profile.py the overhead part's profiles; function_sizes.py measures the
+# code, not its speed (test_function_sizes runs it)
+NOT_BENCHES = ("common.py", "gpu.py", "gpu_stream.py", "gpu_profile.py", "function_sizes.py")
 BENCHES = sorted(p.name for p in BENCH.glob("*.py") if p.name not in NOT_BENCHES)
 RATIO = re.compile(r"ratio .+ = \d+\.\d{3} \(target ≤ [\d.]+: (met|NOT met)\)")
 # the benches that print a table, not a ratio against a target: the last line each prints
