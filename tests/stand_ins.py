@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from kdtool.cli import main_args
-from kdtool.data.classnames import FASHION_MNIST_CLASSES
 from tests.conftest import TINY
 
 TOPS = "T-shirt/top,Pullover,Coat,Shirt"
@@ -107,8 +106,11 @@ class StandIns:
             "groups.json": lambda p: p.write_text(json.dumps({"pets": ["cat", "dog"]}), encoding="utf-8"),
             "q64.q.safetensors": lambda p: _q(p, 64),
             "q64-top32.q.safetensors": lambda p: _q(p, 64, top=32),
-            "resnet10t.safetensors": _resnet10t_weights,
+            "resnet10t.safetensors": lambda p: _timm_weights(p, "resnet10t", num_classes=10, in_chans=1),
             "resnet18.pth": _resnet18_weights,
+            "timm-resnet18.safetensors": lambda p: _timm_weights(p, "resnet18"),
+            "timm-resnet18-birds.pth": lambda p: _timm_weights(p, "resnet18", num_classes=2),
+            "imagenet run": self._imagenet_run,
         }
 
     def __getitem__(self, name: str) -> Path:
@@ -125,6 +127,18 @@ class StandIns:
             self.made[name] = path
         return self.made[name]
 
+    def _imagenet_run(self, path: Path) -> None:
+        """A run trained on ``imagefolder:data/imagenet``, as the docs' ImageNet teacher: a cache of it names
+        that dataset, which a student reads from the same relative path."""
+        (self.root / "data").mkdir(exist_ok=True)
+        (self.root / "data" / "imagenet").symlink_to(self["image folder"])
+        here = os.getcwd()
+        os.chdir(self.root)
+        try:
+            kdtool("train-teacher", "--dataset", "imagefolder:data/imagenet", *TINY, "--out", path)
+        finally:
+            os.chdir(here)
+
     def put(self, name: str, where: Path) -> None:
         """Put stand-in ``name`` at ``where``: a copy of a folder (an example may write into its run), a link to
         a file."""
@@ -136,12 +150,13 @@ class StandIns:
             where.symlink_to(made)
 
 
-def _resnet10t_weights(path: Path) -> None:
-    """Weights of timm's resnet10t for Fashion-MNIST as kdtool builds it (1 channel, 10 classes)."""
+def _timm_weights(path: Path, name: str, **options) -> None:
+    """A timm model's weights: a pretrained file (safetensors) or a trained one (a torch.save'd state dict)."""
     import timm
     from safetensors.torch import save_file
 
-    save_file(timm.create_model("resnet10t", num_classes=len(FASHION_MNIST_CLASSES), in_chans=1).state_dict(), path)
+    weights = timm.create_model(name, **options).state_dict()
+    save_file(weights, path) if path.suffix == ".safetensors" else torch.save(weights, path)
 
 
 def _resnet18_weights(path: Path) -> None:

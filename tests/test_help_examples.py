@@ -23,6 +23,7 @@ import glob
 import os
 import re
 import shlex
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -87,16 +88,21 @@ EXAMPLES = help_examples()
 
 
 def shell_blocks() -> list[tuple[str, str, str, bool]]:
-    """(where, language, block, marked runnable) of every fenced bash, python or unlabelled block of the README
-    and docs/ but the generated CLI reference."""
+    """(where, language, block, marked runnable) of every fenced block of the README and docs/ but the
+    generated CLI reference, fences paired line by line."""
     blocks = []
     for page in PAGES:
         if page.name == "cli.md":
             continue
-        text = page.read_text(encoding="utf-8")
-        for match in re.finditer(r"(<!-- runnable -->\n)?```(bash|python|)\n(.*?)```", text, flags=re.DOTALL):
-            where = f"{page.name}:{text[: match.start(2)].count(chr(10)) + 1}"
-            blocks.append((where, match.group(2), match.group(3), bool(match.group(1))))
+        lines, start = page.read_text(encoding="utf-8").splitlines(), None
+        for number, line in enumerate(lines):
+            fence = line.strip()
+            if start is None and fence.startswith("```"):
+                start, language = number, fence.removeprefix("```")
+            elif start is not None and fence == "```":
+                block = textwrap.dedent("\n".join(lines[start + 1 : number])) + "\n"
+                blocks.append((f"{page.name}:{start + 1}", language, block, lines[start - 1].strip() == MARKER))
+                start = None
     return blocks
 
 
@@ -119,6 +125,10 @@ INPUTS: dict[str, str | dict[str, str]] = {
     "runs/lt-teacher": "onehot run",
     "runs/lt-onehot": "onehot run",
     "runs/in-resnet": "image folder run",
+    "runs/in-resnet50": {"runs/in-resnet50": "imagenet run", "data/imagenet": "image folder"},
+    "imagefolder:data/imagenet": {"data/imagenet": "image folder"},
+    "resnet18.safetensors": "timm-resnet18.safetensors",
+    "my-birds.pth": "timm-resnet18-birds.pth",
     "runs/st-kd": "kd run",
     "runs/st-tops": "tops run",
     "runs/imported": "imported run",
@@ -161,6 +171,9 @@ TINY_FLAGS = {
     "import": ("--limit-test", "128"),
     "rerun": ("--set", "epochs=1"),
 }
+# options replaced where an example gives them: one seed (a distill of a teacher cache made with --limit-train,
+# as the tiny cache is, must have the cache's seed)
+ONE_SEED = ("--seeds", "0")
 # --imbalance-ratio 100 needs 100 samples in the largest class to leave one in the smallest
 IMBALANCED = ("--limit-train", "1000")
 # help examples that need data this machine has not, by the start of their command line
@@ -186,13 +199,19 @@ def tiny(args: list[str]) -> list[str]:
     if "--imbalance-ratio" in args:
         flags = (*flags, *IMBALANCED)
     for flag, value in zip(flags[::2], flags[1::2], strict=True):
-        key = value.split("=", 1)[0] + "=" if flag == "--set" else ""
-        at = [i + 1 for i, a in enumerate(args[:-1]) if a == flag and args[i + 1].startswith(key)]
-        for i in at:
-            args[i] = value
-        if not at:
+        if not replace(args, flag, value):
             args += [flag, value]
+    replace(args, *ONE_SEED)
     return args
+
+
+def replace(args: list[str], flag: str, value: str) -> bool:
+    """Give ``flag`` (``--set KEY=``: that key) ``value`` in place in ``args``; whether ``args`` gave it."""
+    key = value.split("=", 1)[0] + "=" if flag == "--set" else ""
+    at = [i + 1 for i, a in enumerate(args[:-1]) if a == flag and args[i + 1].startswith(key)]
+    for i in at:
+        args[i] = value
+    return bool(at)
 
 
 def listed(table: dict[str, str], args: list[str]) -> str | None:
@@ -279,3 +298,69 @@ def test_a_help_example_without_its_data_says_how_to_get_it(args, stand_ins, run
             patch.setattr(runner, "execute", lambda planned, console, after_each=None: None)
             code, _, err = run_cli(*shell_words(tiny(args)))
         assert code == 0, err
+
+
+BLOCKS = shell_blocks()
+# shell and python blocks of the README and docs/ that cannot run here, by page and the start of the first line
+NOT_RUNNABLE = {
+    "README.md: bash recipes/quickstart.sh": "creates a virtual environment and installs kdtool (network)",
+    "index.md: bash recipes/quickstart.sh": "creates a virtual environment and installs kdtool (network)",
+    "getting-started.md: bash recipes/quickstart.sh": "creates a virtual environment and installs kdtool (network)",
+    "install.md: python3 -m venv .venv": "creates a virtual environment and installs kdtool (network)",
+    "contributing.md: python3 -m venv .venv && .venv/bin/pip install -e \".[test]\"": "installs kdtool (network)",
+    "contributing.md: .venv/bin/python -m pytest -m \"not slow\"": "runs the test suite (this test is in it)",
+    "contributing.md: .venv/bin/ruff check . && .venv/bin/ruff format --check kdtool tests": "lints, not kdtool",
+    "contributing.md: .venv/bin/python bench/function_sizes.py --top 10": "a bench script, not kdtool",
+    "contributing.md: .venv/bin/mkdocs build --strict": "builds the site (tests/test_docs.py does)",
+    "contributing.md: .venv/bin/typer kdtool.cli utils docs": "writes docs/cli.md (tests/test_docs.py checks it)",
+    "api.md: import torch, kdtool": "a sketch: model, loader, teacher_net, logits are the reader's own",
+    "architecture.md: class FocalLoss(Target):": "an excerpt of kdtool/losses, not a script",
+    "big-data.md: kdtool train-teacher --dataset imagefolder:~/data/imagenet": "trains ResNet-50 at 224 px",
+    "multi-gpu.md: kdtool train-teacher ... --out runs/c100-lls --resume": "a pattern: '...' are the run's options",
+    "multi-gpu.md: torchrun --nproc-per-node 4 -m kdtool train-teacher --dataset cifar100 --data-root ~/data \\":
+        "four processes on CIFAR-100 in ~/data",
+    "training.md: kdtool train-teacher --dataset fashion-mnist --model lenet5 --smoothing lls --alpha 0.1": (
+        "its second command downloads CIFAR-100 (network)"
+    ),
+}  # fmt: skip
+
+
+RUNNABLE = [(where, language, block) for where, language, block, marked in BLOCKS if marked]
+
+
+def first_line(where: str, block: str) -> str:
+    """``page: first line`` of a block, its comment cut."""
+    return f"{where.split(':')[0]}: {block.strip().splitlines()[0].split('  #')[0].strip()}"
+
+
+def test_every_shell_block_of_the_docs_runs_or_says_why_not():
+    """A block a reader would paste is marked runnable, or listed in NOT_RUNNABLE with the reason; an unlabelled
+    block counts when it holds a kdtool command (the others are output, formulas and trees)."""
+    commands = [
+        (w, b, m)
+        for w, language, b, m in BLOCKS
+        if language in ("bash", "python") or re.search(r"^\s*kdtool ", b, re.MULTILINE)
+    ]
+    listed = {
+        w: next((k for k in NOT_RUNNABLE if first_line(w, b).startswith(k)), None) for w, b, m in commands if not m
+    }
+    unmarked = [w for w, key in listed.items() if key is None]
+    stale = set(NOT_RUNNABLE) - set(listed.values())
+    assert not unmarked, f"blocks neither marked {MARKER} nor listed in NOT_RUNNABLE: {unmarked}"
+    assert not stale, f"NOT_RUNNABLE lists blocks that are gone or marked runnable: {stale}"
+
+
+@pytest.mark.slow  # real (tiny) training runs
+@pytest.mark.parametrize("where, language, block", RUNNABLE, ids=[where for where, _, _ in RUNNABLE])
+def test_a_runnable_docs_block_runs_as_pasted(where, language, block, stand_ins, run_cli, user_folder):
+    if language == "python":
+        exec(compile(block, where, "exec"), {"__name__": "__main__"})
+        return
+    for env, words in pasted_lines(block):
+        args = kdtool_args(words)
+        assert args is not None, f"{where}: {shlex.join(words)}: a runnable block holds kdtool commands alone"
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            code, _, err = run_pasted(args, stand_ins, run_cli, user_folder)
+        assert code == 0, f"{where}: kdtool {shlex.join(args)}: {err}"
