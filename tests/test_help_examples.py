@@ -253,7 +253,7 @@ def run_pasted(args: list[str], stand_ins: StandIns, run_cli, folder: Path) -> t
     written = {a for before, a in zip(["", *args[:-1]], args, strict=True) if before in WRITES}
     if "--resume" in args:  # --resume reads the run in --out
         written.discard(args[args.index("--out") + 1])
-    for word in set(args) - written:
+    for word in [a for a in args if a not in written]:
         wanted = INPUTS.get(word, {})
         for where, name in wanted.items() if isinstance(wanted, dict) else [(word, wanted)]:
             if not (folder / where).exists():
