@@ -62,10 +62,11 @@ def cache_teacher(
     **Examples**
 
     ```
-    kdtool cache-teacher runs/fmnist-resnet --views 15 --out caches/fmnist-resnet.cache.safetensors
+    kdtool cache-teacher runs/fmnist-resnet --augment standard --views 15 --out caches/fmnist-resnet.cache.safetensors
     kdtool cache-teacher runs/c100-resnet --views 20 --top-k 10 --out caches/c100.cache.safetensors
     kdtool cache-teacher runs/in-resnet --loader stream --workers 8 --out caches/in.cache.safetensors
-    kdtool distill --teacher-cache caches/fmnist-resnet.cache.safetensors --kd-loss dkd --out runs/st-dkd
+    kdtool distill --teacher-cache caches/fmnist-resnet.cache.safetensors --augment standard --kd-loss dkd \\
+        --out runs/st-dkd
     ```
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn

@@ -68,7 +68,7 @@ def superclass(
     ```
     kdtool make-prior superclass --dataset cifar100 --out artifacts/c100-superclass.q.safetensors
     kdtool make-prior superclass --dataset fashion-mnist --groups recipes/fmnist-groups.json \\
-        --out artifacts/fmnist-superclass.q.safetensors
+        --out priors/fmnist-superclass.q.safetensors
     kdtool make-prior superclass --dataset imagefolder:./data --groups my-groups.json \\
         --out artifacts/groups.q.safetensors
     ```

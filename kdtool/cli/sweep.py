@@ -108,7 +108,8 @@ def sweep(
     **Examples**
 
     ```
-    kdtool sweep --lr 0.1,0.01,0.001,0.0001 --smoothing onehot,ls,prior:artifacts/fmnist-semantic.q.safetensors \\
+    kdtool make-prior semantic --dataset fashion-mnist --out priors/fmnist-semantic.q.safetensors
+    kdtool sweep --lr 0.1,0.01,0.001,0.0001 --smoothing onehot,ls,prior:priors/fmnist-semantic.q.safetensors \\
         --seeds 0,1,2 --schedule constant --weight-decay 0 --epochs 30 --out runs/pls-dynamics
     kdtool sweep --alpha 0.1,0.2,0.4 --smoothing lls --epochs 10 --out runs/alpha --print-commands | parallel -j 2
     ```
