@@ -246,6 +246,14 @@ def test_help_and_import_do_not_load_torch():
     assert kdtool.LearnableLabelSmoothing.__name__ == "LearnableLabelSmoothing"  # loaded on first use
 
 
+def test_compare_tables_do_not_load_torch(tiny_lls_run):
+    """A table of finished runs reads their JSON and CSV files: no torch import (about 1.5 s of CPU a process)."""
+    command = ["compare", str(tiny_lls_run), "--format", "csv"]
+    loaded = _modules_after(f"from kdtool.cli import main_args\nmain_args({command!r})")
+    assert "smoothing,n,selected_epoch_mean,selected_epoch_std" in " ".join(loaded)  # the table was printed
+    assert "torch" not in loaded
+
+
 @pytest.mark.parametrize(
     ("command", "message"),
     [
