@@ -118,10 +118,10 @@ GROUP_BY=smoothing,logit_standardize,teacher_cache_file.views,q_artifact.path
     echo
     echo "| method | s/epoch | relative to KD |"
     echo "| :-- | --: | --: |"
-    for method in "${METHODS[@]}"; do
-        "$KDTOOL" compare "$OUT/$method" --format csv | awk -F, -v m="$method" '
-            NR == 1 { for (i = 1; i <= NF; i++) if ($i == "epoch_seconds_mean") col = i }
-            NR == 2 { print m "," $col }'
-    done | awk -F, '$1 == "kd" { kd = $2 } { name[NR] = $1; s[NR] = $2 }
-        END { for (i = 1; i <= NR; i++) printf "| %s | %.1f | %.2f |\n", name[i], s[i], (kd > 0 ? s[i] / kd : 0) }'
+    # the same groups as a CSV, one row a method in the order of METHODS; the column is counted from the end
+    # of the row (a group-by value, a path, may hold a comma)
+    "$KDTOOL" compare "${METHODS[@]/#/$OUT/}" --group-by "$GROUP_BY" --format csv | awk -F, -v names="${METHODS[*]}" '
+        NR == 1 { split(names, name, " "); for (i = 1; i <= NF; i++) if ($i == "epoch_seconds_mean") back = NF - i; next }
+        { s[NR - 1] = $(NF - back); if (name[NR - 1] == "kd") kd = s[NR - 1] }
+        END { for (i = 1; i < NR; i++) printf "| %s | %.1f | %.2f |\n", name[i], s[i], (kd > 0 ? s[i] / kd : 0) }'
 } | tee "$OUT/benchmark.md"
