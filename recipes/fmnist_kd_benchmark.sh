@@ -57,55 +57,58 @@ STUDENT=(--student lenet5 "${DATA[@]}" --limit-train "$LIMIT" --seeds "$SEEDS" -
 
 # 1. teachers
 {
-    printf '%q ' "$KDTOOL" train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"; echo
-    printf '%q ' "$KDTOOL" train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"; echo
-} | run_all
+    printf '%q ' kdtool train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"; echo
+    printf '%q ' kdtool train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"; echo
+} | run_kdtool
 
-# 2. Q artifacts and teacher caches (a cache holds the --limit-train samples its --seed picked: one per seed)
+# 2. Q artifacts and teacher caches (a cache holds the --limit-train samples its --seed picked: one per seed),
+# in one kdtool process
 mkdir -p "$OUT/q" "$OUT/caches"
-"$KDTOOL" export-q "$OUT/teacher-lls" --out "$OUT/q/lls.q.safetensors" --force
-"$KDTOOL" export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --out "$OUT/q/onehot.q.safetensors" --force
-for seed in ${SEEDS//,/ }; do
-    "$KDTOOL" cache-teacher "$OUT/teacher-onehot" --limit-train "$LIMIT" --seed "$seed" \
-        --out "$OUT/caches/seed$seed.cache.safetensors" --force
-done
+{
+    printf '%q ' kdtool export-q "$OUT/teacher-lls" --out "$OUT/q/lls.q.safetensors" --force; echo
+    printf '%q ' kdtool export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --out "$OUT/q/onehot.q.safetensors" \
+        --force; echo
+    for seed in ${SEEDS//,/ }; do
+        printf '%q ' kdtool cache-teacher "$OUT/teacher-onehot" --limit-train "$LIMIT" --seed "$seed" \
+            --out "$OUT/caches/seed$seed.cache.safetensors" --force; echo
+    done
+} | "$KDTOOL" batch -
 
-# 3. students (independent of each other: $KDTOOL_JOBS at a time)
+# 3. students (independent of each other: $KDTOOL_JOBS at a time, or all in one process)
 DKD_WEIGHTS=(--kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 --dkd-warmup-epochs 1)
 DKD=("${DKD_WEIGHTS[@]}" --temperature 1)  # dkd-ls: the weights at the standardised base temperature (2)
 DIST=(--kd-loss dist --dist-beta 1 --dist-gamma 1 --temperature 1)
-cached() {  # NAME [LOSS OPTIONS]: a student from each seed's cache, the seeds one after another in one job
+cached() {  # NAME [LOSS OPTIONS]: a student from each seed's cache, one command a seed
     local name=$1 seed
     shift
     for seed in ${SEEDS//,/ }; do
-        printf '%q ' "$KDTOOL" distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" "$@" \
+        printf '%q ' kdtool distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" "$@" \
             --student lenet5 "${DATA[@]}" --limit-train "$LIMIT" --seeds "$seed" --force "${EXTRA[@]}" \
             --out "$OUT/$name"
-        printf '&& '
+        echo
     done
-    echo true
 }
 {
-    printf '%q ' "$KDTOOL" train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --limit-train "$LIMIT" \
+    printf '%q ' kdtool train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --limit-train "$LIMIT" \
         --seeds "$SEEDS" --force "${EXTRA[@]}" --out "$OUT/onehot"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DKD[@]}" "${STUDENT[@]}" --out "$OUT/dkd"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DIST[@]}" "${STUDENT[@]}" --out "$OUT/dist"; echo
+    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"; echo
+    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" "${DKD[@]}" "${STUDENT[@]}" --out "$OUT/dkd"; echo
+    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" "${DIST[@]}" "${STUDENT[@]}" --out "$OUT/dist"; echo
     for loss in wttm nkd; do
-        printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss "$loss" "${STUDENT[@]}" \
+        printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" --kd-loss "$loss" "${STUDENT[@]}" \
             --out "$OUT/$loss"; echo
     done
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
+    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
         --out "$OUT/kd-ls"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DKD_WEIGHTS[@]}" --logit-standardize \
+    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" "${DKD_WEIGHTS[@]}" --logit-standardize \
         "${STUDENT[@]}" --out "$OUT/dkd-ls"; echo
     cached kd-cache
     cached dkd-cache "${DKD[@]}"
     cached dist-cache "${DIST[@]}"
-    printf '%q ' "$KDTOOL" distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"; echo
-    printf '%q ' "$KDTOOL" distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" \
+    printf '%q ' kdtool distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"; echo
+    printf '%q ' kdtool distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" \
         --out "$OUT/llsst-onehot"; echo
-} | run_all
+} | run_kdtool
 
 # 4. the table: groups told apart by method, logit standardisation, cache and Q artifact
 METHODS=(onehot kd dkd dist wttm nkd kd-ls dkd-ls kd-cache dkd-cache dist-cache llsst-lls llsst-onehot)

@@ -32,31 +32,37 @@ TOPS="T-shirt/top,Pullover,Coat,Shirt"
 TRAIN=(--dataset fashion-mnist --model lenet5 --epochs "$EPOCHS" --seed 0 --force "${EXTRA[@]}")
 STUDENT=(--dataset fashion-mnist --student lenet5 --epochs "$EPOCHS" --seed 0 --force "${EXTRA[@]}")
 
-# 1. teachers
-"$KDTOOL" train-teacher --smoothing lls --alpha 0.1 "${TRAIN[@]}" --out "$OUT/teacher-lls"
-"$KDTOOL" train-teacher --smoothing onehot "${TRAIN[@]}" --out "$OUT/teacher-onehot"
-
-# 2. Q artifacts
+# 1-3, one command after another in one kdtool process (kdtool batch: Python and torch start once)
 mkdir -p "$Q"
-"$KDTOOL" export-q "$OUT/teacher-lls" --out "$Q/fmnist-lenet5-lls.q.safetensors" --force
-"$KDTOOL" export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --temperature 1 \
-    --out "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" --force  # T = 1: as the shipped artifact
-"$KDTOOL" transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --classes "$TOPS" \
-    --out "$Q/fmnist-lenet5-lls-tops.q.safetensors" --force
-"$KDTOOL" transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --top-n 3 --out "$Q/fmnist-lenet5-lls-top3.q.safetensors" --force
-"$KDTOOL" make-prior superclass --dataset fashion-mnist --groups recipes/fmnist-groups.json --alpha 0.1 \
-    --out "$Q/fmnist-superclass.q.safetensors" --force
-"$KDTOOL" inspect-q "$Q/fmnist-lenet5-lls.q.safetensors" --top 2 --vs-confusion "$OUT/teacher-lls"
+{
+    # 1. teachers
+    printf '%q ' kdtool train-teacher --smoothing lls --alpha 0.1 "${TRAIN[@]}" --out "$OUT/teacher-lls"; echo
+    printf '%q ' kdtool train-teacher --smoothing onehot "${TRAIN[@]}" --out "$OUT/teacher-onehot"; echo
 
-# 3. students
-"$KDTOOL" distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/st-lls-q"
-"$KDTOOL" distill --substitute-q "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" "${STUDENT[@]}" \
-    --out "$OUT/st-onehot-q"
-"$KDTOOL" distill --substitute-q "$Q/fmnist-lenet5-lls-tops.q.safetensors" --classes "$TOPS" "${STUDENT[@]}" \
-    --out "$OUT/st-tops"
-"$KDTOOL" distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" --sample-fraction 0.5 "${STUDENT[@]}" \
-    --out "$OUT/st-half-lls-q"
-"$KDTOOL" distill --teacher "$OUT/teacher-lls" --sample-fraction 0.5 "${STUDENT[@]}" --out "$OUT/st-half-kd"
+    # 2. Q artifacts (T = 1 from the 1-hot teacher: as the shipped artifact)
+    printf '%q ' kdtool export-q "$OUT/teacher-lls" --out "$Q/fmnist-lenet5-lls.q.safetensors" --force; echo
+    printf '%q ' kdtool export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --temperature 1 \
+        --out "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" --force; echo
+    printf '%q ' kdtool transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --classes "$TOPS" \
+        --out "$Q/fmnist-lenet5-lls-tops.q.safetensors" --force; echo
+    printf '%q ' kdtool transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --top-n 3 \
+        --out "$Q/fmnist-lenet5-lls-top3.q.safetensors" --force; echo
+    printf '%q ' kdtool make-prior superclass --dataset fashion-mnist --groups recipes/fmnist-groups.json --alpha 0.1 \
+        --out "$Q/fmnist-superclass.q.safetensors" --force; echo
+    printf '%q ' kdtool inspect-q "$Q/fmnist-lenet5-lls.q.safetensors" --top 2 --vs-confusion "$OUT/teacher-lls"; echo
+
+    # 3. students
+    printf '%q ' kdtool distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/st-lls-q"; echo
+    printf '%q ' kdtool distill --substitute-q "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/st-onehot-q"; echo
+    printf '%q ' kdtool distill --substitute-q "$Q/fmnist-lenet5-lls-tops.q.safetensors" --classes "$TOPS" \
+        "${STUDENT[@]}" --out "$OUT/st-tops"; echo
+    printf '%q ' kdtool distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" --sample-fraction 0.5 \
+        "${STUDENT[@]}" --out "$OUT/st-half-lls-q"; echo
+    printf '%q ' kdtool distill --teacher "$OUT/teacher-lls" --sample-fraction 0.5 "${STUDENT[@]}" \
+        --out "$OUT/st-half-kd"; echo
+} | "$KDTOOL" batch -
 
 # 4. reports
 "$KDTOOL" compare "$OUT" --group-by out --format markdown | tee "$OUT/compare.md"

@@ -183,11 +183,16 @@ PAPER_SIZED = ["cifar10_alexnet.sh", "cifar100_resnet18.sh", "fmnist_alexnet.sh"
 GPU_RECIPES = [*PAPER_SIZED, "tinyimagenet_resnet18.sh", "cifar100_pls_dynamics.sh"]
 ALL_RECIPES = sorted(p.name for p in (ROOT / "recipes").glob("*.sh") if p.name != "common.sh")
 
-# A stand-in for the kdtool executable that only records its command line (one JSON list a line).
+# A stand-in for the kdtool executable that only records its command line (one JSON list a line); for
+# `kdtool batch -` (recipes/common.sh's run_kdtool), each command line it reads, read as kdtool batch reads them.
 RECORDER = """#!{python}
 import json, os, sys
+argv = [sys.argv[1:]]
+if sys.argv[1:3] == ["batch", "-"]:
+    from kdtool.cli.batch import read_commands
+    argv = [args for _, args in read_commands(sys.stdin.read(), "standard input")]
 with open(os.environ["KDTOOL_ARGV_LOG"], "a") as fh:
-    fh.write(json.dumps(sys.argv[1:]) + "\\n")
+    fh.writelines(json.dumps(args) + "\\n" for args in argv)
 """
 
 
