@@ -33,16 +33,10 @@ def untouched(path: Path) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A tiny finished LLS run, trained once for the module."""
-    from kdtool.cli import main
-
-    out = tmp_path_factory.mktemp("trust") / "lls"
-    with pytest.raises(SystemExit) as done:
-        main(["train-teacher", *TINY, "--out", str(out)])
-    assert done.value.code == 0
-    return out
+@pytest.fixture
+def finished_run(tiny_lls_run):
+    """A tiny finished LLS run (the session's: these tests only read it)."""
+    return tiny_lls_run
 
 
 @pytest.mark.parametrize(
