@@ -105,7 +105,7 @@ def test_fmnist_kd_benchmark_recipe_in_tiny_mode(tmp_path):
 @pytest.mark.slow
 def test_fmnist_lls_alpha_recipe_in_tiny_mode_reports_only_the_chosen_alphas_test_accuracy(tmp_path):
     out = tmp_path / "alpha"
-    run_tiny("fmnist_lls_alpha.sh", out, KDTOOL_SEEDS="0", KDTOOL_JOBS="2")
+    run_tiny("fmnist_lls_alpha.sh", out, KDTOOL_SEEDS="0", KDTOOL_JOBS="2")  # common.sh's run_all: 2 processes
     rows = markdown_rows(out / "alpha.md")
     assert sorted(r[0] for r in rows) == ["alpha0.05", "alpha0.1", "alpha0.2", "alpha0.3"]
     text = (out / "alpha.md").read_text()
@@ -117,7 +117,7 @@ def test_fmnist_lls_alpha_recipe_in_tiny_mode_reports_only_the_chosen_alphas_tes
 @pytest.mark.slow
 def test_goemotions_analysis_recipe_in_tiny_mode(tmp_path):
     out = tmp_path / "gea"
-    run_tiny("goemotions_lls_analysis.sh", out, KDTOOL_SEEDS="0", KDTOOL_JOBS="2")
+    run_tiny("goemotions_lls_analysis.sh", out, KDTOOL_SEEDS="0")  # one kdtool batch (the alpha test runs 2 jobs)
     per_class, q_mass = markdown_tables(out / "analysis.md")
     assert [r[0] for r in per_class] == ["training share (%)", "onehot", "lls-a0.05", "lls-a0.1", "lls-a0.2",
                                          "lls-a0.1-qwd0"]  # fmt: skip
