@@ -39,7 +39,18 @@ run_all() {
     return "$failed"
 }
 
-# run_kdtool: run the kdtool command lines on stdin (`kdtool ARGS...`, shell-quoted, independent of each other):
+# kdtool_line ARGS...: print `kdtool ARGS...` as one line for run_kdtool or kdtool batch, arguments with other
+# characters than letters, digits and _./,:=+@%- in single quotes (read alike by bash and kdtool batch, whatever
+# the locale: printf %q writes $'...' for non-ASCII characters in the C locale)
+kdtool_line() {
+    local arg line=kdtool
+    for arg in "$@"; do
+        if [[ "$arg" =~ ^[[:alnum:]_./,:=+@%-]+$ ]]; then line+=" $arg"; else line+=" '${arg//\'/\'\\\'\'}'"; fi
+    done
+    printf '%s\n' "$line"
+}
+
+# run_kdtool: run the kdtool command lines on stdin (kdtool_line's, independent of each other):
 # with JOBS=1 all in one process (`kdtool batch`: Python and torch start once instead of once a run), else $JOBS
 # processes at a time (run_all); fails if any of them failed, after running the others
 run_kdtool() {
@@ -66,8 +77,7 @@ compare_methods() {
             lls) smoothing=(--smoothing lls --alpha 0.1) ;;
             *) smoothing=(--smoothing "$method") ;;
         esac
-        printf '%q ' kdtool train-teacher "${smoothing[@]}" "$@" --seeds "$SEEDS" --out "$out/$method" "${EXTRA[@]}"
-        echo
+        kdtool_line train-teacher "${smoothing[@]}" "$@" --seeds "$SEEDS" --out "$out/$method" "${EXTRA[@]}"
     done | run_kdtool
     "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --format markdown | tee "$out/compare.md"
     "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --plot "$plot" --force

@@ -57,20 +57,20 @@ STUDENT=(--student lenet5 "${DATA[@]}" --limit-train "$LIMIT" --seeds "$SEEDS" -
 
 # 1. teachers
 {
-    printf '%q ' kdtool train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"; echo
-    printf '%q ' kdtool train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"; echo
+    kdtool_line train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"
+    kdtool_line train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"
 } | run_kdtool
 
 # 2. Q artifacts and teacher caches (a cache holds the --limit-train samples its --seed picked: one per seed),
 # in one kdtool process
 mkdir -p "$OUT/q" "$OUT/caches"
 {
-    printf '%q ' kdtool export-q "$OUT/teacher-lls" --out "$OUT/q/lls.q.safetensors" --force; echo
-    printf '%q ' kdtool export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --out "$OUT/q/onehot.q.safetensors" \
-        --force; echo
+    kdtool_line export-q "$OUT/teacher-lls" --out "$OUT/q/lls.q.safetensors" --force
+    kdtool_line export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --out "$OUT/q/onehot.q.safetensors" \
+        --force
     for seed in ${SEEDS//,/ }; do
-        printf '%q ' kdtool cache-teacher "$OUT/teacher-onehot" --limit-train "$LIMIT" --seed "$seed" \
-            --out "$OUT/caches/seed$seed.cache.safetensors" --force; echo
+        kdtool_line cache-teacher "$OUT/teacher-onehot" --limit-train "$LIMIT" --seed "$seed" \
+            --out "$OUT/caches/seed$seed.cache.safetensors" --force
     done
 } | "$KDTOOL" batch -
 
@@ -82,32 +82,31 @@ cached() {  # NAME [LOSS OPTIONS]: a student from each seed's cache, one command
     local name=$1 seed
     shift
     for seed in ${SEEDS//,/ }; do
-        printf '%q ' kdtool distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" "$@" \
+        kdtool_line distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" "$@" \
             --student lenet5 "${DATA[@]}" --limit-train "$LIMIT" --seeds "$seed" --force "${EXTRA[@]}" \
             --out "$OUT/$name"
-        echo
     done
 }
 {
-    printf '%q ' kdtool train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --limit-train "$LIMIT" \
-        --seeds "$SEEDS" --force "${EXTRA[@]}" --out "$OUT/onehot"; echo
-    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"; echo
-    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" "${DKD[@]}" "${STUDENT[@]}" --out "$OUT/dkd"; echo
-    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" "${DIST[@]}" "${STUDENT[@]}" --out "$OUT/dist"; echo
+    kdtool_line train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --limit-train "$LIMIT" \
+        --seeds "$SEEDS" --force "${EXTRA[@]}" --out "$OUT/onehot"
+    kdtool_line distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"
+    kdtool_line distill --teacher "$OUT/teacher-onehot" "${DKD[@]}" "${STUDENT[@]}" --out "$OUT/dkd"
+    kdtool_line distill --teacher "$OUT/teacher-onehot" "${DIST[@]}" "${STUDENT[@]}" --out "$OUT/dist"
     for loss in wttm nkd; do
-        printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" --kd-loss "$loss" "${STUDENT[@]}" \
-            --out "$OUT/$loss"; echo
+        kdtool_line distill --teacher "$OUT/teacher-onehot" --kd-loss "$loss" "${STUDENT[@]}" \
+            --out "$OUT/$loss"
     done
-    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
-        --out "$OUT/kd-ls"; echo
-    printf '%q ' kdtool distill --teacher "$OUT/teacher-onehot" "${DKD_WEIGHTS[@]}" --logit-standardize \
-        "${STUDENT[@]}" --out "$OUT/dkd-ls"; echo
+    kdtool_line distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
+        --out "$OUT/kd-ls"
+    kdtool_line distill --teacher "$OUT/teacher-onehot" "${DKD_WEIGHTS[@]}" --logit-standardize \
+        "${STUDENT[@]}" --out "$OUT/dkd-ls"
     cached kd-cache
     cached dkd-cache "${DKD[@]}"
     cached dist-cache "${DIST[@]}"
-    printf '%q ' kdtool distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"; echo
-    printf '%q ' kdtool distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" \
-        --out "$OUT/llsst-onehot"; echo
+    kdtool_line distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"
+    kdtool_line distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/llsst-onehot"
 } | run_kdtool
 
 # 4. the table: groups told apart by method, logit standardisation, cache and Q artifact

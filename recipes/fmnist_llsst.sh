@@ -36,32 +36,32 @@ STUDENT=(--dataset fashion-mnist --student lenet5 --epochs "$EPOCHS" --seed 0 --
 mkdir -p "$Q"
 {
     # 1. teachers
-    printf '%q ' kdtool train-teacher --smoothing lls --alpha 0.1 "${TRAIN[@]}" --out "$OUT/teacher-lls"; echo
-    printf '%q ' kdtool train-teacher --smoothing onehot "${TRAIN[@]}" --out "$OUT/teacher-onehot"; echo
+    kdtool_line train-teacher --smoothing lls --alpha 0.1 "${TRAIN[@]}" --out "$OUT/teacher-lls"
+    kdtool_line train-teacher --smoothing onehot "${TRAIN[@]}" --out "$OUT/teacher-onehot"
 
     # 2. Q artifacts (T = 1 from the 1-hot teacher: as the shipped artifact)
-    printf '%q ' kdtool export-q "$OUT/teacher-lls" --out "$Q/fmnist-lenet5-lls.q.safetensors" --force; echo
-    printf '%q ' kdtool export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --temperature 1 \
-        --out "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" --force; echo
-    printf '%q ' kdtool transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --classes "$TOPS" \
-        --out "$Q/fmnist-lenet5-lls-tops.q.safetensors" --force; echo
-    printf '%q ' kdtool transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --top-n 3 \
-        --out "$Q/fmnist-lenet5-lls-top3.q.safetensors" --force; echo
-    printf '%q ' kdtool make-prior superclass --dataset fashion-mnist --groups recipes/fmnist-groups.json --alpha 0.1 \
-        --out "$Q/fmnist-superclass.q.safetensors" --force; echo
-    printf '%q ' kdtool inspect-q "$Q/fmnist-lenet5-lls.q.safetensors" --top 2 --vs-confusion "$OUT/teacher-lls"; echo
+    kdtool_line export-q "$OUT/teacher-lls" --out "$Q/fmnist-lenet5-lls.q.safetensors" --force
+    kdtool_line export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --temperature 1 \
+        --out "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" --force
+    kdtool_line transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --classes "$TOPS" \
+        --out "$Q/fmnist-lenet5-lls-tops.q.safetensors" --force
+    kdtool_line transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --top-n 3 \
+        --out "$Q/fmnist-lenet5-lls-top3.q.safetensors" --force
+    kdtool_line make-prior superclass --dataset fashion-mnist --groups recipes/fmnist-groups.json --alpha 0.1 \
+        --out "$Q/fmnist-superclass.q.safetensors" --force
+    kdtool_line inspect-q "$Q/fmnist-lenet5-lls.q.safetensors" --top 2 --vs-confusion "$OUT/teacher-lls"
 
     # 3. students
-    printf '%q ' kdtool distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" "${STUDENT[@]}" \
-        --out "$OUT/st-lls-q"; echo
-    printf '%q ' kdtool distill --substitute-q "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" "${STUDENT[@]}" \
-        --out "$OUT/st-onehot-q"; echo
-    printf '%q ' kdtool distill --substitute-q "$Q/fmnist-lenet5-lls-tops.q.safetensors" --classes "$TOPS" \
-        "${STUDENT[@]}" --out "$OUT/st-tops"; echo
-    printf '%q ' kdtool distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" --sample-fraction 0.5 \
-        "${STUDENT[@]}" --out "$OUT/st-half-lls-q"; echo
-    printf '%q ' kdtool distill --teacher "$OUT/teacher-lls" --sample-fraction 0.5 "${STUDENT[@]}" \
-        --out "$OUT/st-half-kd"; echo
+    kdtool_line distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/st-lls-q"
+    kdtool_line distill --substitute-q "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/st-onehot-q"
+    kdtool_line distill --substitute-q "$Q/fmnist-lenet5-lls-tops.q.safetensors" --classes "$TOPS" \
+        "${STUDENT[@]}" --out "$OUT/st-tops"
+    kdtool_line distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" --sample-fraction 0.5 \
+        "${STUDENT[@]}" --out "$OUT/st-half-lls-q"
+    kdtool_line distill --teacher "$OUT/teacher-lls" --sample-fraction 0.5 "${STUDENT[@]}" \
+        --out "$OUT/st-half-kd"
 } | "$KDTOOL" batch -
 
 # 4. reports

@@ -28,14 +28,14 @@ STUDENT="${STUDENT:-mobilenet_v2}"
 DATASET=(--dataset "imagefolder:$DATA" --image-size "${IMAGE_SIZE:-128}")
 
 {  # the teacher, then its two students, one after another in one kdtool process
-    printf '%q ' kdtool train-teacher "${DATASET[@]}" --model "$MODEL" --pretrained "$WEIGHTS" --smoothing lls \
+    kdtool_line train-teacher "${DATASET[@]}" --model "$MODEL" --pretrained "$WEIGHTS" --smoothing lls \
         --alpha 0.1 --epochs "${KDTOOL_EPOCHS:-10}" --lr 0.01 --schedule cosine --warmup-epochs 1 \
-        --out "$OUT/teacher-lls" "${EXTRA[@]}"; echo
+        --out "$OUT/teacher-lls" "${EXTRA[@]}"
     # LLS-ST: the teacher's Q (its run folder stands for its q.safetensors) as class-wise soft targets
-    printf '%q ' kdtool distill --substitute-q "$OUT/teacher-lls" --student "$STUDENT" "${DATASET[@]}" \
-        --epochs "${KDTOOL_EPOCHS:-30}" --lr 0.1 --schedule cosine --out "$OUT/student-llsst" "${EXTRA[@]}"; echo
-    printf '%q ' kdtool distill --teacher "$OUT/teacher-lls" --student "$STUDENT" "${DATASET[@]}" \
-        --epochs "${KDTOOL_EPOCHS:-30}" --lr 0.1 --schedule cosine --out "$OUT/student-kd" "${EXTRA[@]}"; echo
+    kdtool_line distill --substitute-q "$OUT/teacher-lls" --student "$STUDENT" "${DATASET[@]}" \
+        --epochs "${KDTOOL_EPOCHS:-30}" --lr 0.1 --schedule cosine --out "$OUT/student-llsst" "${EXTRA[@]}"
+    kdtool_line distill --teacher "$OUT/teacher-lls" --student "$STUDENT" "${DATASET[@]}" \
+        --epochs "${KDTOOL_EPOCHS:-30}" --lr 0.1 --schedule cosine --out "$OUT/student-kd" "${EXTRA[@]}"
 } | "$KDTOOL" batch -
 "$KDTOOL" compare "$OUT/teacher-lls" "$OUT/student-llsst" "$OUT/student-kd" --group-by smoothing,model \
     --format markdown | tee "$OUT/compare.md"

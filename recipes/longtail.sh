@@ -64,9 +64,8 @@ student_options() {
 for ratio in "${RATIOS[@]}"; do
     for method in "${METHODS[@]}"; do
         read -r -a options <<< "$(teacher_options "$method")"
-        printf '%q ' kdtool train-teacher --model lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "$ratio" \
+        kdtool_line train-teacher --model lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "$ratio" \
             --out "$OUT/rho$ratio/$method" "${EXTRA[@]}"
-        echo
     done
 done | run_kdtool
 
@@ -81,9 +80,8 @@ done
 if [ "${#STUDENTS[@]}" -gt 0 ]; then
     for student in "${STUDENTS[@]}"; do
         read -r -a options <<< "$(student_options "$student")"
-        printf '%q ' kdtool distill --student lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "${RATIOS[0]}" \
+        kdtool_line distill --student lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "${RATIOS[0]}" \
             --out "$OUT/students/$student" "${EXTRA[@]}"
-        echo
     done | run_kdtool
     mkdir -p "$OUT/students"
     "$KDTOOL" compare "${STUDENTS[@]/#/$OUT/students/}" --group-by smoothing,kd_balance,substitute_q \

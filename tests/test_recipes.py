@@ -250,6 +250,22 @@ def recipe_commands(tmp_path_factory) -> dict[str, list[list[str]]]:
     return {recipe: recorded_commands(recipe, tmp_path_factory.mktemp(recipe)) for recipe in ALL_RECIPES}
 
 
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_a_kdtool_line_is_read_back_by_kdtool_batch_and_by_bash(locale):
+    """recipes/common.sh's kdtool_line quotes for both readers of run_kdtool's lines, in any locale (printf %q
+    writes bash-only $'...' for non-ASCII characters in the C locale)."""
+    from kdtool.cli.batch import read_commands
+
+    args = ["train-teacher", "--classes", "T-shirt/top,Pullover", "--out", "/tmp/é d/it's", "--tag", "", "--x", 'a"$b']
+    # the line, then each word bash makes of it, one a line
+    words = 'eval "words=($line)"; printf \'%s\\n\' "${words[@]}"'
+    script = f'source recipes/common.sh; line=$(kdtool_line {shlex.join(args)}); echo "$line"; {words}'
+    env = {**os.environ, "KDTOOL_SKIP_INSTALL": "1", "LC_ALL": locale}
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    line, *by_bash = done.stdout.split("\n")[:-1]
+    assert read_commands(line, "line") == [(1, args)] and by_bash == ["kdtool", *args]
+
+
 @pytest.mark.parametrize("recipe", ALL_RECIPES)
 def test_every_flag_a_recipe_passes_exists(recipe, recipe_commands):
     assert recipe_commands[recipe], f"{recipe} ran no kdtool command"
