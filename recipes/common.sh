@@ -10,8 +10,9 @@
 #   KDTOOL_OUT=DIR          folder receiving the recipe's runs and reports
 #   KDTOOL_EXTRA="FLAGS"    extra flags for every training command, e.g. "--limit-train 256 --limit-test 128"
 #   KDTOOL_SEEDS=LIST       seeds of the multi-seed recipes (default 0,1,2)
-#   KDTOOL_JOBS=N           trainings run side by side where a recipe has independent ones (default 1;
-#                           small networks on one GPU with many CPU cores train several times faster so)
+#   KDTOOL_JOBS=N           trainings run side by side where a recipe has independent ones (default 1: one
+#                           after another in one kdtool process; small networks on one GPU with many CPU
+#                           cores train several times faster side by side)
 #   MODEL=NAME              the network of the paper recipes (and imagefolder_finetune_lls.sh's teacher):
 #                           any --model name, e.g. MODEL=timm:resnet18 or MODEL=torchvision:mobilenet_v3_small
 
@@ -38,6 +39,29 @@ run_all() {
     return "$failed"
 }
 
+# kdtool_line ARGS...: print `kdtool ARGS...` as one line for run_kdtool or kdtool batch, arguments with other
+# characters than letters, digits and _./,:=+@%- in single quotes (read alike by bash and kdtool batch, whatever
+# the locale: printf %q writes $'...' for non-ASCII characters in the C locale)
+kdtool_line() {
+    local arg line=kdtool
+    for arg in "$@"; do
+        if [[ "$arg" =~ ^[[:alnum:]_./,:=+@%-]+$ ]]; then line+=" $arg"; else line+=" '${arg//\'/\'\\\'\'}'"; fi
+    done
+    printf '%s\n' "$line"
+}
+
+# run_kdtool: run the kdtool command lines on stdin (kdtool_line's, independent of each other):
+# with JOBS=1 all in one process (`kdtool batch`: Python and torch start once instead of once a run), else $JOBS
+# processes at a time (run_all); fails if any of them failed, after running the others
+run_kdtool() {
+    if [ "$JOBS" -le 1 ]; then
+        "$KDTOOL" batch - --keep-going
+    else
+        local line
+        while IFS= read -r line; do printf '%q %s\n' "$KDTOOL" "${line#kdtool }"; done | run_all
+    fi
+}
+
 # compare_methods OUT PLOT TRAIN-TEACHER-OPTIONS...
 # Trains 1-hot, LS (ε = 0.1) and LLS (α = 0.1) teachers, each once per seed of $SEEDS, into
 # OUT/{onehot,ls,lls}/seed<N> (finished seeds are skipped on a re-run), then writes the mean ± std
@@ -53,9 +77,8 @@ compare_methods() {
             lls) smoothing=(--smoothing lls --alpha 0.1) ;;
             *) smoothing=(--smoothing "$method") ;;
         esac
-        printf '%q ' "$KDTOOL" train-teacher "${smoothing[@]}" "$@" --seeds "$SEEDS" --out "$out/$method" "${EXTRA[@]}"
-        echo
-    done | run_all
+        kdtool_line train-teacher "${smoothing[@]}" "$@" --seeds "$SEEDS" --out "$out/$method" "${EXTRA[@]}"
+    done | run_kdtool
     "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --format markdown | tee "$out/compare.md"
     "$KDTOOL" compare "$out/onehot" "$out/ls" "$out/lls" --plot "$plot" --force
 }

@@ -57,55 +57,57 @@ STUDENT=(--student lenet5 "${DATA[@]}" --limit-train "$LIMIT" --seeds "$SEEDS" -
 
 # 1. teachers
 {
-    printf '%q ' "$KDTOOL" train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"; echo
-    printf '%q ' "$KDTOOL" train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"; echo
-} | run_all
+    kdtool_line train-teacher --smoothing onehot "${TEACHER[@]}" --out "$OUT/teacher-onehot"
+    kdtool_line train-teacher --smoothing lls --alpha 0.1 "${TEACHER[@]}" --out "$OUT/teacher-lls"
+} | run_kdtool
 
-# 2. Q artifacts and teacher caches (a cache holds the --limit-train samples its --seed picked: one per seed)
+# 2. Q artifacts and teacher caches (a cache holds the --limit-train samples its --seed picked: one per seed),
+# in one kdtool process
 mkdir -p "$OUT/q" "$OUT/caches"
-"$KDTOOL" export-q "$OUT/teacher-lls" --out "$OUT/q/lls.q.safetensors" --force
-"$KDTOOL" export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --out "$OUT/q/onehot.q.safetensors" --force
-for seed in ${SEEDS//,/ }; do
-    "$KDTOOL" cache-teacher "$OUT/teacher-onehot" --limit-train "$LIMIT" --seed "$seed" \
-        --out "$OUT/caches/seed$seed.cache.safetensors" --force
-done
+{
+    kdtool_line export-q "$OUT/teacher-lls" --out "$OUT/q/lls.q.safetensors" --force
+    kdtool_line export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --out "$OUT/q/onehot.q.safetensors" \
+        --force
+    for seed in ${SEEDS//,/ }; do
+        kdtool_line cache-teacher "$OUT/teacher-onehot" --limit-train "$LIMIT" --seed "$seed" \
+            --out "$OUT/caches/seed$seed.cache.safetensors" --force
+    done
+} | "$KDTOOL" batch -
 
-# 3. students (independent of each other: $KDTOOL_JOBS at a time)
+# 3. students (independent of each other: $KDTOOL_JOBS at a time, or all in one process)
 DKD_WEIGHTS=(--kd-loss dkd --dkd-alpha 0.5 --dkd-beta 0.5 --dkd-warmup-epochs 1)
 DKD=("${DKD_WEIGHTS[@]}" --temperature 1)  # dkd-ls: the weights at the standardised base temperature (2)
 DIST=(--kd-loss dist --dist-beta 1 --dist-gamma 1 --temperature 1)
-cached() {  # NAME [LOSS OPTIONS]: a student from each seed's cache, the seeds one after another in one job
+cached() {  # NAME [LOSS OPTIONS]: a student from each seed's cache, one command a seed
     local name=$1 seed
     shift
     for seed in ${SEEDS//,/ }; do
-        printf '%q ' "$KDTOOL" distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" "$@" \
+        kdtool_line distill --teacher-cache "$OUT/caches/seed$seed.cache.safetensors" "$@" \
             --student lenet5 "${DATA[@]}" --limit-train "$LIMIT" --seeds "$seed" --force "${EXTRA[@]}" \
             --out "$OUT/$name"
-        printf '&& '
     done
-    echo true
 }
 {
-    printf '%q ' "$KDTOOL" train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --limit-train "$LIMIT" \
-        --seeds "$SEEDS" --force "${EXTRA[@]}" --out "$OUT/onehot"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DKD[@]}" "${STUDENT[@]}" --out "$OUT/dkd"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DIST[@]}" "${STUDENT[@]}" --out "$OUT/dist"; echo
+    kdtool_line train-teacher --model lenet5 --smoothing onehot "${DATA[@]}" --limit-train "$LIMIT" \
+        --seeds "$SEEDS" --force "${EXTRA[@]}" --out "$OUT/onehot"
+    kdtool_line distill --teacher "$OUT/teacher-onehot" "${STUDENT[@]}" --out "$OUT/kd"
+    kdtool_line distill --teacher "$OUT/teacher-onehot" "${DKD[@]}" "${STUDENT[@]}" --out "$OUT/dkd"
+    kdtool_line distill --teacher "$OUT/teacher-onehot" "${DIST[@]}" "${STUDENT[@]}" --out "$OUT/dist"
     for loss in wttm nkd; do
-        printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --kd-loss "$loss" "${STUDENT[@]}" \
-            --out "$OUT/$loss"; echo
+        kdtool_line distill --teacher "$OUT/teacher-onehot" --kd-loss "$loss" "${STUDENT[@]}" \
+            --out "$OUT/$loss"
     done
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
-        --out "$OUT/kd-ls"; echo
-    printf '%q ' "$KDTOOL" distill --teacher "$OUT/teacher-onehot" "${DKD_WEIGHTS[@]}" --logit-standardize \
-        "${STUDENT[@]}" --out "$OUT/dkd-ls"; echo
+    kdtool_line distill --teacher "$OUT/teacher-onehot" --logit-standardize "${STUDENT[@]}" \
+        --out "$OUT/kd-ls"
+    kdtool_line distill --teacher "$OUT/teacher-onehot" "${DKD_WEIGHTS[@]}" --logit-standardize \
+        "${STUDENT[@]}" --out "$OUT/dkd-ls"
     cached kd-cache
     cached dkd-cache "${DKD[@]}"
     cached dist-cache "${DIST[@]}"
-    printf '%q ' "$KDTOOL" distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"; echo
-    printf '%q ' "$KDTOOL" distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" \
-        --out "$OUT/llsst-onehot"; echo
-} | run_all
+    kdtool_line distill --substitute-q "$OUT/q/lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/llsst-lls"
+    kdtool_line distill --substitute-q "$OUT/q/onehot.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/llsst-onehot"
+} | run_kdtool
 
 # 4. the table: groups told apart by method, logit standardisation, cache and Q artifact
 METHODS=(onehot kd dkd dist wttm nkd kd-ls dkd-ls kd-cache dkd-cache dist-cache llsst-lls llsst-onehot)
@@ -118,10 +120,10 @@ GROUP_BY=smoothing,logit_standardize,teacher_cache_file.views,q_artifact.path
     echo
     echo "| method | s/epoch | relative to KD |"
     echo "| :-- | --: | --: |"
-    for method in "${METHODS[@]}"; do
-        "$KDTOOL" compare "$OUT/$method" --format csv | awk -F, -v m="$method" '
-            NR == 1 { for (i = 1; i <= NF; i++) if ($i == "epoch_seconds_mean") col = i }
-            NR == 2 { print m "," $col }'
-    done | awk -F, '$1 == "kd" { kd = $2 } { name[NR] = $1; s[NR] = $2 }
-        END { for (i = 1; i <= NR; i++) printf "| %s | %.1f | %.2f |\n", name[i], s[i], (kd > 0 ? s[i] / kd : 0) }'
+    # the same groups as a CSV, one row a method in the order of METHODS; the column is counted from the end
+    # of the row (a group-by value, a path, may hold a comma)
+    "$KDTOOL" compare "${METHODS[@]/#/$OUT/}" --group-by "$GROUP_BY" --format csv | awk -F, -v names="${METHODS[*]}" '
+        NR == 1 { split(names, name, " "); for (i = 1; i <= NF; i++) if ($i == "epoch_seconds_mean") back = NF - i; next }
+        { s[NR - 1] = $(NF - back); if (name[NR - 1] == "kd") kd = s[NR - 1] }
+        END { for (i = 1; i < NR; i++) printf "| %s | %.1f | %.2f |\n", name[i], s[i], (kd > 0 ? s[i] / kd : 0) }'
 } | tee "$OUT/benchmark.md"

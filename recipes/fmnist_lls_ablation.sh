@@ -42,9 +42,9 @@ for left_out in "${ALL[@]}"; do
 done
 
 for variant in "${variants[@]}"; do
-    "$KDTOOL" train-teacher --dataset fashion-mnist --model lenet5 --smoothing lls --alpha 0.1 \
+    kdtool_line train-teacher --dataset fashion-mnist --model lenet5 --smoothing lls --alpha 0.1 \
         --lls-terms "${variant#*:}" --epochs "$EPOCHS" --seeds "${KDTOOL_SEEDS:-0}" --out "$OUT/${variant%%:*}" \
         "${EXTRA[@]}"
-done
+done | run_kdtool
 
 "$KDTOOL" compare "$OUT" --group-by lls_terms --format markdown | tee "$OUT/compare.md"

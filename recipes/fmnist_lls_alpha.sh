@@ -17,8 +17,7 @@ source recipes/common.sh
 EPOCHS="${KDTOOL_EPOCHS:-10}"
 OUT="${KDTOOL_OUT:-runs/fmnist-lls-alpha}"
 for alpha in 0.05 0.1 0.2 0.3; do
-    printf '%q ' "$KDTOOL" train-teacher --dataset fashion-mnist --model lenet5 --smoothing lls --alpha "$alpha" \
+    kdtool_line train-teacher --dataset fashion-mnist --model lenet5 --smoothing lls --alpha "$alpha" \
         --epochs "$EPOCHS" --val-fraction 0.1 --seeds "$SEEDS" --force "${EXTRA[@]}" --out "$OUT/grid/alpha$alpha"
-    echo
-done | run_all
+done | run_kdtool
 python3 recipes/search_table.py "$OUT" --test-of-choice | tee "$OUT/alpha.md"

@@ -32,31 +32,37 @@ TOPS="T-shirt/top,Pullover,Coat,Shirt"
 TRAIN=(--dataset fashion-mnist --model lenet5 --epochs "$EPOCHS" --seed 0 --force "${EXTRA[@]}")
 STUDENT=(--dataset fashion-mnist --student lenet5 --epochs "$EPOCHS" --seed 0 --force "${EXTRA[@]}")
 
-# 1. teachers
-"$KDTOOL" train-teacher --smoothing lls --alpha 0.1 "${TRAIN[@]}" --out "$OUT/teacher-lls"
-"$KDTOOL" train-teacher --smoothing onehot "${TRAIN[@]}" --out "$OUT/teacher-onehot"
-
-# 2. Q artifacts
+# 1-3, one command after another in one kdtool process (kdtool batch: Python and torch start once)
 mkdir -p "$Q"
-"$KDTOOL" export-q "$OUT/teacher-lls" --out "$Q/fmnist-lenet5-lls.q.safetensors" --force
-"$KDTOOL" export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --temperature 1 \
-    --out "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" --force  # T = 1: as the shipped artifact
-"$KDTOOL" transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --classes "$TOPS" \
-    --out "$Q/fmnist-lenet5-lls-tops.q.safetensors" --force
-"$KDTOOL" transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --top-n 3 --out "$Q/fmnist-lenet5-lls-top3.q.safetensors" --force
-"$KDTOOL" make-prior superclass --dataset fashion-mnist --groups recipes/fmnist-groups.json --alpha 0.1 \
-    --out "$Q/fmnist-superclass.q.safetensors" --force
-"$KDTOOL" inspect-q "$Q/fmnist-lenet5-lls.q.safetensors" --top 2 --vs-confusion "$OUT/teacher-lls"
+{
+    # 1. teachers
+    kdtool_line train-teacher --smoothing lls --alpha 0.1 "${TRAIN[@]}" --out "$OUT/teacher-lls"
+    kdtool_line train-teacher --smoothing onehot "${TRAIN[@]}" --out "$OUT/teacher-onehot"
 
-# 3. students
-"$KDTOOL" distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" "${STUDENT[@]}" --out "$OUT/st-lls-q"
-"$KDTOOL" distill --substitute-q "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" "${STUDENT[@]}" \
-    --out "$OUT/st-onehot-q"
-"$KDTOOL" distill --substitute-q "$Q/fmnist-lenet5-lls-tops.q.safetensors" --classes "$TOPS" "${STUDENT[@]}" \
-    --out "$OUT/st-tops"
-"$KDTOOL" distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" --sample-fraction 0.5 "${STUDENT[@]}" \
-    --out "$OUT/st-half-lls-q"
-"$KDTOOL" distill --teacher "$OUT/teacher-lls" --sample-fraction 0.5 "${STUDENT[@]}" --out "$OUT/st-half-kd"
+    # 2. Q artifacts (T = 1 from the 1-hot teacher: as the shipped artifact)
+    kdtool_line export-q "$OUT/teacher-lls" --out "$Q/fmnist-lenet5-lls.q.safetensors" --force
+    kdtool_line export-q "$OUT/teacher-onehot" --from-teacher --alpha 0.1 --temperature 1 \
+        --out "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" --force
+    kdtool_line transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --classes "$TOPS" \
+        --out "$Q/fmnist-lenet5-lls-tops.q.safetensors" --force
+    kdtool_line transfer-q "$Q/fmnist-lenet5-lls.q.safetensors" --top-n 3 \
+        --out "$Q/fmnist-lenet5-lls-top3.q.safetensors" --force
+    kdtool_line make-prior superclass --dataset fashion-mnist --groups recipes/fmnist-groups.json --alpha 0.1 \
+        --out "$Q/fmnist-superclass.q.safetensors" --force
+    kdtool_line inspect-q "$Q/fmnist-lenet5-lls.q.safetensors" --top 2 --vs-confusion "$OUT/teacher-lls"
+
+    # 3. students
+    kdtool_line distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/st-lls-q"
+    kdtool_line distill --substitute-q "$Q/fmnist-lenet5-onehot-from-teacher.q.safetensors" "${STUDENT[@]}" \
+        --out "$OUT/st-onehot-q"
+    kdtool_line distill --substitute-q "$Q/fmnist-lenet5-lls-tops.q.safetensors" --classes "$TOPS" \
+        "${STUDENT[@]}" --out "$OUT/st-tops"
+    kdtool_line distill --substitute-q "$Q/fmnist-lenet5-lls.q.safetensors" --sample-fraction 0.5 \
+        "${STUDENT[@]}" --out "$OUT/st-half-lls-q"
+    kdtool_line distill --teacher "$OUT/teacher-lls" --sample-fraction 0.5 "${STUDENT[@]}" \
+        --out "$OUT/st-half-kd"
+} | "$KDTOOL" batch -
 
 # 4. reports
 "$KDTOOL" compare "$OUT" --group-by out --format markdown | tee "$OUT/compare.md"

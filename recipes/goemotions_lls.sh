@@ -37,10 +37,9 @@ for method in onehot ls semls lls; do
         lls) smoothing=(--smoothing lls --alpha 0.1) ;;
         *) smoothing=(--smoothing "$method") ;;
     esac
-    printf '%q ' "$KDTOOL" train-teacher --dataset goemotions-ekman --model bilstm --embed-dim 64 --hidden-size 64 \
+    kdtool_line train-teacher --dataset goemotions-ekman --model bilstm --embed-dim 64 --hidden-size 64 \
         --lr 0.5 --decay-bias-norm --epochs "$EPOCHS" "${smoothing[@]}" --seeds "$SEEDS" --out "$OUT/$method" "${EXTRA[@]}"
-    echo
-done | run_all
+done | run_kdtool
 
 "$KDTOOL" compare "$OUT/onehot" "$OUT/ls" "$OUT/semls" "$OUT/lls" --metric test_acc,test_macro_f1 \
     --format markdown | tee "$OUT/compare.md"

@@ -27,7 +27,6 @@ for group in "${RUNS[@]}"; do
         lls-a0.1-qwd0) method=(--smoothing lls --alpha 0.1 --q-weight-decay 0) ;;
         *) method=(--smoothing lls --alpha "${group#lls-a}") ;;
     esac
-    printf '%q ' "$KDTOOL" train-teacher "${method[@]}" "${COMMON[@]}" --out "$OUT/$group"
-    echo
-done | run_all
+    kdtool_line train-teacher "${method[@]}" "${COMMON[@]}" --out "$OUT/$group"
+done | run_kdtool
 "$PYTHON" recipes/goemotions_analysis.py "$OUT" "${RUNS[@]/#/$OUT/}" | tee "$OUT/analysis.md"

@@ -27,13 +27,15 @@ MODEL="${MODEL:-timm:resnet50}"
 STUDENT="${STUDENT:-mobilenet_v2}"
 DATASET=(--dataset "imagefolder:$DATA" --image-size "${IMAGE_SIZE:-128}")
 
-"$KDTOOL" train-teacher "${DATASET[@]}" --model "$MODEL" --pretrained "$WEIGHTS" --smoothing lls --alpha 0.1 \
-    --epochs "${KDTOOL_EPOCHS:-10}" --lr 0.01 --schedule cosine --warmup-epochs 1 --out "$OUT/teacher-lls" \
-    "${EXTRA[@]}"
-# LLS-ST: the teacher's Q (its run folder stands for its q.safetensors) as class-wise soft targets
-"$KDTOOL" distill --substitute-q "$OUT/teacher-lls" --student "$STUDENT" "${DATASET[@]}" \
-    --epochs "${KDTOOL_EPOCHS:-30}" --lr 0.1 --schedule cosine --out "$OUT/student-llsst" "${EXTRA[@]}"
-"$KDTOOL" distill --teacher "$OUT/teacher-lls" --student "$STUDENT" "${DATASET[@]}" \
-    --epochs "${KDTOOL_EPOCHS:-30}" --lr 0.1 --schedule cosine --out "$OUT/student-kd" "${EXTRA[@]}"
+{  # the teacher, then its two students, one after another in one kdtool process
+    kdtool_line train-teacher "${DATASET[@]}" --model "$MODEL" --pretrained "$WEIGHTS" --smoothing lls \
+        --alpha 0.1 --epochs "${KDTOOL_EPOCHS:-10}" --lr 0.01 --schedule cosine --warmup-epochs 1 \
+        --out "$OUT/teacher-lls" "${EXTRA[@]}"
+    # LLS-ST: the teacher's Q (its run folder stands for its q.safetensors) as class-wise soft targets
+    kdtool_line distill --substitute-q "$OUT/teacher-lls" --student "$STUDENT" "${DATASET[@]}" \
+        --epochs "${KDTOOL_EPOCHS:-30}" --lr 0.1 --schedule cosine --out "$OUT/student-llsst" "${EXTRA[@]}"
+    kdtool_line distill --teacher "$OUT/teacher-lls" --student "$STUDENT" "${DATASET[@]}" \
+        --epochs "${KDTOOL_EPOCHS:-30}" --lr 0.1 --schedule cosine --out "$OUT/student-kd" "${EXTRA[@]}"
+} | "$KDTOOL" batch -
 "$KDTOOL" compare "$OUT/teacher-lls" "$OUT/student-llsst" "$OUT/student-kd" --group-by smoothing,model \
     --format markdown | tee "$OUT/compare.md"

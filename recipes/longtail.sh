@@ -64,11 +64,10 @@ student_options() {
 for ratio in "${RATIOS[@]}"; do
     for method in "${METHODS[@]}"; do
         read -r -a options <<< "$(teacher_options "$method")"
-        printf '%q ' "$KDTOOL" train-teacher --model lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "$ratio" \
+        kdtool_line train-teacher --model lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "$ratio" \
             --out "$OUT/rho$ratio/$method" "${EXTRA[@]}"
-        echo
     done
-done | run_all
+done | run_kdtool
 
 for ratio in "${RATIOS[@]}"; do
     groups=("${METHODS[@]/#/$OUT/rho$ratio/}")
@@ -81,10 +80,9 @@ done
 if [ "${#STUDENTS[@]}" -gt 0 ]; then
     for student in "${STUDENTS[@]}"; do
         read -r -a options <<< "$(student_options "$student")"
-        printf '%q ' "$KDTOOL" distill --student lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "${RATIOS[0]}" \
+        kdtool_line distill --student lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "${RATIOS[0]}" \
             --out "$OUT/students/$student" "${EXTRA[@]}"
-        echo
-    done | run_all
+    done | run_kdtool
     mkdir -p "$OUT/students"
     "$KDTOOL" compare "${STUDENTS[@]/#/$OUT/students/}" --group-by smoothing,kd_balance,substitute_q \
         --metric "$METRICS" --format markdown | tee "$OUT/students/compare.md"

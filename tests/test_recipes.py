@@ -1,6 +1,7 @@
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_fmnist_kd_benchmark_recipe_in_tiny_mode(tmp_path):
 @pytest.mark.slow
 def test_fmnist_lls_alpha_recipe_in_tiny_mode_reports_only_the_chosen_alphas_test_accuracy(tmp_path):
     out = tmp_path / "alpha"
-    run_tiny("fmnist_lls_alpha.sh", out, KDTOOL_SEEDS="0", KDTOOL_JOBS="2")
+    run_tiny("fmnist_lls_alpha.sh", out, KDTOOL_SEEDS="0", KDTOOL_JOBS="2")  # common.sh's run_all: 2 processes
     rows = markdown_rows(out / "alpha.md")
     assert sorted(r[0] for r in rows) == ["alpha0.05", "alpha0.1", "alpha0.2", "alpha0.3"]
     text = (out / "alpha.md").read_text()
@@ -116,7 +117,7 @@ def test_fmnist_lls_alpha_recipe_in_tiny_mode_reports_only_the_chosen_alphas_tes
 @pytest.mark.slow
 def test_goemotions_analysis_recipe_in_tiny_mode(tmp_path):
     out = tmp_path / "gea"
-    run_tiny("goemotions_lls_analysis.sh", out, KDTOOL_SEEDS="0", KDTOOL_JOBS="2")
+    run_tiny("goemotions_lls_analysis.sh", out, KDTOOL_SEEDS="0")  # one kdtool batch (the alpha test runs 2 jobs)
     per_class, q_mass = markdown_tables(out / "analysis.md")
     assert [r[0] for r in per_class] == ["training share (%)", "onehot", "lls-a0.05", "lls-a0.1", "lls-a0.2",
                                          "lls-a0.1-qwd0"]  # fmt: skip
@@ -183,11 +184,16 @@ PAPER_SIZED = ["cifar10_alexnet.sh", "cifar100_resnet18.sh", "fmnist_alexnet.sh"
 GPU_RECIPES = [*PAPER_SIZED, "tinyimagenet_resnet18.sh", "cifar100_pls_dynamics.sh"]
 ALL_RECIPES = sorted(p.name for p in (ROOT / "recipes").glob("*.sh") if p.name != "common.sh")
 
-# A stand-in for the kdtool executable that only records its command line (one JSON list a line).
+# A stand-in for the kdtool executable that only records its command line (one JSON list a line); for
+# `kdtool batch -` (recipes/common.sh's run_kdtool), each command line it reads, read as kdtool batch reads them.
 RECORDER = """#!{python}
 import json, os, sys
+argv = [sys.argv[1:]]
+if sys.argv[1:3] == ["batch", "-"]:
+    from kdtool.cli.batch import read_commands
+    argv = [args for _, args in read_commands(sys.stdin.read(), "standard input")]
 with open(os.environ["KDTOOL_ARGV_LOG"], "a") as fh:
-    fh.write(json.dumps(sys.argv[1:]) + "\\n")
+    fh.writelines(json.dumps(args) + "\\n" for args in argv)
 """
 
 
@@ -214,8 +220,11 @@ def recorded_commands(recipe: str, tmp_path: Path) -> list[list[str]]:
     recorder.write_text(RECORDER.format(python=sys.executable))
     recorder.chmod(0o755)
     (tmp_path / "out").mkdir()  # what kdtool would have created: the recipe tees its tables there
+    # the recipes' analysis scripts (KDTOOL_PYTHON) would read runs that were never trained: they are not run (the
+    # recipes' tiny-mode tests run them), which also saves a torch import each
     run_tiny(recipe, tmp_path / "out", *recipe_args(recipe, tmp_path), KDTOOL_BIN=str(recorder),
-             KDTOOL_EPOCHS="", KDTOOL_EXTRA="", KDTOOL_SEEDS="", KDTOOL_ARGV_LOG=str(log))  # fmt: skip
+             KDTOOL_PYTHON=shutil.which("true"), KDTOOL_EPOCHS="", KDTOOL_EXTRA="", KDTOOL_SEEDS="",
+             KDTOOL_ARGV_LOG=str(log))  # fmt: skip
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
@@ -239,6 +248,22 @@ def command_flags(argv: list[str]) -> tuple[str, set[str]]:
 @pytest.fixture(scope="module")
 def recipe_commands(tmp_path_factory) -> dict[str, list[list[str]]]:
     return {recipe: recorded_commands(recipe, tmp_path_factory.mktemp(recipe)) for recipe in ALL_RECIPES}
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_a_kdtool_line_is_read_back_by_kdtool_batch_and_by_bash(locale):
+    """recipes/common.sh's kdtool_line quotes for both readers of run_kdtool's lines, in any locale (printf %q
+    writes bash-only $'...' for non-ASCII characters in the C locale)."""
+    from kdtool.cli.batch import read_commands
+
+    args = ["train-teacher", "--classes", "T-shirt/top,Pullover", "--out", "/tmp/é d/it's", "--tag", "", "--x", 'a"$b']
+    # the line, then each word bash makes of it, one a line
+    words = 'eval "words=($line)"; printf \'%s\\n\' "${words[@]}"'
+    script = f'source recipes/common.sh; line=$(kdtool_line {shlex.join(args)}); echo "$line"; {words}'
+    env = {**os.environ, "KDTOOL_SKIP_INSTALL": "1", "LC_ALL": locale}
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    line, *by_bash = done.stdout.split("\n")[:-1]
+    assert read_commands(line, "line") == [(1, args)] and by_bash == ["kdtool", *args]
 
 
 @pytest.mark.parametrize("recipe", ALL_RECIPES)

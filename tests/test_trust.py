@@ -33,16 +33,10 @@ def untouched(path: Path) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A tiny finished LLS run, trained once for the module."""
-    from kdtool.cli import main
-
-    out = tmp_path_factory.mktemp("trust") / "lls"
-    with pytest.raises(SystemExit) as done:
-        main(["train-teacher", *TINY, "--out", str(out)])
-    assert done.value.code == 0
-    return out
+@pytest.fixture
+def finished_run(tiny_lls_run):
+    """A tiny finished LLS run (the session's: these tests only read it)."""
+    return tiny_lls_run
 
 
 @pytest.mark.parametrize(
@@ -244,6 +238,14 @@ def test_help_and_import_do_not_load_torch():
     import kdtool
 
     assert kdtool.LearnableLabelSmoothing.__name__ == "LearnableLabelSmoothing"  # loaded on first use
+
+
+def test_compare_tables_do_not_load_torch(tiny_lls_run):
+    """A table of finished runs reads their JSON and CSV files: no torch import (about 1.5 s of CPU a process)."""
+    command = ["compare", str(tiny_lls_run), "--format", "csv"]
+    loaded = _modules_after(f"from kdtool.cli import main_args\nmain_args({command!r})")
+    assert "smoothing,n,selected_epoch_mean,selected_epoch_std" in " ".join(loaded)  # the table was printed
+    assert "torch" not in loaded
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from kdtool.cli import cache, distill, importer, prior, qtools, report, rerun, shard, sweep, train, zoo  # noqa: F401  (registers its subcommands)
+from kdtool.cli import batch, cache, distill, importer, prior, qtools, report, rerun, shard, sweep, train, zoo  # noqa: F401  (registers its subcommands)
 from kdtool.cli.app import app
 from kdtool.cli.helpstyle import install as install_help_style
 from kdtool.errors import KdtoolError, RunDiverged, RunInterrupted, close_names
@@ -51,27 +51,32 @@ def main_args(argv: list[str] | None) -> int:
     return code if isinstance(code, int) else 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors print one line on stderr and exit with code 2 (a diverged run: 3)."""
+def run_line(argv: list[str] | None) -> int:
+    """Run one kdtool command line in this process and return its exit code: a user error prints one line on
+    stderr and gives 2 (a diverged run: 3, an interrupted one: 130)."""
     try:
-        code = main_args(argv)
+        return main_args(argv)
     except KdtoolError as exc:  # a message may quote an option's value: never its credentials
         print(redact(f"error: {exc}"), file=sys.stderr)
-        sys.exit(2)
+        return 2
     except RunInterrupted as exc:
         print(str(exc), file=sys.stderr)
-        sys.exit(130)
+        return 130
     except RunDiverged as exc:
         print(str(exc), file=sys.stderr)
-        sys.exit(3)
+        return 3
     except typer.Abort:
         print("aborted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except Exception as exc:
         # Typer raises click's usage errors (its own vendored copy in recent releases): match them by
         # their interface rather than by a class that moves between typer versions.
         if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
             raise
         print(redact(_usage_error_line(exc)), file=sys.stderr)
-        sys.exit(exc.exit_code)
-    sys.exit(code)
+        return exc.exit_code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: exits with :func:`run_line`'s code."""
+    sys.exit(run_line(argv))

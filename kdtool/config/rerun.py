@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from kdtool.config.options import config_options, option_suggestion
-from kdtool.config.runconfig import RECORD_FACTS, TrainConfig, config_of_record
+from kdtool.config.runconfig import TrainConfig, config_of_record
 from kdtool.errors import KdtoolError
 from kdtool.fileio import sha256_file
-from kdtool.runs.folder import MODEL, RunDir, read_config
+from kdtool.runs.folder import MODEL, RECORD_FACTS, RunDir, read_config
 
 # Options --set does not change: the output folder is rerun's own --out.
 _NOT_SETTABLE = {"out": "the new run's folder is rerun's --out"}

@@ -46,19 +46,13 @@ from kdtool.losses.zipf import check_zipf_options
 from kdtool.models.registry import check_model_name
 from kdtool.models.zoo import HUB, is_zoo_name, zoo_data_config
 from kdtool.q.matrix import QMatrix
-from kdtool.runs.folder import q_artifact_path
+from kdtool.runs.folder import RECORD_FACTS, q_artifact_path
 from kdtool.trackers import check_installed, parse_log
 
 SCHEDULES = ("multistep", "cosine", "constant")
 # --smoothing of train-teacher; kdtool.workflows.methods builds each (a test keeps the two lists equal)
 SMOOTHING_METHODS = ("onehot", "ls", "lls", "ols", "tfkd-reg", "tfkd-self", "zipf", "focal", "prior", "logit-adjust",
                      "label-aware")  # fmt: skip
-# Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
-RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
-                          "selected_epoch", "epochs_run", "teacher_run", "teacher_cache_file", "q_artifact",
-                          "prior_artifact", "kept_classes", "model_input", "pretrained_weights",
-                          "imported_weights", "data_loader", "status", "diverged", "redacted",
-                          "kd_preset_set", "kd_preset_overridden"})  # fmt: skip
 # --input-norm: normalise a zoo model's inputs by its own (pretrained) statistics or by the dataset's
 INPUT_NORMS = ("model", "dataset")
 # --select: which epoch's weights a run keeps (kdtool.training.selection)

@@ -18,11 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from kdtool.config.options import RESULT_FREE, changes_result
-from kdtool.config.runconfig import RECORD_FACTS
 from kdtool.errors import KdtoolError, close_names
 from kdtool.reporting.display import Column
 from kdtool.reporting.plots import DYNAMICS_METRICS, GroupCurve, is_percent
-from kdtool.runs.folder import CONFIG, METRICS, MODEL
+from kdtool.runs.folder import CONFIG, METRICS, MODEL, RECORD_FACTS
 
 DEFAULT_GROUP_BY = ("smoothing",)
 DEFAULT_METRICS = ("test_acc", "test_nll", "test_ece")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from kdtool import __version__
-from kdtool.config.runconfig import RECORD_FACTS
 from kdtool.redact import redact_values
 from kdtool.reporting import compare as cmp
 from kdtool.reporting.plots import (
@@ -30,7 +29,7 @@ from kdtool.reporting.plots import (
     per_class_figure,
     reliability_figure,
 )
-from kdtool.runs.folder import Q, RunDir, selected_row
+from kdtool.runs.folder import RECORD_FACTS, Q, RunDir, selected_row
 
 # <meta name="generator"> of every report: how kdtool knows a file it may replace (fileio.written_by_kdtool).
 GENERATOR = "kdtool"

@@ -56,6 +56,12 @@ TRACKER_DIRS = (TENSORBOARD_DIR, WANDB_DIR)
 
 # What `config.json` says a folder is: one kind per command that writes a run folder.
 RUN_KINDS = ("train-teacher", "distill", "import")
+# Keys of config.json that are facts about a run (its data, sources, results, provenance), not options.
+RECORD_FACTS = frozenset({"kind", "versions", "command", "dataset_info", "device_used", "world_size",
+                          "selected_epoch", "epochs_run", "teacher_run", "teacher_cache_file", "q_artifact",
+                          "prior_artifact", "kept_classes", "model_input", "pretrained_weights",
+                          "imported_weights", "data_loader", "status", "diverged", "redacted",
+                          "kd_preset_set", "kd_preset_overridden"})  # fmt: skip
 
 
 def checkpoint_path(run_path: str | os.PathLike) -> Path:
