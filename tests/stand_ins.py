@@ -90,6 +90,13 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+# a batch file of `kdtool batch`'s examples: short commands that read only what ships with kdtool
+BATCH_LINES = """# two commands, one process
+kdtool models
+kdtool inspect-q artifacts/fmnist-lenet5-lls.q.safetensors --top 2
+"""
+
+
 class StandIns:
     """Builds each stand-in once, into ``root``, the first time an example asks for it by name."""
 
@@ -111,6 +118,7 @@ class StandIns:
             "timm-resnet18.safetensors": lambda p: _timm_weights(p, "resnet18"),
             "timm-resnet18-birds.pth": lambda p: _timm_weights(p, "resnet18", num_classes=2),
             "imagenet run": self._imagenet_run,
+            "runs.txt": lambda p: p.write_text(BATCH_LINES, encoding="utf-8"),
         }
 
     def __getitem__(self, name: str) -> Path:

@@ -158,6 +158,7 @@ INPUTS: dict[str, str | dict[str, str]] = {
     "text:./my_data": {"my_data": "text folder"},
     "glove.6B.100d.txt": "glove.100d.txt",
     "glove.6B.300d.txt": "glove.300d.txt",
+    "runs.txt": "runs.txt",
 }
 # the flags that make a stand-in (a Fashion-MNIST run) stand for a run of another dataset: CIFAR-100's default
 # augmentation (Fashion-MNIST's is none, and cache-teacher refuses views of unaugmented data)
