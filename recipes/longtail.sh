@@ -9,15 +9,20 @@
 #             (LLS with class-balanced weights);
 #   students  from the first ratio's seed-0 1-hot teacher: kd, kd with --kd-balance logit-adjust, and LLS-ST
 #             from the seed-0 Q of lls and of lls-prior;
-#   tables    $OUT/rho<ρ>/compare.md and $OUT/students/compare.md (mean ± std over seeds: accuracy, balanced
+#   text      naturally imbalanced GoEmotions-Ekman (7 emotions) and GoEmotions (28), a BiLSTM (embedding 64, 64
+#             units, lr 0.5, as recipes/goemotions_lls.sh), the teachers of $KDTOOL_TEXT_METHODS, the epoch kept by
+#             validation macro-F1 on the official validation split;
+#   tables    $OUT/rho<ρ>/compare.md, $OUT/<text dataset>/compare.md and $OUT/students/compare.md (mean ± std over seeds: accuracy, balanced
 #             accuracy, many/medium/few-shot accuracy, macro-F1, ECE at the selected epoch) and
 #             $OUT/rho<ρ>/analysis.md (per-class F1, and the off-diagonal mass softmax(Q) gives each class
 #             against its training share, with their Spearman correlation, for the LLS variants).
 #
 # Environment (besides recipes/common.sh's): KDTOOL_RATIOS (default "100 10"), KDTOOL_METHODS (default: all
-# the teachers above), KDTOOL_STUDENTS (default "kd kd-balanced llsst-lls llsst-lls-prior"; empty: none).
-# Time: on 2 CPU cores a 30-epoch run of ρ = 100 (13,400 training images) takes about 10 minutes, so the
-# full recipe (2 ratios × 10 methods × 3 seeds + 4 × 3 students) runs for about a day there; on a GPU an hour.
+# the teachers above), KDTOOL_STUDENTS (default "kd kd-balanced llsst-lls llsst-lls-prior"; empty: none),
+# KDTOOL_TEXT (default "goemotions-ekman goemotions"; empty: none), KDTOOL_TEXT_METHODS (default "onehot
+# logit-adjust class-balanced label-aware lls lls-prior lls-alpha").
+# Time, one CPU thread a run (2 shared cores, 2026-12-04): a 10-epoch LeNet-5 run of ρ = 100 (13,400 training
+# images) 25-45 s, of ρ = 10 about twice that; a 10-epoch BiLSTM run of GoEmotions-Ekman 4-6 minutes.
 #
 # Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/lt KDTOOL_SEEDS=0 KDTOOL_RATIOS=5 \
 #     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/longtail.sh
@@ -30,8 +35,12 @@ OUT="${KDTOOL_OUT:-runs/longtail}"
 read -r -a RATIOS <<< "${KDTOOL_RATIOS:-100 10}"
 read -r -a METHODS <<< "${KDTOOL_METHODS:-onehot ls logit-adjust class-balanced label-aware lls lls-prior lls-adjusted lls-alpha lls-balanced}"
 read -r -a STUDENTS <<< "${KDTOOL_STUDENTS-kd kd-balanced llsst-lls llsst-lls-prior}"
+read -r -a TEXTS <<< "${KDTOOL_TEXT-goemotions-ekman goemotions}"
+read -r -a TEXT_METHODS <<< "${KDTOOL_TEXT_METHODS:-onehot logit-adjust class-balanced label-aware lls lls-prior lls-alpha}"
 COMMON=(--dataset fashion-mnist --epochs "$EPOCHS" --val-fraction 0.1 --select best-val-balanced-acc
         --seeds "$SEEDS")
+TEXT_COMMON=(--model bilstm --embed-dim 64 --hidden-size 64 --lr 0.5 --decay-bias-norm --epochs "$EPOCHS"
+             --select best-val-f1 --seeds "$SEEDS")
 METRICS=test_acc,test_balanced_acc,test_many_acc,test_medium_acc,test_few_acc,test_macro_f1,test_ece
 
 # the train-teacher options of each teacher (kdtool refuses an option a run does not use: each gets only its own)
@@ -86,4 +95,23 @@ if [ "${#STUDENTS[@]}" -gt 0 ]; then
     mkdir -p "$OUT/students"
     "$KDTOOL" compare "${STUDENTS[@]/#/$OUT/students/}" --group-by smoothing,kd_balance,substitute_q \
         --metric "$METRICS" --format markdown | tee "$OUT/students/compare.md"
+fi
+
+# naturally imbalanced text: the same teachers, compared the same way (the shot groups by training count)
+if [ "${#TEXTS[@]}" -gt 0 ]; then
+    for dataset in "${TEXTS[@]}"; do
+        for method in "${TEXT_METHODS[@]}"; do
+            read -r -a options <<< "$(teacher_options "$method")"
+            kdtool_line train-teacher --dataset "$dataset" "${options[@]}" "${TEXT_COMMON[@]}" --out "$OUT/$dataset/$method" \
+                "${EXTRA[@]}"
+        done
+    done | run_kdtool
+
+    for dataset in "${TEXTS[@]}"; do
+        groups=("${TEXT_METHODS[@]/#/$OUT/$dataset/}")
+        mkdir -p "$OUT/$dataset"
+        "$KDTOOL" compare "${groups[@]}" --group-by smoothing,lls_correction,class_weights --metric "$METRICS" \
+            --format markdown | tee "$OUT/$dataset/compare.md"
+        "$PYTHON" recipes/goemotions_analysis.py "$OUT/$dataset" "${groups[@]}" | tee "$OUT/$dataset/analysis.md"
+    done
 fi
