@@ -19,8 +19,8 @@
 #
 # Environment (besides recipes/common.sh's): KDTOOL_RATIOS (default "100 10"), KDTOOL_METHODS (default: all
 # the teachers above), KDTOOL_STUDENTS (default "kd kd-balanced llsst-lls llsst-lls-prior"; empty: none),
-# KDTOOL_TEXT (default "goemotions-ekman goemotions"; empty: none), KDTOOL_TEXT_METHODS (default "onehot
-# logit-adjust class-balanced label-aware lls lls-prior lls-alpha").
+# KDTOOL_TEXT (default "goemotions-ekman goemotions"; empty: none; KDTOOL_RATIOS="" runs the text part alone),
+# KDTOOL_TEXT_METHODS (default "onehot logit-adjust class-balanced label-aware lls lls-prior lls-alpha").
 # Time, one CPU thread a run (2 shared cores, 2026-12-04): a 10-epoch LeNet-5 run of ρ = 100 (13,400 training
 # images) 25-45 s, of ρ = 10 about twice that; a 10-epoch BiLSTM run of GoEmotions-Ekman 4-6 minutes.
 #
@@ -70,23 +70,25 @@ student_options() {
     esac
 }
 
-for ratio in "${RATIOS[@]}"; do
-    for method in "${METHODS[@]}"; do
-        read -r -a options <<< "$(teacher_options "$method")"
-        kdtool_line train-teacher --model lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "$ratio" \
-            --out "$OUT/rho$ratio/$method" "${EXTRA[@]}"
+if [ "${#RATIOS[@]}" -gt 0 ]; then
+    for ratio in "${RATIOS[@]}"; do
+        for method in "${METHODS[@]}"; do
+            read -r -a options <<< "$(teacher_options "$method")"
+            kdtool_line train-teacher --model lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "$ratio" \
+                --out "$OUT/rho$ratio/$method" "${EXTRA[@]}"
+        done
+    done | run_kdtool
+
+    for ratio in "${RATIOS[@]}"; do
+        groups=("${METHODS[@]/#/$OUT/rho$ratio/}")
+        mkdir -p "$OUT/rho$ratio"
+        "$KDTOOL" compare "${groups[@]}" --group-by smoothing,lls_correction,class_weights --metric "$METRICS" \
+            --format markdown | tee "$OUT/rho$ratio/compare.md"
+        "$PYTHON" recipes/goemotions_analysis.py "$OUT/rho$ratio" "${groups[@]}" | tee "$OUT/rho$ratio/analysis.md"
     done
-done | run_kdtool
+fi
 
-for ratio in "${RATIOS[@]}"; do
-    groups=("${METHODS[@]/#/$OUT/rho$ratio/}")
-    mkdir -p "$OUT/rho$ratio"
-    "$KDTOOL" compare "${groups[@]}" --group-by smoothing,lls_correction,class_weights --metric "$METRICS" \
-        --format markdown | tee "$OUT/rho$ratio/compare.md"
-    "$PYTHON" recipes/goemotions_analysis.py "$OUT/rho$ratio" "${groups[@]}" | tee "$OUT/rho$ratio/analysis.md"
-done
-
-if [ "${#STUDENTS[@]}" -gt 0 ]; then
+if [ "${#STUDENTS[@]}" -gt 0 ] && [ "${#RATIOS[@]}" -gt 0 ]; then
     for student in "${STUDENTS[@]}"; do
         read -r -a options <<< "$(student_options "$student")"
         kdtool_line distill --student lenet5 "${options[@]}" "${COMMON[@]}" --imbalance-ratio "${RATIOS[0]}" \
