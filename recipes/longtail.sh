@@ -32,7 +32,7 @@ source recipes/common.sh
 
 EPOCHS="${KDTOOL_EPOCHS:-30}"
 OUT="${KDTOOL_OUT:-runs/longtail}"
-read -r -a RATIOS <<< "${KDTOOL_RATIOS:-100 10}"
+read -r -a RATIOS <<< "${KDTOOL_RATIOS-100 10}"
 read -r -a METHODS <<< "${KDTOOL_METHODS:-onehot ls logit-adjust class-balanced label-aware lls lls-prior lls-adjusted lls-alpha lls-balanced}"
 read -r -a STUDENTS <<< "${KDTOOL_STUDENTS-kd kd-balanced llsst-lls llsst-lls-prior}"
 read -r -a TEXTS <<< "${KDTOOL_TEXT-goemotions-ekman goemotions}"
