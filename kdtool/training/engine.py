@@ -181,8 +181,7 @@ class Trainer:
                 loss = batch.loss(self.target, logits)
             self.optimizer.zero_grad(set_to_none=True)
             self._backward(loss)
-            if self.dist_env.enabled:
-                average_method_gradients(self.target.parameters(), self.dist_env)
+            average_method_gradients(self.target.parameters(), self.dist_env)
             if tally.wants_grad_norm(step):
                 norm = gradient_norm(self.model)
                 tally.grad_norms.append(norm if self.scaler is None else norm.nan_to_num(0.0, 0.0, 0.0))  # fp16 skip: 0
