@@ -422,7 +422,7 @@ OPTIONS: tuple[Option, ...] = (
         "saying why, where unavailable).", SPEED),
     Option("compile_mode", str, "default", "--compile: torch.compile's mode: default, reduce-overhead (CUDA graphs: "
         "no launch cost per kernel, for steps the host cannot keep up with) or max-autotune "
-        "(longer compiling). docs/multi-gpu.md ('Speed') has what each measured.", SPEED, changes_result=False,
+        "(longer compiling). docs/multi-gpu.md ('Speed') has what each measured.", SPEED,
         applies=Applies("compile", lambda c: c.compile, "--compile")),
     Option("log", str, "csv", "Experiment trackers, a comma list: csv (metrics.csv, always written), tensorboard "
         "(event files in OUT/tensorboard), mlflow, wandb (its files in OUT/wandb; WANDB_MODE=offline works without "
