@@ -70,6 +70,18 @@ student_options() {
     esac
 }
 
+# compare_and_analyse FOLDER METHOD...: the mean ± std table of FOLDER/METHOD (FOLDER/compare.md) and the per-class
+# F1 and Q analysis (FOLDER/analysis.md)
+compare_and_analyse() {
+    local folder="$1"
+    shift
+    local groups=("${@/#/$folder/}")
+    mkdir -p "$folder"
+    "$KDTOOL" compare "${groups[@]}" --group-by smoothing,lls_correction,class_weights --metric "$METRICS" \
+        --format markdown | tee "$folder/compare.md"
+    "$PYTHON" recipes/goemotions_analysis.py "$folder" "${groups[@]}" | tee "$folder/analysis.md"
+}
+
 if [ "${#RATIOS[@]}" -gt 0 ]; then
     for ratio in "${RATIOS[@]}"; do
         for method in "${METHODS[@]}"; do
@@ -79,13 +91,7 @@ if [ "${#RATIOS[@]}" -gt 0 ]; then
         done
     done | run_kdtool
 
-    for ratio in "${RATIOS[@]}"; do
-        groups=("${METHODS[@]/#/$OUT/rho$ratio/}")
-        mkdir -p "$OUT/rho$ratio"
-        "$KDTOOL" compare "${groups[@]}" --group-by smoothing,lls_correction,class_weights --metric "$METRICS" \
-            --format markdown | tee "$OUT/rho$ratio/compare.md"
-        "$PYTHON" recipes/goemotions_analysis.py "$OUT/rho$ratio" "${groups[@]}" | tee "$OUT/rho$ratio/analysis.md"
-    done
+    for ratio in "${RATIOS[@]}"; do compare_and_analyse "$OUT/rho$ratio" "${METHODS[@]}"; done
 fi
 
 if [ "${#STUDENTS[@]}" -gt 0 ] && [ "${#RATIOS[@]}" -gt 0 ]; then
@@ -104,16 +110,10 @@ if [ "${#TEXTS[@]}" -gt 0 ]; then
     for dataset in "${TEXTS[@]}"; do
         for method in "${TEXT_METHODS[@]}"; do
             read -r -a options <<< "$(teacher_options "$method")"
-            kdtool_line train-teacher --dataset "$dataset" "${options[@]}" "${TEXT_COMMON[@]}" --out "$OUT/$dataset/$method" \
-                "${EXTRA[@]}"
+            kdtool_line train-teacher --dataset "$dataset" "${options[@]}" "${TEXT_COMMON[@]}" \
+                --out "$OUT/$dataset/$method" "${EXTRA[@]}"
         done
     done | run_kdtool
 
-    for dataset in "${TEXTS[@]}"; do
-        groups=("${TEXT_METHODS[@]/#/$OUT/$dataset/}")
-        mkdir -p "$OUT/$dataset"
-        "$KDTOOL" compare "${groups[@]}" --group-by smoothing,lls_correction,class_weights --metric "$METRICS" \
-            --format markdown | tee "$OUT/$dataset/compare.md"
-        "$PYTHON" recipes/goemotions_analysis.py "$OUT/$dataset" "${groups[@]}" | tee "$OUT/$dataset/analysis.md"
-    done
+    for dataset in "${TEXTS[@]}"; do compare_and_analyse "$OUT/$dataset" "${TEXT_METHODS[@]}"; done
 fi
