@@ -90,10 +90,11 @@ class EpochTally:
             correct = torch.stack(self.hits).float().sum()
         else:
             loss_sum = correct = torch.zeros((), device=device)
-        totals = torch.stack([loss_sum, correct, torch.tensor(float(sum(self.sizes)), device=device)])
-        loss_total, correct_total, n = all_reduce_sum(totals, self.env).tolist()
+        totals = all_reduce_sum(torch.stack([loss_sum, correct, torch.tensor(float(sum(self.sizes)), device=device)]),
+                                self.env)  # fmt: skip
         # The network's gradient is the same on every rank (DDP averages it), as is the number of steps: no reduction.
-        grad_norm = torch.stack(self.grad_norms).mean().item() if self.grad_norms else 0.0
+        norm = torch.stack(self.grad_norms).float().mean() if self.grad_norms else torch.zeros((), device=device)
+        loss_total, correct_total, n, grad_norm = torch.cat([totals, norm.view(1)]).tolist()
         return {"lr_mean": self.lr_sum / max(1, steps), "train_loss": loss_total / max(1.0, n),
                 "train_acc": correct_total / max(1.0, n), "grad_norm": grad_norm,
                 "grad_norm_steps": len(self.grad_norms)}  # fmt: skip
