@@ -12,7 +12,7 @@ import pytest
 from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.errors import KdtoolError
 from kdtool.fileio import written_by_kdtool
-from kdtool.runs.folder import RunDir, clear_run, first_difference, is_run
+from kdtool.runs.folder import RECORD_FACTS, RunDir, clear_run, first_difference, is_run
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +131,23 @@ def test_lls_st_resumes_without_retyping_alpha(run_cli, tmp_path, interrupt_at_e
     assert json.loads((tmp_path / "st" / "config.json").read_text())["alpha"] == 0.1  # the Q artifact's
     code, _, stderr = run_cli(*args, "--alpha", "0.3", "--resume")
     assert code == 2 and "--alpha 0.1, now 0.3" in stderr
+
+
+def test_a_run_recorded_before_an_unset_option_existed_still_resumes(run_cli, tmp_path, interrupt_at_epoch):
+    args = ("distill", "--substitute-q", Q_ARTIFACT, "--limit-train", "256", "--limit-test", "128",
+            "--batch-size", "64", "--epochs", "2", "--out", tmp_path / "st")  # fmt: skip
+    interrupt_at_epoch(1)
+    assert run_cli(*args)[0] == 130
+    record = json.loads((tmp_path / "st" / "config.json").read_text())
+    unset = [k for k, v in record.items() if v is None and k not in RECORD_FACTS]
+    assert "imbalance_ratio" in unset  # e.g. an option added after the run was made
+    older = {k: v for k, v in record.items() if k not in unset}  # as the older kdtool recorded the run
+    (tmp_path / "st" / "config.json").write_text(json.dumps(older))
+    code, _, stderr = run_cli(*args, "--imbalance-ratio", "10", "--resume")  # set now: not the same run
+    assert code == 2 and "--imbalance-ratio unset, now 10" in stderr
+    interrupt_at_epoch(None)
+    code, _, stderr = run_cli(*args, "--resume")
+    assert code == 0, stderr
 
 
 REFUSED = [

@@ -188,11 +188,15 @@ def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any]) 
 
     ``recorded`` is a ``config.json``; ``requested`` the resolved options that make a run's result
     (:meth:`TrainConfig.result_options`: not the device, evaluation batch size, output folder, trackers ...).
+    An option the record lacks (the run was made by a kdtool that did not have it yet) and that is unset now
+    is the same: an unset option changes nothing, so such a run still resumes after an upgrade.
     """
     missing = object()
     requested = redact_values(requested)[0]  # as config.json records them: without credentials
     for key, value in requested.items():
         was = recorded.get(key, missing)
+        if was is missing and value is None:
+            continue
         if was != value:
             return key, (None if was is missing else was), value
     return None
