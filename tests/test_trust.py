@@ -12,7 +12,7 @@ import pytest
 from kdtool.config.runconfig import DistillConfig, TrainConfig
 from kdtool.errors import KdtoolError
 from kdtool.fileio import written_by_kdtool
-from kdtool.runs.folder import RECORD_FACTS, RunDir, clear_run, first_difference, is_run
+from kdtool.runs.folder import RunDir, clear_run, first_difference, is_run
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,18 +133,19 @@ def test_lls_st_resumes_without_retyping_alpha(run_cli, tmp_path, interrupt_at_e
     assert code == 2 and "--alpha 0.1, now 0.3" in stderr
 
 
-def test_a_run_recorded_before_an_unset_option_existed_still_resumes(run_cli, tmp_path, interrupt_at_epoch):
+def test_a_run_recorded_before_an_option_existed_still_resumes(run_cli, tmp_path, interrupt_at_epoch):
     args = ("distill", "--substitute-q", Q_ARTIFACT, "--limit-train", "256", "--limit-test", "128",
             "--batch-size", "64", "--epochs", "2", "--out", tmp_path / "st")  # fmt: skip
     interrupt_at_epoch(1)
     assert run_cli(*args)[0] == 130
     record = json.loads((tmp_path / "st" / "config.json").read_text())
-    unset = [k for k, v in record.items() if v is None and k not in RECORD_FACTS]
-    assert "imbalance_ratio" in unset  # e.g. an option added after the run was made
-    older = {k: v for k, v in record.items() if k not in unset}  # as the older kdtool recorded the run
+    assert record["imbalance_ratio"] is None and record["class_weights"] == "none"  # their declared defaults
+    older = {k: v for k, v in record.items() if k not in ("imbalance_ratio", "class_weights")}  # added later
     (tmp_path / "st" / "config.json").write_text(json.dumps(older))
-    code, _, stderr = run_cli(*args, "--imbalance-ratio", "10", "--resume")  # set now: not the same run
+    code, _, stderr = run_cli(*args, "--imbalance-ratio", "10", "--resume")  # not the default: another run
     assert code == 2 and "--imbalance-ratio unset, now 10" in stderr
+    code, _, stderr = run_cli(*args, "--class-weights", "effective", "--resume")
+    assert code == 2 and "--class-weights unset, now effective" in stderr
     interrupt_at_epoch(None)
     code, _, stderr = run_cli(*args, "--resume")
     assert code == 0, stderr
@@ -220,6 +221,11 @@ def test_first_difference_ignores_options_that_do_not_change_the_result():
     assert first_difference(recorded, elsewhere.result_options()) is None
     assert first_difference(recorded, dataclasses.replace(resolved, alpha=0.2).result_options()) == ("alpha", 0.1, 0.2)
     assert first_difference(recorded, {"kind": "distill"})[0] == "kind"
+    older = {k: v for k, v in recorded.items() if k != "lls_correction"}  # made before --lls-correction existed
+    assert first_difference(older, resolved.result_options())[0] == "lls_correction"
+    assert first_difference(older, resolved.result_options(), resolved.result_defaults()) is None
+    corrected = dataclasses.replace(resolved, lls_correction="prior")
+    assert first_difference(older, corrected.result_options(), corrected.result_defaults())[0] == "lls_correction"
 
 
 def test_kdtool_run_marker(tmp_path):

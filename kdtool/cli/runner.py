@@ -75,7 +75,8 @@ def plan_runs(
     cfg.resolve()
     cfg.check_given(given)
     if seeds is None:
-        return [PlannedRun(cfg, plan_run(cfg.out, cfg.result_options(), force, resume, reuse), train_one)]
+        plan = plan_run(cfg.out, cfg.result_options(), force, resume, reuse, cfg.result_defaults())
+        return [PlannedRun(cfg, plan, train_one)]
     if "seed" in given:
         raise KdtoolError("--seed and --seeds contradict each other: --seeds gives every run its seed")
     if force and resume:
@@ -86,7 +87,7 @@ def plan_runs(
     planned = []
     for seed in parse_seeds(seeds):
         one = dataclasses.replace(cfg, seed=seed, out=str(seed_folder(out, seed)))
-        plan = plan_run(one.out, one.result_options(), force, resume=False, reuse=True)
+        plan = plan_run(one.out, one.result_options(), force, False, True, one.result_defaults())
         if resume and plan.action == "train":
             raise KdtoolError(f"--resume continues started runs, but {one.out} has not been started: drop --resume "
                               f"to train new seeds")  # fmt: skip

@@ -314,6 +314,12 @@ class TrainConfig:
         options = config_options(self.commands)
         return {k: v for k, v in self.to_dict().items() if k not in options or options[k].changes(self)}
 
+    def result_defaults(self) -> dict[str, Any]:
+        """The declared default of each option of :meth:`result_options` (None where a rule fills it): what a
+        run recorded by a kdtool that did not have the option yet stands for."""
+        options = config_options(self.commands)
+        return {k: options[k].default for k in self.result_options() if k in options}
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """A config from option values; an unknown name is an error (a renamed option must not vanish)."""

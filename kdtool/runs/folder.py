@@ -183,19 +183,21 @@ def check_output_dir(path: str | os.PathLike, force: bool) -> Path:
     return path
 
 
-def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
+def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any],
+                     defaults: Mapping[str, Any] | None = None) -> tuple[str, Any, Any] | None:  # fmt: skip
     """The first option of ``requested`` whose recorded value differs: ``(name, was, now)``, or None.
 
     ``recorded`` is a ``config.json``; ``requested`` the resolved options that make a run's result
     (:meth:`TrainConfig.result_options`: not the device, evaluation batch size, output folder, trackers ...).
-    An option the record lacks (the run was made by a kdtool that did not have it yet) and that is unset now
-    is the same: an unset option changes nothing, so such a run still resumes after an upgrade.
+    An option the record lacks was made by a kdtool without it, which behaved as its declared default
+    (``defaults``, :meth:`TrainConfig.result_defaults`; None when not given): that value now is the same run,
+    so a run still resumes after an upgrade.
     """
     missing = object()
     requested = redact_values(requested)[0]  # as config.json records them: without credentials
     for key, value in requested.items():
         was = recorded.get(key, missing)
-        if was is missing and value is None:
+        if was is missing and key != "kind" and value == (defaults or {}).get(key):
             continue
         if was != value:
             return key, (None if was is missing else was), value
@@ -228,10 +230,11 @@ class RunPlan:
 
 
 def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, resume: bool,
-             reuse: bool = False) -> RunPlan:  # fmt: skip
+             reuse: bool = False, defaults: Mapping[str, Any] | None = None) -> RunPlan:  # fmt: skip
     """The one "same run?" decision for a run folder, taken before any work.
 
-    ``options`` are the resolved options that make the requested run's result (``TrainConfig.result_options``).
+    ``options`` are the resolved options that make the requested run's result (``TrainConfig.result_options``),
+    ``defaults`` their declared defaults (what a run recorded before an option existed stands for).
     ``resume``: the folder must be a run of the same options with a checkpoint (skipped when it is finished).
     ``force``: an existing kdtool run is replaced (only what kdtool wrote in it). ``reuse`` (``--seeds``,
     ``sweep``): a finished run of the same options is skipped, an interrupted one resumed, one that died before
@@ -243,14 +246,14 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
         raise KdtoolError("--resume continues a run and --force replaces it: pass only one of them")
     exists = path.is_dir() and any(path.iterdir())
     if resume:
-        return _plan_resume(path, options)
+        return _plan_resume(path, options, defaults)
     if force:
         check_output_dir(path, force=True)
         return RunPlan("train", replace=exists)
     if reuse and exists and is_run(path):
         finished, interrupted = (path / MODEL).is_file(), checkpoint_path(path).is_file()
         if finished or interrupted:
-            _check_same(path, options, f"{path} was trained with", "to retrain it")
+            _check_same(path, options, defaults, f"{path} was trained with", "to retrain it")
             if diverged_record(path) is not None:
                 return RunPlan("diverged")
             return RunPlan("skip" if finished else "resume")
@@ -260,7 +263,7 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
     return RunPlan("train")
 
 
-def _plan_resume(path: Path, options: Mapping[str, Any]) -> RunPlan:
+def _plan_resume(path: Path, options: Mapping[str, Any], defaults: Mapping[str, Any] | None) -> RunPlan:
     """``--resume``: the run in ``path`` continued, or skipped when finished; refused unless it is a run of the
     same options with a checkpoint."""
     if not is_run(path):
@@ -268,7 +271,7 @@ def _plan_resume(path: Path, options: Mapping[str, Any]) -> RunPlan:
     if (record := diverged_record(path)) is not None:
         raise KdtoolError(f"{path} diverged in epoch {record['epoch']}: the same options diverge again; pass "
                           f"--force to train it afresh (e.g. with a lower --lr)")  # fmt: skip
-    _check_same(path, options, f"cannot resume {path}: it was trained with", "to start it afresh")
+    _check_same(path, options, defaults, f"cannot resume {path}: it was trained with", "to start it afresh")
     if (path / MODEL).is_file():  # finished: nothing to resume
         return RunPlan("skip")
     if not checkpoint_path(path).is_file():
@@ -276,8 +279,9 @@ def _plan_resume(path: Path, options: Mapping[str, Any]) -> RunPlan:
     return RunPlan("resume")
 
 
-def _check_same(path: Path, options: Mapping[str, Any], what: str, fresh: str) -> None:
-    difference = first_difference(read_config(path) or {}, options)
+def _check_same(path: Path, options: Mapping[str, Any], defaults: Mapping[str, Any] | None, what: str,
+                fresh: str) -> None:  # fmt: skip
+    difference = first_difference(read_config(path) or {}, options, defaults)
     if difference is not None:
         raise KdtoolError(f"{what} {describe_difference(difference)}: pass --force {fresh}, or choose another --out")
 

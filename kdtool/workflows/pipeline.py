@@ -371,7 +371,7 @@ def train_teacher(
 ) -> tuple[RunDir, list[dict[str, float]]]:
     """``kdtool train-teacher``: validate everything first, then train and write the run folder."""
     cfg.resolve()
-    plan_run(cfg.out, cfg.result_options(), force, resume)
+    plan_run(cfg.out, cfg.result_options(), force, resume, defaults=cfg.result_defaults())
     with stops_safely(cfg.out):
         path = choose_data_path(cfg, resume)
         dataset = training_split(load_data(cfg, stream=path is not None and path.used == "stream"), cfg)
@@ -447,7 +447,7 @@ def distill(
     the Q it used (sliced to the class subset) as ``q.safetensors``.
     """
     cfg.resolve()
-    plan_run(cfg.out, cfg.result_options(), force, resume)
+    plan_run(cfg.out, cfg.result_options(), force, resume, defaults=cfg.result_defaults())
     with stops_safely(cfg.out):
         # a text student reads its teacher's token ids, so it takes the teacher's vocabulary
         vocabulary = run_vocabulary(RunDir.open(cfg.teacher)) if cfg.teacher is not None else None
