@@ -65,9 +65,11 @@ class RunInterrupted(Exception):
 
 
 class RunDiverged(Exception):
-    """Training stopped because its loss became non-finite (exit 3); the last finite epoch's checkpoint is kept.
+    """Training stopped because its loss became non-finite or exploded (exit 3); the last finite epoch's
+    checkpoint is kept.
 
-    ``record`` is what ``config.json`` keeps under ``diverged`` (epoch, step, lr, loss); ``message`` is the
+    ``record`` is what ``config.json`` keeps under ``diverged`` (epoch, step, lr, loss, and ``first_loss``, the
+    run's first step's, for a finite loss that exploded); ``message`` is the
     one line the command prints.
     """
 
@@ -77,9 +79,13 @@ class RunDiverged(Exception):
 
 
 def divergence_line(record: dict, where: str | Path | None = None) -> str:
-    """``epoch 7 diverged: training loss is nan at step 812 (lr 0.4); the last finite checkpoint is epoch 6``."""
+    """``epoch 7 diverged: training loss is nan at step 812 (lr 0.4); the last finite checkpoint is epoch 6``
+    (``is 6.922e+05 (the first step's was 7.68)`` for a loss that exploded)."""
     epoch = int(record["epoch"])
     kept = f"the last finite checkpoint is epoch {epoch - 1}" if epoch > 1 else "no epoch finished before it"
     where_in_run = f"at step {record['step']} (lr {record['lr']:.4g})"
-    line = f"epoch {epoch} diverged: training loss is {record['loss']} {where_in_run}; {kept}"
+    loss = record["loss"]
+    if "first_loss" in record:
+        loss += f" (the first step's was {record['first_loss']:.3g})"
+    line = f"epoch {epoch} diverged: training loss is {loss} {where_in_run}; {kept}"
     return line + (f" ({where})" if where is not None else "")

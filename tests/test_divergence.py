@@ -19,7 +19,9 @@ NAN = math.nan
 DIVERGES_IN_EPOCH_2 = ("--limit-train", "256", "--limit-test", "128", "--batch-size", "64", "--lr", "0.01",
                        "--warmup-epochs", "0", "--schedule", "multistep", "--milestones", "1", "--gamma", "1e6",
                        "--smoothing", "onehot")  # fmt: skip
-LINE = r"epoch 2 diverged: training loss is nan at step \d+ \(lr 1e\+04\); the last finite checkpoint is epoch 1"
+# not finite, or 10^4 times the first step's loss or more (at the first check of those steps, whichever comes first)
+LOSS = r"(nan|\S+ \(the first step's was \S+\))"
+LINE = rf"epoch 2 diverged: training loss is {LOSS} at step \d+ \(lr 1e\+04\); the last finite checkpoint is epoch 1"
 
 
 @pytest.mark.parametrize(("criterion", "key"), [("best-val-loss", "val_nll"), ("best-val-acc", "val_acc"),
@@ -55,10 +57,13 @@ def test_a_diverging_run_stops_with_one_line_exit_3_and_keeps_its_last_finite_ep
     assert "Traceback" not in done.stderr
     assert re.search(LINE + rf" \({re.escape(str(out))}\)", done.stderr), done.stderr
     record = json.loads((out / "config.json").read_text())
-    assert record["status"] == "diverged" and record["diverged"]["epoch"] == 2 and record["diverged"]["loss"] == "nan"
+    assert record["status"] == "diverged" and record["diverged"]["epoch"] == 2
+    assert not float(record["diverged"]["loss"]) < 1e4 * 2.31  # nan, or exploded from its first step's log(10)
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1"] and math.isfinite(float(rows[0]["train_loss"]))
     assert (out / "checkpoint" / "last.pt").is_file() and not (out / "model.safetensors").exists()
+    first = torch.load(out / "checkpoint" / "last.pt", weights_only=True)["trainer"]["first_loss"]
+    assert abs(first - math.log(10)) < 0.1  # kept for --resume: the limit stays the run's own
 
 
 def test_seeds_go_on_after_a_diverged_run_and_list_it(run_cli, tmp_path, monkeypatch):
@@ -85,7 +90,7 @@ def test_seeds_go_on_after_a_diverged_run_and_list_it(run_cli, tmp_path, monkeyp
     assert next(csv.DictReader(out.splitlines()))["n"] == "2"
     # a report on it says it diverged; run again, the diverged seed is skipped and listed again
     code, _, err = run_cli("report", tmp_path / "s" / "seed1", "--out", tmp_path / "r.html")
-    assert code == 2 and "seed1 diverged in epoch 2 (training loss nan at step" in err
+    assert code == 2 and "seed1 diverged in epoch 2 (training loss " in err
     code, out, err = run_cli("train-teacher", *args, "--epochs", "2", "--seeds", "0,1,2", "--out", tmp_path / "s")
     assert code == 3 and "diverged earlier, skipped" in out and "1 of 3 runs diverged" in err
 
@@ -102,13 +107,14 @@ def test_search_table_never_chooses_a_non_finite_epoch():
 
 
 def test_a_sweep_goes_on_after_a_diverged_run_and_lists_it(run_cli, tmp_path):
-    # --lr 100 diverges for real in epoch 2 (epoch 1's loss is finite, 1e15); the next grid point still trains
+    # --lr 100 diverges in epoch 1 (its loss explodes to 1e13 and more: a finished epoch of loss 1e15 before the
+    # loss had to be non-finite to count); the next grid point still trains
     args = ("sweep", "--lr", "100,0.05", "--limit-train", "256", "--limit-test", "128", "--epochs", "2",
             "--batch-size", "64", "--smoothing", "onehot", "--schedule", "constant", "--out", tmp_path)  # fmt: skip
     code, out, err = run_cli(*args)
     assert code == 3, err
-    assert re.search(r"epoch 2 diverged: training loss is nan at step \d+ \(lr 100\); the last finite checkpoint is "
-                     rf"epoch 1 \({re.escape(str(tmp_path / 'lr-100'))}\)", out), out  # fmt: skip
+    assert re.search(rf"epoch 1 diverged: training loss is {LOSS} at step \d+ \(lr 100\); no epoch finished before "
+                     rf"it \({re.escape(str(tmp_path / 'lr-100'))}\)", out), out  # fmt: skip
     assert (tmp_path / "lr-0.05" / "model.safetensors").is_file()
     assert [row["lr"] for row in csv.DictReader((tmp_path / "sweep.csv").open())] == ["0.05"]  # results only
     assert f"1 runs summarised in {tmp_path / 'sweep.csv'}" in out
@@ -149,3 +155,23 @@ def test_search_table_skips_non_finite_rows_and_names_diverged_seeds(tmp_path):
     assert "Left out, diverged: a/seed2" in grid
     probe = table.probe_table(tmp_path / "probe")
     assert "| b | 50.0 | 50.0 | NO: seed0 |" in probe and "| c | - | - | NO: seed0 diverged |" in probe
+
+
+def test_a_finite_loss_that_explodes_is_a_divergence_too():
+    from kdtool.distributed import DistEnv
+    from kdtool.errors import RunDiverged
+    from kdtool.training.tally import EpochTally
+
+    def tally_of(losses):
+        tally = EpochTally(1, 10, torch.device("cpu"), DistEnv(), first_loss=6.4)
+        for loss in losses:
+            tally.record(torch.tensor(loss), torch.tensor(0), 8, 0.05)
+        return tally
+
+    tally_of([3.0, 2.5, 6.3e4, 7.0]).check(lambda step: 0.05)  # under 10^4 × the first loss: trains on
+    with pytest.raises(RunDiverged) as caught:
+        tally_of([3.0, 2.5, 7e4, 7.0]).check(lambda step: 0.05)
+    assert caught.value.record == {"epoch": 2, "step": 13, "lr": 0.05, "loss": "7e+04", "first_loss": 6.4}
+    assert str(caught.value) == ("epoch 2 diverged: training loss is 7e+04 (the first step's was 6.4) at step 13 "
+                                 "(lr 0.05); the last finite checkpoint is epoch 1")  # fmt: skip
+    EpochTally(0, 10, torch.device("cpu"), DistEnv()).check(lambda step: 0.05)  # before the first step: no limit

@@ -87,7 +87,7 @@ class RunSet:
     run and epoch, the run's ``metrics.csv`` plus a ``run`` column. ``unfinished``: runs left out
     because they have no weights yet and fewer epochs than their config asks for (running or
     interrupted; a run stopped early has its weights). ``diverged``: runs left out because their
-    training loss became non-finite (they have no result).
+    training loss became non-finite or exploded (they have no result).
     """
 
     configs: pd.DataFrame

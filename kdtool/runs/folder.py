@@ -223,7 +223,7 @@ def _shown(value: Any) -> str:
 class RunPlan:
     """What to do with one run folder: ``train`` (afresh; ``replace`` an existing kdtool run first),
     ``resume`` (an interrupted run of the same options), ``skip`` (finished with the same options) or
-    ``diverged`` (stopped with a non-finite loss, same options: skipped and listed as diverged)."""
+    ``diverged`` (stopped with a non-finite or exploded loss, same options: skipped and listed as diverged)."""
 
     action: str
     replace: bool = False
@@ -252,9 +252,10 @@ def plan_run(path: str | os.PathLike, options: Mapping[str, Any], force: bool, r
         return RunPlan("train", replace=exists)
     if reuse and exists and is_run(path):
         finished, interrupted = (path / MODEL).is_file(), checkpoint_path(path).is_file()
-        if finished or interrupted:
+        diverged = diverged_record(path) is not None  # in its first epoch too, before any checkpoint
+        if finished or interrupted or diverged:
             _check_same(path, options, defaults, f"{path} was trained with", "to retrain it")
-            if diverged_record(path) is not None:
+            if diverged:
                 return RunPlan("diverged")
             return RunPlan("skip" if finished else "resume")
         check_output_dir(path, force=True)  # died before its first checkpoint: start it again

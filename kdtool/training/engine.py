@@ -167,12 +167,13 @@ class Trainer:
         # (a streamed one's worker processes) would then wait for the garbage collector to be stopped
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(step, steps, cfg))
         self.mixer = BatchMixer(parse_augment(self.cfg.augment), self.cfg.mixup_alpha)  # mixup/cutmix, or as they come
+        self.first_loss: float | None = None  # the run's first step's loss (kept in checkpoints)
 
     def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> dict[str, float]:
         self.model.train()
         self.target.train()
         self.target.on_epoch_start(epoch)
-        tally = EpochTally(epoch, len(self.train_loader), self.train_loader.device, self.dist_env)
+        tally = EpochTally(epoch, len(self.train_loader), self.train_loader.device, self.dist_env, self.first_loss)
         generator = self.train_loader.augment_generator(epoch)
         for step, (x, y, teacher_logits) in enumerate(self.train_loader.training_batches(epoch, generator)):
             batch = self.mixer(self.accel.inputs(x), y, generator, teacher_logits)
@@ -189,6 +190,8 @@ class Trainer:
             self._optimizer_step()
             self.scheduler.step()
             tally.record(loss.detach(), batch.hits(logits.detach()), y.shape[0], lr)
+            if self.first_loss is None:  # one host read a run: the scale a diverged loss is measured against
+                self.first_loss = tally.first_loss = float(loss.detach())
             if on_step is not None:
                 on_step()
             if (step + 1) % DIVERGENCE_CHECK_STEPS == 0:
@@ -237,6 +240,7 @@ class Trainer:
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "first_loss": self.first_loss,
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
@@ -247,6 +251,7 @@ class Trainer:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.first_loss = state.get("first_loss")  # absent from older checkpoints: measured at the next step
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
 

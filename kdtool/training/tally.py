@@ -3,8 +3,8 @@
 A GPU step must not wait for the host, and every extra kernel launch is host time a bare loop does not
 pay (bench/gpu.sh, part ``overhead``). So a step adds no running sums: it keeps a reference to its loss
 and its number of correct predictions (device scalars it computed anyway), and the host reads them in
-one stacked copy at the end of the epoch. Non-finite losses are looked for every
-:data:`DIVERGENCE_CHECK_STEPS` steps in the same way, and the gradient norm is measured on every
+one stacked copy at the end of the epoch. Diverged losses (non-finite, or above :func:`loss_limit`) are
+looked for every :data:`DIVERGENCE_CHECK_STEPS` steps in the same way, and the gradient norm is measured on every
 :data:`GRAD_NORM_EVERY`-th step only (``grad_norm`` in ``metrics.csv`` is the mean over those steps,
 ``grad_norm_steps`` says how many they were).
 """
@@ -19,24 +19,39 @@ import torch
 from kdtool.distributed import DistEnv, all_reduce_max, all_reduce_sum
 from kdtool.errors import RunDiverged, divergence_line
 
-# Steps between two host reads of the losses for a non-finite one: a diverged run stops within this many
+# Steps between two host reads of the losses for a diverged one: a diverged run stops within this many
 # steps, and a GPU run pays one synchronisation per this many steps, not one per step.
 DIVERGENCE_CHECK_STEPS = 50
+# A finite loss this many times the run's first one (at least 1) has diverged too: a LeNet-5 NKD student whose loss
+# went from 6.4 to 2e20 in its second epoch trained on to the end at chance accuracy, a finished run like any other.
+# No method's loss grows this much while it trains (a warmed-up DKD or a weighted KD term: tens of times at most).
+EXPLOSION_FACTOR = 1e4
 # Steps between two gradient-norm measurements (the first step of every epoch is one): the norm of a
 # whole network's gradient is a reduction over every parameter, launched per step for a figure that a
 # sample of the steps estimates as well (the PLS analysis reads an epoch's mean).
 GRAD_NORM_EVERY = 10
 
 
+def loss_limit(first_loss: float | None) -> float:
+    """The largest loss of a run whose first step's loss was ``first_loss`` that is not a divergence (no limit
+    before the first step, or when it was not finite: that step diverged already)."""
+    if first_loss is None or not math.isfinite(first_loss):
+        return math.inf
+    return EXPLOSION_FACTOR * max(1.0, abs(first_loss))
+
+
 class EpochTally:
     """One epoch's per-step losses, hits, sizes, learning rates and sampled gradient norms.
 
-    :meth:`check` raises :class:`~kdtool.errors.RunDiverged` at the first non-finite loss seen on any rank (the
-    ranks agree on the earliest step over all of them), so every rank stops at the same step.
+    :meth:`check` raises :class:`~kdtool.errors.RunDiverged` at the first loss seen on any rank that is not
+    finite or is above ``first_loss``'s :func:`loss_limit` (the ranks agree on the earliest step over all of
+    them), so every rank stops at the same step. ``first_loss``: the run's first step's loss, None before it.
     """
 
-    def __init__(self, epoch: int, steps_per_epoch: int, device: torch.device, env: DistEnv) -> None:
+    def __init__(self, epoch: int, steps_per_epoch: int, device: torch.device, env: DistEnv,
+                 first_loss: float | None = None) -> None:  # fmt: skip
         self.epoch, self.steps_per_epoch, self.device, self.env = epoch, steps_per_epoch, device, env
+        self.first_loss = first_loss
         self.losses: list[torch.Tensor] = []
         self.hits: list[torch.Tensor] = []
         self.sizes: list[int] = []
@@ -60,7 +75,8 @@ class EpochTally:
         return len(self.losses)
 
     def check(self, lr_at: Callable[[int], float]) -> None:
-        """Raise RunDiverged if a loss recorded since the last check (on any rank) is not finite."""
+        """Raise RunDiverged if a loss recorded since the last check (on any rank) is not finite or above the
+        limit."""
         new = self.losses[self.checked :]
         if not new and not self.env.enabled:
             return
@@ -68,7 +84,8 @@ class EpochTally:
         if new:
             steps = torch.arange(self.checked, self.checked + len(new), device=self.device)
             # steps_per_epoch + 1 - step for a bad step, 0 for none: the largest over steps and ranks is the earliest
-            bad = ~torch.isfinite(torch.stack(new))
+            losses = torch.stack(new)
+            bad = ~torch.isfinite(losses) | (losses > loss_limit(self.first_loss))
             flags = torch.where(bad, self.steps_per_epoch + 1 - steps, 0)
         flag = int(all_reduce_max(flags.max(), self.env).item())
         self.checked += len(new)
@@ -78,7 +95,9 @@ class EpochTally:
         run_step = self.epoch * self.steps_per_epoch + step
         value = self.losses[step].item() if step < len(self.losses) else math.nan  # another rank's step: its loss
         record = {"epoch": self.epoch + 1, "step": run_step + 1, "lr": lr_at(run_step),
-                  "loss": "nan" if math.isnan(value) else str(value)}  # fmt: skip
+                  "loss": "nan" if math.isnan(value) else f"{value:.4g}"}  # fmt: skip
+        if math.isfinite(value) and self.first_loss is not None:
+            record["first_loss"] = self.first_loss
         raise RunDiverged(divergence_line(record), record)
 
     def row(self) -> dict[str, float]:
