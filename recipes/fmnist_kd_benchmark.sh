@@ -15,7 +15,7 @@
 #        dkd          decoupled KD, CE + DKD with α = β = 0.5, T = 1, warm-up 1 epoch
 #        dist         DIST, CE + DIST with β = γ = 1, T = 1 (kdtool's defaults)
 #        wttm         WTTM at kdtool's defaults (CE + WTTM, γ = 0.5)
-#        nkd          NKD at kdtool's defaults (CE + NKD, γ = 1.5, T = 1)
+#        nkd          NKD at kdtool's defaults (CE + NKD, γ = 0.5, T = 1)
 #        kd-ls        KD with logit standardisation (T = 2)
 #        dkd-ls       DKD as above with logit standardisation (base T = 2)
 #        kd-cache     KD from the teacher cache: no teacher network runs

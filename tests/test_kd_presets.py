@@ -90,7 +90,7 @@ def test_the_header_shows_each_losss_resolved_options_and_wttm_nkd_train(run_cli
     expected = {
         "dist": ("CE weight β 1, T 1, β_dist 1, γ 1", {"temperature": 1.0, "dist_beta": 1.0, "dist_gamma": 1.0}),
         "wttm": ("CE weight β 1, γ 0.5, weight 1", {"wttm_gamma": 0.5, "wttm_weight": 1.0}),
-        "nkd": ("CE weight β 1, T 1, γ 1.5", {"temperature": 1.0, "nkd_gamma": 1.5}),
+        "nkd": ("CE weight β 1, T 1, γ 0.5", {"temperature": 1.0, "nkd_gamma": 0.5}),
     }
     for loss, (line, recorded) in expected.items():
         out = tmp_path / loss

@@ -377,7 +377,7 @@ OPTIONS: tuple[Option, ...] = (
         "(default: 0.5).", KD, commands=D, show_default=False, applies=kd_loss("wttm")),
     Option("wttm_weight", float | None, None, "wttm: weight of the WTTM term (default: 1).", KD, commands=D,
         show_default=False, applies=kd_loss("wttm")),
-    Option("nkd_gamma", float | None, None, "nkd: weight γ of the normalised non-target term (default: 1.5).", KD,
+    Option("nkd_gamma", float | None, None, "nkd: weight γ of the normalised non-target term (default: 0.5).", KD,
         commands=D, show_default=False, applies=kd_loss("nkd")),
     Option("kd_balance", str, "none", "With a teacher or its cache: none, or logit-adjust (teacher logits minus "
         "τ·log π of the training split before softening, for every --kd-loss).", KD, commands=D,

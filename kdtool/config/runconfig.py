@@ -358,7 +358,7 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "dkd": {"beta": 1.0, "temperature": 1.0, "dkd_alpha": 1.0, "dkd_beta": 2.0, "dkd_warmup_epochs": 1},
     "dist": {"beta": 1.0, "temperature": 1.0, "dist_beta": 1.0, "dist_gamma": 1.0},
     "wttm": {"beta": 1.0, "wttm_gamma": 0.5, "wttm_weight": 1.0},
-    "nkd": {"beta": 1.0, "temperature": 1.0, "nkd_gamma": 1.5},
+    "nkd": {"beta": 1.0, "temperature": 1.0, "nkd_gamma": 0.5},
     "lls-st": {"beta": 0.0, "temperature": 1.0},
 }
 # With --logit-standardize the temperature is a base temperature on z-scored logits: 2, as Sun et al. (CVPR 2024)
