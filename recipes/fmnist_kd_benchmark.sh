@@ -33,11 +33,9 @@
 # every batch; the cached, LLS-ST and 1-hot students never do. KDTOOL_JOBS=N trains the two teachers,
 # and then the students, N at a time (recipes/common.sh).
 #
-# Time (OMP_NUM_THREADS=1, 2 CPU cores shared with other jobs), from epoch times measured with
-# KDTOOL_EPOCHS=1: a teacher epoch 271-307 s, a live-teacher student epoch 18.7-20.0 s, any other
-# student epoch 1.6-1.7 s: about 100 minutes for the teachers, 70 for the 21 live-teacher students, 6
-# for the rest: about 3 hours in all (estimated from those epoch times with the WTTM, NKD, DKD + standardisation
-# and cached DKD/DIST rows added; the 8-row version measured under 4 minutes on one H200 with KDTOOL_JOBS=8).
+# Time, measured: 45 minutes with OMP_NUM_THREADS=1 KDTOOL_JOBS=2 on a 2-core CPU (a teacher epoch 141 s, a
+# live-teacher student epoch 9.7-10.1 s, any other student epoch 1.0-1.1 s, two trainings side by side); the
+# 8-row version of this recipe took under 4 minutes on one H200 with KDTOOL_JOBS=8. Results: docs/recipes.md.
 #
 # Tiny mode (tests): KDTOOL_SKIP_INSTALL=1 KDTOOL_EPOCHS=1 KDTOOL_OUT=/tmp/kdbench KDTOOL_SEEDS=0 \
 #     KDTOOL_EXTRA="--limit-train 256 --limit-test 128" bash recipes/fmnist_kd_benchmark.sh
