@@ -6,15 +6,18 @@ float16 (the default), in-memory data (P = 2 int16 draws: Fashion-MNIST's standa
 data (7 int32 draws: crop box, flip, image size); bytes per sample-view = (file − header − the per-sample index)
 / (N·V). Memory: a Fashion-MNIST subset, a cache of ``--views`` views of a fixed random teacher (float32, so the
 file is big), opened with a budget of a quarter of its size (read per batch from the file) and whole; the peak
-RSS of opening it plus one LeNet-5 KD epoch, above the process's RSS before.
+RSS of opening it plus one LeNet-5 KD epoch, above the process's RSS before: each of ``--repeats`` runs and their
+median (one run's peak varies by hundreds of MiB, loaded whole or not: what the epoch's garbage holds when the
+collector runs; the median is what to read).
 
-    python bench/cache_memory.py [--limit N] [--views V] [--tiny]
+    python bench/cache_memory.py [--limit N] [--views V] [--repeats R] [--tiny]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -64,10 +67,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20000, help="Fashion-MNIST training samples")
     parser.add_argument("--views", type=int, default=200, help="views of the cache (its size grows with them)")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5, help="measured runs of each (their median is reported)")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (the test suite's)")
     args = parser.parse_args()
     if args.tiny:
-        args.limit, args.views = 256, 8
+        args.limit, args.views, args.repeats = 256, 8, 1
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -93,9 +97,10 @@ def main() -> None:
               f"budget {budget / 2**20:.1f} MiB (a quarter)")  # fmt: skip
         epoch_peak(dataset, path, budget, args.batch_size)  # warm-up: first-use allocations count for neither
         for name, given in (("cache 4x the budget (read per batch)", budget), ("cache loaded whole", None)):
-            peak, whole = epoch_peak(dataset, path, given, args.batch_size)
-            print(f"{name}: peak RSS of opening it and one KD epoch, above the RSS before: {peak:.1f} MiB "
-                  f"(in memory: {whole})")  # fmt: skip
+            runs = [epoch_peak(dataset, path, given, args.batch_size) for _ in range(args.repeats)]
+            peaks = ", ".join(f"{peak:.1f}" for peak, _ in runs)
+            print(f"{name}: peak RSS of opening it and one KD epoch, above the RSS before: median "
+                  f"{statistics.median(peak for peak, _ in runs):.1f} MiB of {peaks} (in memory: {runs[0][1]})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -171,6 +171,24 @@ def test_damaged_or_foreign_files_are_refused_in_one_line(tmp_path):
         damaged.teacher_logits(1, torch.tensor([0]))
 
 
+def test_a_cache_loaded_whole_is_checked_piece_by_piece_to_its_last_logit(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from kdtool.distill import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "CHECK_CHUNK", 5)  # pieces of 5 logits: the damaged one is in the last piece
+    cache = toy_cache(tmp_path)
+    with safe_open(cache.path, "pt") as fh:
+        meta, tensors = fh.metadata(), {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    assert tensors["logits"].numel() > 5 * 6
+    TeacherCache.open(cache.path)  # every piece finite
+    logits = tensors["logits"].clone()
+    logits.view(-1)[-1] = float("inf")
+    save_file({**tensors, "logits": logits}, str(tmp_path / "inf.safetensors"), metadata=meta)
+    with pytest.raises(KdtoolError, match=r"holds a NaN or infinite logit, .* in its tensors: it is damaged"):
+        TeacherCache.open(tmp_path / "inf.safetensors")
+
+
 # -- replay ---------------------------------------------------------------------------------------
 
 

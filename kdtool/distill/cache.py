@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -311,12 +311,10 @@ class TeacherCache:
     def _check(self, parts: Mapping[str, torch.Tensor], where: str) -> None:
         """Refuse damaged logits or classes (``parts``: the stored tensors, or some of their rows)."""
         logits = [parts[name] for name in ("logits", "topk_logits", "gt_logit") if name in parts]
-        bad = not all(bool(torch.isfinite(t).all()) for t in logits)
+        bad = not all(_every(t, lambda c: torch.isfinite(c).all()) for t in logits)
         if "topk_indices" in parts:
-            indices = parts["topk_indices"]
-            bad = bad or bool(
-                parts["rest_logit"].isnan().any() or ((indices < 0) | (indices >= self.num_classes)).any()
-            )
+            bad = bad or not _every(parts["rest_logit"], lambda c: ~c.isnan().any()) or not _every(
+                parts["topk_indices"], lambda c: ((c >= 0) & (c < self.num_classes)).all())  # fmt: skip
         if bad:
             raise KdtoolError(f"teacher cache {self.path} holds a NaN or infinite logit, or a class index outside "
                               f"0..{self.num_classes - 1}, in {where}: it is damaged; rebuild it")  # fmt: skip
@@ -451,6 +449,17 @@ def _cache_metadata(meta: dict[str, str]) -> tuple[list[str], dict[str, Any], tu
     if meta["cache_dtype"] not in CACHE_DTYPES or not 1 <= k <= len(names):
         raise KdtoolError(f"cache_dtype {meta['cache_dtype']!r} or top_k {k} is not one kdtool writes")
     return names, options, (n, v, k)
+
+
+# Elements checked at a time (16 MiB of float32): a cache loaded whole is checked in pieces, so the check's
+# temporaries (torch.isfinite makes two, one of them the size of its input) never double what the budget allowed.
+CHECK_CHUNK = 1 << 22
+
+
+def _every(tensor: torch.Tensor, test: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+    """Whether ``test`` (a tensor → one boolean) holds for every piece of :data:`CHECK_CHUNK` elements of
+    ``tensor``."""
+    return all(bool(test(part)) for part in tensor.reshape(-1).split(CHECK_CHUNK))
 
 
 class CacheWriter:
