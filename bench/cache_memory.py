@@ -98,9 +98,9 @@ def main() -> None:
         epoch_peak(dataset, path, budget, args.batch_size)  # warm-up: first-use allocations count for neither
         for name, given in (("cache 4x the budget (read per batch)", budget), ("cache loaded whole", None)):
             runs = [epoch_peak(dataset, path, given, args.batch_size) for _ in range(args.repeats)]
-            peaks = ", ".join(f"{peak:.1f}" for peak, _ in runs)
-            print(f"{name}: peak RSS of opening it and one KD epoch, above the RSS before: median "
-                  f"{statistics.median(peak for peak, _ in runs):.1f} MiB of {peaks} (in memory: {runs[0][1]})")  # fmt: skip
+            peaks, median = ", ".join(f"{peak:.1f}" for peak, _ in runs), statistics.median(p for p, _ in runs)
+            print(f"{name}: peak RSS of opening it and one KD epoch, above the RSS before: median {median:.1f} MiB "
+                  f"of {peaks} (in memory: {runs[0][1]})")  # fmt: skip
 
 
 if __name__ == "__main__":
