@@ -24,7 +24,7 @@ RATIO = re.compile(r"ratio .+ = \d+\.\d{3} \(target ≤ [\d.]+: (met|NOT met)\)"
 LAST_LINE = {
     "cache_exactness.py": re.compile(r"\| dist T=4 \| 3 of 10 \| .+ \|"),
     "shard_mixing.py": re.compile(r"uniform shuffle \(expected\) +\d+\.\d\d"),
-    "cache_memory.py": re.compile(r"cache loaded whole: peak RSS .+: median \d+\.\d MiB of [0-9., ]+ \(in memory: T"),
+    "cache_memory.py": re.compile(r"cache loaded whole: peak RSS .+ median [\d.]+ MiB of [\d., ]+ \(in memory: True\)"),
 }
 NEEDS = {"vs_torchdistill.py": "torchdistill"}  # the optional `bench` extra
 
