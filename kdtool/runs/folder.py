@@ -197,7 +197,7 @@ def first_difference(recorded: Mapping[str, Any], requested: Mapping[str, Any],
     requested = redact_values(requested)[0]  # as config.json records them: without credentials
     for key, value in requested.items():
         was = recorded.get(key, missing)
-        if was is missing and key != "kind" and value == (defaults or {}).get(key):
+        if was is missing and value == (defaults or {}).get(key):
             continue
         if was != value:
             return key, (None if was is missing else was), value
